@@ -1,0 +1,199 @@
+"""Writing model packages: collect artifacts and golden data, sign, emit dir or ``.efpkg``."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import zipfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ._errors import PackageError
+from ._manifest import (
+    Artifact,
+    ArtifactFormat,
+    ArtifactMetrics,
+    ExportFailure,
+    Manifest,
+    Precision,
+    Preprocessing,
+    TensorSpec,
+)
+from ._package import MANIFEST_NAME, save_npz, sha256_file, sign_manifest
+from ._signing import Ed25519PrivateKey
+
+__all__ = ["PackageBuilder", "write_archive"]
+
+log = logging.getLogger(__name__)
+
+_EXT = {"onnx": ".onnx", "tflite": ".tflite", "pte": ".pte", "torchscript": ".pt"}
+_ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+
+
+def write_archive(src_dir: Path, out: Path) -> Path:
+    """Zip ``src_dir`` deterministically (sorted entries, fixed times) into ``out``,
+    atomically (write to a temp file, fsync, rename)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=".tmp-", suffix=".efpkg", dir=out.parent)
+    os.close(fd)
+    try:
+        with zipfile.ZipFile(tmp_name, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+            for p in sorted(src_dir.rglob("*")):
+                if p.is_file():
+                    info = zipfile.ZipInfo(p.relative_to(src_dir).as_posix(), _ZIP_EPOCH)
+                    info.compress_type = zipfile.ZIP_DEFLATED
+                    info.external_attr = 0o644 << 16
+                    with open(p, "rb") as f, zf.open(info, "w") as dst:
+                        shutil.copyfileobj(f, dst, 1 << 20)
+        with open(tmp_name, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp_name, out)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    return out
+
+
+class PackageBuilder:
+    """Assemble a package.
+
+    >>> b = PackageBuilder("digits", "1.0.0", inputs=[...], outputs=[...])
+    >>> b.set_golden_inputs({"input": x})
+    >>> b.add_artifact("model.onnx", format="onnx", precision="fp32", golden_outputs={...})
+    >>> b.build("digits.efpkg", signing_key=key)
+    """
+
+    def __init__(
+        self,
+        name: str,
+        version: str,
+        *,
+        inputs: Sequence[TensorSpec],
+        outputs: Sequence[TensorSpec],
+        task: str = "classification",
+        labels: Sequence[str] = (),
+        preprocessing: Preprocessing | None = None,
+        description: str = "",
+        recipe_digest: str | None = None,
+    ) -> None:
+        self._work = tempfile.TemporaryDirectory(prefix="edgefleet-build-")
+        self.root = Path(self._work.name)
+        self._fields = dict(
+            name=name,
+            version=version,
+            task=task,
+            labels=list(labels),
+            inputs=list(inputs),
+            outputs=list(outputs),
+            preprocessing=preprocessing or Preprocessing(),
+            description=description,
+            recipe_digest=recipe_digest,
+        )
+        # Validate the fixed fields now so errors name the field before any export work.
+        Manifest.model_validate(self._fields)
+        self._artifacts: list[Artifact] = []
+        self._failures: list[ExportFailure] = []
+        self._golden_inputs: str | None = None
+
+    def set_golden_inputs(self, arrays: Mapping[str, np.ndarray]) -> None:
+        expected = {s.name for s in self._fields["inputs"]}
+        if set(arrays) != expected:
+            raise PackageError(f"golden inputs must be {sorted(expected)}, got {sorted(arrays)}")
+        (self.root / "golden").mkdir(exist_ok=True)
+        save_npz(self.root / "golden" / "inputs.npz", arrays)
+        self._golden_inputs = "golden/inputs.npz"
+
+    def add_artifact(
+        self,
+        file: str | Path,
+        *,
+        format: ArtifactFormat,
+        precision: Precision,
+        name: str | None = None,
+        targets: Sequence[str] = (),
+        fixed_batch: int | None = None,
+        metrics: ArtifactMetrics | None = None,
+        golden_outputs: Mapping[str, np.ndarray] | None = None,
+        golden_atol: float = 1e-4,
+        golden_rtol: float = 1e-3,
+    ) -> Artifact:
+        file = Path(file)
+        if not file.is_file():
+            raise PackageError(f"artifact file {file} does not exist")
+        name = name or f"model.{precision}{_EXT[format]}"
+        if any(a.name == name for a in self._artifacts):
+            raise PackageError(f"artifact {name!r} added twice")
+        rel = f"artifacts/{name}"
+        (self.root / "artifacts").mkdir(exist_ok=True)
+        shutil.copyfile(file, self.root / rel)
+        golden_rel = None
+        if golden_outputs is not None:
+            (self.root / "golden").mkdir(exist_ok=True)
+            golden_rel = f"golden/{name}.outputs.npz"
+            save_npz(self.root / golden_rel, golden_outputs)
+        art = Artifact(
+            name=name,
+            path=rel,
+            format=format,
+            precision=precision,
+            sha256=sha256_file(self.root / rel),
+            size=(self.root / rel).stat().st_size,
+            targets=list(targets),
+            fixed_batch=fixed_batch,
+            metrics=metrics,
+            golden_outputs=golden_rel,
+            golden_atol=golden_atol,
+            golden_rtol=golden_rtol,
+        )
+        self._artifacts.append(art)
+        return art
+
+    def add_failed_export(self, format: ArtifactFormat, precision: Precision, reason: str) -> None:
+        self._failures.append(ExportFailure(format=format, precision=precision, reason=reason))
+
+    def manifest(self) -> Manifest:
+        return Manifest.model_validate(
+            {
+                **self._fields,
+                "artifacts": self._artifacts,
+                "failed_exports": self._failures,
+                "golden_inputs": self._golden_inputs,
+            }
+        )
+
+    def build(
+        self,
+        out: str | Path,
+        *,
+        signing_key: Ed25519PrivateKey | None = None,
+        archive: bool | None = None,
+    ) -> Path:
+        """Write the package to ``out``: a ``.efpkg`` archive when ``out`` ends with
+        ``.efpkg`` (or ``archive=True``), else a directory. Returns the path."""
+        out = Path(out)
+        archive = out.suffix == ".efpkg" if archive is None else archive
+        manifest = self.manifest()
+        if signing_key is not None:
+            manifest = sign_manifest(manifest, signing_key)
+        (self.root / MANIFEST_NAME).write_text(manifest.model_dump_json(indent=2))
+        if archive:
+            write_archive(self.root, out)
+        else:
+            if out.exists():
+                raise PackageError(f"{out} already exists; refusing to overwrite a package")
+            shutil.copytree(self.root, out)
+        log.info("wrote package %s %s -> %s", manifest.name, manifest.version, out)
+        return out
+
+    def close(self) -> None:
+        self._work.cleanup()
+
+    def __enter__(self) -> PackageBuilder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

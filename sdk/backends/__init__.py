@@ -1,0 +1,35 @@
+"""Runtime backends behind one Protocol, chosen through a lazy registry."""
+
+from ._base import (
+    BACKENDS,
+    EXTRAS,
+    Backend,
+    BackendOptions,
+    ExecuTorchOptions,
+    LiteRTOptions,
+    MockOptions,
+    OnnxRuntimeOptions,
+    Session,
+    TorchOptions,
+    backend_names,
+    get_backend,
+    module_available,
+    register_backend,
+)
+
+__all__ = [
+    "BACKENDS",
+    "EXTRAS",
+    "Backend",
+    "BackendOptions",
+    "ExecuTorchOptions",
+    "LiteRTOptions",
+    "MockOptions",
+    "OnnxRuntimeOptions",
+    "Session",
+    "TorchOptions",
+    "backend_names",
+    "get_backend",
+    "module_available",
+    "register_backend",
+]

@@ -1,0 +1,95 @@
+"""Start a real Mosquitto broker on a free loopback port with a generated config."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["Mosquitto", "free_port", "MOSQUITTO_BIN"]
+
+MOSQUITTO_BIN = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Mosquitto:
+    """A mosquitto process. ``extra_conf`` lines are appended to the listener config
+    (e.g. ``password_file`` / ``acl_file`` / ``allow_anonymous false``)."""
+
+    port: int = 0
+    extra_conf: list[str] = field(default_factory=list)
+    workdir: Path | None = None
+    proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 10.0) -> Mosquitto:
+        if not Path(MOSQUITTO_BIN).exists():
+            raise RuntimeError("mosquitto is not installed (apt-get install -y mosquitto)")
+        self.port = self.port or free_port()
+        self.workdir = self.workdir or Path(tempfile.mkdtemp(prefix="mosquitto-"))
+        conf = self.workdir / "mosquitto.conf"
+        lines = [
+            "per_listener_settings false",
+            f"listener {self.port} 127.0.0.1",
+            "persistence true",
+            f"persistence_location {self.workdir}/",
+            "max_queued_messages 100000",
+            "max_inflight_messages 1000",
+            "log_dest stderr",
+            "log_type error",
+            "log_type warning",
+        ]
+        if not any(x.startswith("allow_anonymous") for x in self.extra_conf):
+            lines.append("allow_anonymous true")
+        conf.write_text("\n".join(lines + self.extra_conf) + "\n")
+        self.proc = subprocess.Popen(
+            [MOSQUITTO_BIN, "-c", str(conf)],
+            stdout=subprocess.DEVNULL,
+            stderr=open(self.workdir / "mosquitto.log", "ab"),  # noqa: SIM115
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                log = (self.workdir / "mosquitto.log").read_text(errors="replace")
+                raise RuntimeError(f"mosquitto exited with {self.proc.returncode}: {log}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return self
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"mosquitto did not listen on port {self.port} within {timeout}s")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def restart(self) -> Mosquitto:
+        """Start again on the same port and persistence directory (sessions survive)."""
+        self.stop()
+        return self.start()
+
+    def __enter__(self) -> Mosquitto:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
