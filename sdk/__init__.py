@@ -6,6 +6,7 @@
 """
 
 from ._builder import PackageBuilder, write_archive
+from ._cache import CacheStats, PersistentCache, ResultCache, input_digest
 from ._errors import (
     BackendError,
     BackendUnavailableError,
@@ -25,6 +26,8 @@ from ._manifest import (
     Signature,
     TensorSpec,
 )
+from ._metrics import Metrics, MetricsSnapshot
+from ._model import LoadOptions, Model, ModelInfo, SmokeResult, load
 from ._package import (
     Package,
     TrustPolicy,
@@ -34,6 +37,7 @@ from ._package import (
     sign_manifest,
     verify_manifest,
 )
+from ._pool import ModelCache
 from ._signing import (
     canonical_json,
     generate_keypair,
@@ -53,7 +57,19 @@ __all__ = [
     "BackendUnavailableError",
     "ConfigError",
     "EdgefleetError",
+    "CacheStats",
     "ExportFailure",
+    "LoadOptions",
+    "Metrics",
+    "MetricsSnapshot",
+    "Model",
+    "ModelCache",
+    "ModelInfo",
+    "PersistentCache",
+    "ResultCache",
+    "SmokeResult",
+    "input_digest",
+    "load",
     "InputError",
     "Manifest",
     "Package",

@@ -30,7 +30,7 @@ __all__ = ["PackageBuilder", "write_archive"]
 
 log = logging.getLogger(__name__)
 
-_EXT = {"onnx": ".onnx", "tflite": ".tflite", "pte": ".pte", "torchscript": ".pt"}
+_EXT = {"onnx": ".onnx", "tflite": ".tflite", "pte": ".pte", "pt2": ".pt2", "torchscript": ".pt"}
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 
 

@@ -28,7 +28,7 @@ __all__ = [
 
 MANIFEST_SCHEMA_VERSION = 1
 
-ArtifactFormat = Literal["onnx", "tflite", "pte", "torchscript"]
+ArtifactFormat = Literal["onnx", "tflite", "pte", "pt2", "torchscript"]
 Precision = Literal["fp32", "fp16", "int8"]
 DType = Literal[
     "float32", "float16", "float64", "int8", "uint8", "int16", "int32", "int64", "bool"

@@ -1,0 +1,128 @@
+"""Inference metrics: a log-bucketed latency histogram and call/error/cache counters.
+
+The histogram has fixed buckets growing by 4 % from 1 us to ~100 s, so recording is O(1),
+memory is constant and percentiles are within one bucket (4 %) of the true value.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import asdict, dataclass
+
+__all__ = ["LatencyHistogram", "Metrics", "MetricsSnapshot"]
+
+_GROWTH = 1.04
+_MIN_S = 1e-6
+_BUCKETS = int(math.log(1e8) / math.log(_GROWTH)) + 2
+_LOG_GROWTH = math.log(_GROWTH)
+
+
+class LatencyHistogram:
+    """Not thread-safe on its own; :class:`Metrics` guards it."""
+
+    __slots__ = ("counts", "total", "sum_s", "max_s")
+
+    def __init__(self) -> None:
+        self.counts = [0] * _BUCKETS
+        self.total = 0
+        self.sum_s = 0.0
+        self.max_s = 0.0
+
+    def record(self, seconds: float) -> None:
+        i = 0 if seconds <= _MIN_S else int(math.log(seconds / _MIN_S) / _LOG_GROWTH) + 1
+        self.counts[min(i, _BUCKETS - 1)] += 1
+        self.total += 1
+        self.sum_s += seconds
+        if seconds > self.max_s:
+            self.max_s = seconds
+
+    def percentile(self, q: float) -> float | None:
+        """Upper edge of the bucket holding the q-th percentile (seconds), None if empty."""
+        if not self.total:
+            return None
+        rank = max(1, math.ceil(q / 100.0 * self.total))
+        seen = 0
+        for i, c in enumerate(self.counts):
+            seen += c
+            if seen >= rank:
+                return min(_MIN_S * _GROWTH**i, self.max_s)
+        return self.max_s
+
+
+@dataclass(frozen=True)
+class MetricsSnapshot:
+    calls: int
+    errors: int
+    cache_hits: int
+    cache_misses: int
+    p50_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
+    mean_ms: float | None
+    max_ms: float | None
+
+    @property
+    def cache_hit_rate(self) -> float | None:
+        n = self.cache_hits + self.cache_misses
+        return self.cache_hits / n if n else None
+
+    @property
+    def error_rate(self) -> float | None:
+        return self.errors / self.calls if self.calls else None
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["cache_hit_rate"] = self.cache_hit_rate
+        d["error_rate"] = self.error_rate
+        return d
+
+
+class Metrics:
+    """Thread-safe counters and latency histogram of one model (or of an agent)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._reset()
+
+    def _reset(self) -> None:
+        self._hist = LatencyHistogram()
+        self._calls = self._errors = self._hits = self._misses = 0
+
+    def record_call(self, seconds: float, *, error: bool = False) -> None:
+        with self._lock:
+            self._calls += 1
+            if error:
+                self._errors += 1
+            else:
+                self._hist.record(seconds)
+
+    def record_cache(self, hit: bool) -> None:
+        with self._lock:
+            if hit:
+                self._hits += 1
+            else:
+                self._misses += 1
+
+    def snapshot(self, *, reset: bool = False) -> MetricsSnapshot:
+        """Current figures; ``reset=True`` starts a new window (what the agent publishes)."""
+        with self._lock:
+            h = self._hist
+
+            def ms(v: float | None) -> float | None:
+                return None if v is None else round(v * 1000.0, 4)
+
+            snap = MetricsSnapshot(
+                calls=self._calls,
+                errors=self._errors,
+                cache_hits=self._hits,
+                cache_misses=self._misses,
+                p50_ms=ms(h.percentile(50)),
+                p95_ms=ms(h.percentile(95)),
+                p99_ms=ms(h.percentile(99)),
+                mean_ms=ms(h.sum_s / h.total) if h.total else None,
+                max_ms=ms(h.max_s) if h.total else None,
+            )
+            if reset:
+                self._reset()
+            return snap

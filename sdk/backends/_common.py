@@ -1,0 +1,94 @@
+"""Helpers shared by the runtime adapters: name matching, option checks, error wrapping."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import warnings
+from collections.abc import Iterator, Sequence
+
+from .._errors import BackendError, BackendUnavailableError, ConfigError
+from .._manifest import TensorSpec
+from ._base import EXTRAS, module_available
+
+__all__ = [
+    "match_names",
+    "check_options",
+    "missing_runtime",
+    "require_runtime",
+    "quiet_imports",
+    "wrap_errors",
+]
+
+log = logging.getLogger(__name__)
+
+
+def _norm(name: str) -> str:
+    # Runtimes decorate tensor names: TF adds "serving_default_" and ":0".
+    name = name.split(":")[0]
+    return name.removeprefix("serving_default_")
+
+
+def match_names(
+    runtime_names: Sequence[str], specs: Sequence[TensorSpec], what: str, source: str
+) -> list[int]:
+    """For each manifest spec, the index of the runtime tensor that carries it: by name when
+    every name matches (exactly or after undoing runtime decoration), else by position."""
+    if len(runtime_names) != len(specs):
+        raise BackendError(
+            f"{source}: the model has {len(runtime_names)} {what}s {list(runtime_names)}, "
+            f"the manifest declares {len(specs)} {[s.name for s in specs]}"
+        )
+    for key in (lambda n: n, _norm):
+        index = {key(n): i for i, n in enumerate(runtime_names)}
+        if len(index) == len(runtime_names) and all(s.name in index for s in specs):
+            return [index[s.name] for s in specs]
+    return list(range(len(specs)))
+
+
+def check_options(options: object, expected: type, backend: str) -> object:
+    """``options`` or a default instance; a wrong options type is a ConfigError."""
+    if options is None:
+        return expected()
+    if not isinstance(options, expected):
+        raise ConfigError(
+            f"backend {backend!r} takes {expected.__name__}, got {type(options).__name__}"
+        )
+    return options
+
+
+def missing_runtime(backend: str, modules: Sequence[str]) -> str | None:
+    """None when one of ``modules`` is importable, else a reason naming the pip extra."""
+    if any(module_available(m) for m in modules):
+        return None
+    return (
+        f"backend {backend!r} needs one of {', '.join(modules)}; "
+        f"pip install '{EXTRAS.get(backend, 'edgefleet[all]')}'"
+    )
+
+
+def require_runtime(backend: str, modules: Sequence[str]) -> None:
+    reason = missing_runtime(backend, modules)
+    if reason is not None:
+        raise BackendUnavailableError(reason)
+
+
+@contextlib.contextmanager
+def quiet_imports() -> Iterator[None]:
+    """Runtime packages emit deprecation warnings about their own internals at import time;
+    they are not ours to fix and would fail a warnings-as-errors run of the user's app."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        yield
+
+
+@contextlib.contextmanager
+def wrap_errors(action: str) -> Iterator[None]:
+    """Turn any runtime exception into a BackendError saying what we were doing."""
+    try:
+        yield
+    except (BackendError, BackendUnavailableError, ConfigError):
+        raise
+    except Exception as e:
+        raise BackendError(f"{action}: {type(e).__name__}: {e}") from e

@@ -1,0 +1,116 @@
+"""The ONNX Runtime backend: providers in priority order, threads, optimisation level."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from .._errors import BackendError, ConfigError
+from .._manifest import Artifact, TensorSpec
+from ._base import BackendOptions, OnnxRuntimeOptions
+from ._common import check_options, match_names, missing_runtime, require_runtime, wrap_errors
+
+__all__ = ["OnnxRuntimeBackend", "OnnxRuntimeSession"]
+
+log = logging.getLogger(__name__)
+
+# Best first; whatever of these the installed build offers is used when none are given.
+DEFAULT_PROVIDERS = (
+    "TensorrtExecutionProvider",
+    "CUDAExecutionProvider",
+    "CPUExecutionProvider",
+)
+_LEVELS = {
+    "disable": "ORT_DISABLE_ALL",
+    "basic": "ORT_ENABLE_BASIC",
+    "extended": "ORT_ENABLE_EXTENDED",
+    "all": "ORT_ENABLE_ALL",
+}
+
+
+def choose_providers(requested: tuple[str, ...] | None, available: list[str]) -> list[str]:
+    """Requested (or default) providers that this onnxruntime build has, order kept."""
+    wanted = requested if requested is not None else DEFAULT_PROVIDERS
+    chosen = [p for p in wanted if p in available]
+    dropped = [p for p in wanted if p not in available]
+    if requested is not None and dropped:
+        log.warning("onnxruntime providers %s are not available here; using %s", dropped, chosen)
+    if not chosen:
+        raise ConfigError(
+            f"none of the onnxruntime providers {list(wanted)} is available; "
+            f"this build offers {available}"
+        )
+    return chosen
+
+
+class OnnxRuntimeSession:
+    def __init__(self, sess, inputs: list[TensorSpec], outputs: list[TensorSpec], source: str):
+        self._sess = sess
+        self._inputs = inputs
+        self._outputs = outputs
+        self._source = source
+        rt_in = [i.name for i in sess.get_inputs()]
+        rt_out = [o.name for o in sess.get_outputs()]
+        in_idx = match_names(rt_in, inputs, "input", source)
+        out_idx = match_names(rt_out, outputs, "output", source)
+        # Pre-computed once so run() is a dict lookup away from the raw sess.run call.
+        self._feed_names = [(s.name, rt_in[i]) for s, i in zip(inputs, in_idx, strict=True)]
+        self._same_inputs = all(a == b for a, b in self._feed_names)
+        self._rt_outputs = [rt_out[i] for i in out_idx]
+        self._out_names = [s.name for s in outputs]
+        self.providers = list(sess.get_providers())
+
+    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        feed = (
+            inputs if self._same_inputs else {rt: inputs[name] for name, rt in self._feed_names}
+        )
+        try:
+            results = self._sess.run(self._rt_outputs, feed)
+        except Exception as e:  # onnxruntime raises its own pybind exception types
+            raise BackendError(f"onnxruntime failed running {self._source}: {e}") from e
+        return dict(zip(self._out_names, results, strict=True))
+
+    def input_specs(self) -> list[TensorSpec]:
+        return list(self._inputs)
+
+    def output_specs(self) -> list[TensorSpec]:
+        return list(self._outputs)
+
+    def close(self) -> None:
+        self._sess = None
+
+
+class OnnxRuntimeBackend:
+    name = "onnxruntime"
+    formats = ("onnx",)
+    options_type = OnnxRuntimeOptions
+
+    def available(self) -> str | None:
+        return missing_runtime(self.name, ["onnxruntime"])
+
+    def load(
+        self,
+        path: Path,
+        artifact: Artifact,
+        inputs: list[TensorSpec],
+        outputs: list[TensorSpec],
+        options: BackendOptions | None,
+    ) -> OnnxRuntimeSession:
+        opts = check_options(options, OnnxRuntimeOptions, self.name)
+        require_runtime(self.name, ["onnxruntime"])
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _LEVELS[opts.graph_optimization])
+        if opts.intra_op_threads is not None:
+            so.intra_op_num_threads = opts.intra_op_threads
+        if opts.inter_op_threads is not None:
+            so.inter_op_num_threads = opts.inter_op_threads
+        providers = choose_providers(opts.providers, ort.get_available_providers())
+        with wrap_errors(f"onnxruntime could not load {artifact.name} ({path})"):
+            sess = ort.InferenceSession(str(path), sess_options=so, providers=providers)
+            session = OnnxRuntimeSession(sess, inputs, outputs, artifact.name)
+        log.debug("onnxruntime loaded %s with providers %s", artifact.name, session.providers)
+        return session
