@@ -1,3 +1,58 @@
-"""placeholder."""
+"""edgefleet fleet service: model registry, devices, wave rollouts, telemetry, dashboard.
 
-__all__: list[str] = []
+>>> from edgefleet.fleet import FleetService, FleetSettings, create_app
+>>> service = FleetService(FleetSettings(data_dir=Path("fleet-data")))
+>>> app = create_app(service, manage_lifecycle=True)   # uvicorn.run(app)
+"""
+
+from ._api import create_app
+from ._engine import (
+    STATUSES,
+    DeviceProgress,
+    GateInputs,
+    RolloutSnapshot,
+    RolloutSpec,
+    TargetSpec,
+    WaveSize,
+    apply_action,
+    plan_waves,
+    step,
+)
+from ._errors import (
+    AuthError,
+    BadRequestError,
+    ConflictError,
+    FleetError,
+    ForbiddenError,
+    InvalidTransitionError,
+    NotFoundError,
+)
+from ._mosquitto import hash_mqtt_password, render_acl, render_password_file
+from ._service import FleetService
+from ._settings import FleetSettings
+
+__all__ = [
+    "STATUSES",
+    "AuthError",
+    "BadRequestError",
+    "ConflictError",
+    "DeviceProgress",
+    "FleetError",
+    "FleetService",
+    "FleetSettings",
+    "ForbiddenError",
+    "GateInputs",
+    "InvalidTransitionError",
+    "NotFoundError",
+    "RolloutSnapshot",
+    "RolloutSpec",
+    "TargetSpec",
+    "WaveSize",
+    "apply_action",
+    "create_app",
+    "hash_mqtt_password",
+    "plan_waves",
+    "render_acl",
+    "render_password_file",
+    "step",
+]

@@ -225,7 +225,9 @@ class PersistentCache:
                 raise
 
     def _evict(self) -> None:
-        n, total = self._db.execute("SELECT COUNT(*), COALESCE(SUM(size),0) FROM results").fetchone()
+        n, total = self._db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(size),0) FROM results"
+        ).fetchone()
         while n > self.max_entries or total > self.max_bytes:
             key, size = self._db.execute(
                 "SELECT key, size FROM results ORDER BY accessed LIMIT 1"

@@ -18,12 +18,14 @@ def new(
 ) -> None:
     """Write NAME.key (private, mode 0600) and NAME.pub; never overwrites."""
     from ._errors import EdgefleetError
-    from ._signing import key_id, load_public_key
-    from ._signing import generate_keypair
+    from ._signing import generate_keypair, key_id, load_public_key
 
     try:
         priv, pub = generate_keypair(out, name)
     except EdgefleetError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(1) from e
-    typer.echo(f"private key: {priv}\npublic key:  {pub}\nkey id:      {key_id(load_public_key(pub))}")
+    kid = key_id(load_public_key(pub))
+    typer.echo(
+        f"private key: {priv}\npublic key:  {pub}\nkey id:      {kid}"
+    )

@@ -30,9 +30,7 @@ MANIFEST_SCHEMA_VERSION = 1
 
 ArtifactFormat = Literal["onnx", "tflite", "pte", "pt2", "torchscript"]
 Precision = Literal["fp32", "fp16", "int8"]
-DType = Literal[
-    "float32", "float16", "float64", "int8", "uint8", "int16", "int32", "int64", "bool"
-]
+DType = Literal["float32", "float16", "float64", "int8", "uint8", "int16", "int32", "int64", "bool"]
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _SEMVER_RE = re.compile(

@@ -107,16 +107,14 @@ def resolve_profile(profile: object | str | None) -> object | None:
     """A profile object from a name, or detected on this machine when None. Returns None
     (default runtime order) when profiles are unavailable or detection finds nothing."""
     try:
-        from edgefleet.hardware import profiles
+        import edgefleet.hardware.profiles as profiles
     except ImportError:  # pragma: no cover - hardware.profiles ships with the SDK
         return None
     if isinstance(profile, str):
         try:
             return profiles.get_profile(profile)
-        except KeyError as e:
-            raise ConfigError(
-                f"unknown target profile {profile!r}; expected one of {profiles.list_profiles()}"
-            ) from e
+        except profiles.ProfileError as e:
+            raise ConfigError(str(e)) from e
     if profile is None:
         try:
             return profiles.detect_profile()

@@ -46,6 +46,9 @@ def choose_providers(requested: tuple[str, ...] | None, available: list[str]) ->
 
 
 class OnnxRuntimeSession:
+    # InferenceSession.run is re-entrant: the Model layer need not serialise calls.
+    thread_safe = True
+
     def __init__(self, sess, inputs: list[TensorSpec], outputs: list[TensorSpec], source: str):
         self._sess = sess
         self._inputs = inputs
@@ -71,6 +74,11 @@ class OnnxRuntimeSession:
         except Exception as e:  # onnxruntime raises its own pybind exception types
             raise BackendError(f"onnxruntime failed running {self._source}: {e}") from e
         return dict(zip(self._out_names, results, strict=True))
+
+    @property
+    def session_options(self):
+        """The onnxruntime SessionOptions in effect (threads, optimisation level)."""
+        return self._sess.get_session_options()
 
     def input_specs(self) -> list[TensorSpec]:
         return list(self._inputs)

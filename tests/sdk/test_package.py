@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from edgefleet.sdk import (
     PackageError,
     SignatureError,
@@ -20,6 +19,7 @@ from edgefleet.sdk import (
     open_package,
 )
 from edgefleet.sdk._schema import SCHEMA_PATH, render_manifest_schema
+
 from tests.support.packages import make_package
 
 
@@ -139,7 +139,7 @@ def test_zip_slip_refused(tmp_path, entry):
 def test_symlink_and_duplicate_entries_refused(tmp_path):
     good = make_package(tmp_path / "g.efpkg")
     link = zipfile.ZipInfo("artifacts/link")
-    link.external_attr = (0o120777 << 16)
+    link.external_attr = 0o120777 << 16
     with pytest.raises(PackageError, match="symlink"):
         open_package(_repack(good, tmp_path / "l.efpkg", [(link, b"/etc/passwd")]))
     import warnings

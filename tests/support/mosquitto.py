@@ -58,7 +58,7 @@ class Mosquitto:
         self.proc = subprocess.Popen(
             [MOSQUITTO_BIN, "-c", str(conf)],
             stdout=subprocess.DEVNULL,
-            stderr=open(self.workdir / "mosquitto.log", "ab"),  # noqa: SIM115
+            stderr=open(self.workdir / "mosquitto.log", "ab"),
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

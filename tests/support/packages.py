@@ -89,13 +89,16 @@ def make_package(
     expected = tiny_reference(x, seed).astype(np.float32)
     if break_golden:
         expected = expected + 10.0
-    with TemporaryDirectory() as tmp, PackageBuilder(
-        name,
-        version,
-        inputs=[TensorSpec(name="input", dtype="float32", shape=["batch", IN_FEATURES])],
-        outputs=[TensorSpec(name="logits", dtype="float32", shape=["batch", CLASSES])],
-        labels=[str(i) for i in range(CLASSES)],
-    ) as builder:
+    with (
+        TemporaryDirectory() as tmp,
+        PackageBuilder(
+            name,
+            version,
+            inputs=[TensorSpec(name="input", dtype="float32", shape=["batch", IN_FEATURES])],
+            outputs=[TensorSpec(name="logits", dtype="float32", shape=["batch", CLASSES])],
+            labels=[str(i) for i in range(CLASSES)],
+        ) as builder,
+    ):
         onnx_path = tiny_onnx(Path(tmp) / "model.onnx", seed)
         builder.set_golden_inputs({"input": x})
         builder.add_artifact(

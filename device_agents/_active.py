@@ -1,0 +1,138 @@
+"""Inference on the active slot for device apps: :func:`load_active`.
+
+The handle re-reads the store's pointer (cheaply: one ``stat``) before a call, at most
+every ``check_interval_s``; when another process (the agent) has activated a new slot it
+loads that slot and swaps it in. If the new slot fails to load, the old model keeps
+serving.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from edgefleet.sdk import EdgefleetError, TrustPolicy
+
+from ._store import ModelStore
+
+__all__ = ["ActiveModel", "NoActiveModelError", "load_active"]
+
+log = logging.getLogger(__name__)
+
+
+class NoActiveModelError(EdgefleetError):
+    """The store has no active slot yet (nothing deployed)."""
+
+
+class ActiveModel:
+    """Follows the store's active slot. ``predict`` is thread-safe."""
+
+    def __init__(
+        self,
+        store: ModelStore,
+        *,
+        trust: TrustPolicy | None = None,
+        backend: str | None = None,
+        cache: Any = None,
+        check_interval_s: float = 0.5,
+    ) -> None:
+        self.store = store
+        self.trust = trust or TrustPolicy()
+        self.backend = backend
+        self.cache = cache
+        self.check_interval_s = check_interval_s
+        self._lock = threading.Lock()
+        self._model: Any = None
+        self._key: tuple[int, int] | None = None
+        self._generation: int | None = None
+        self._next_check = 0.0
+
+    def _stamp(self) -> tuple[int, int] | None:
+        try:
+            st = self.store.pointer_path.stat()
+        except FileNotFoundError:
+            return None
+        return (st.st_mtime_ns, st.st_ino)
+
+    def refresh(self, force: bool = False) -> Any:
+        """Load the active slot if it changed; return the current model (or None)."""
+        now = time.monotonic()
+        if not force and now < self._next_check and self._model is not None:
+            return self._model
+        with self._lock:
+            self._next_check = now + self.check_interval_s
+            key = self._stamp()
+            if key == self._key and self._model is not None and not force:
+                return self._model
+            pointer = self.store.pointer()
+            if pointer is None or not self.store.has_package(pointer.slot):
+                return self._model
+            if self._model is not None and pointer.generation == self._generation:
+                self._key = key
+                return self._model
+            from edgefleet.sdk import LoadOptions, load
+
+            try:
+                model = load(
+                    self.store.slot_dir(pointer.slot),
+                    self.backend,
+                    LoadOptions(trust=self.trust, cache=self.cache),
+                )
+            except EdgefleetError as e:
+                log.error("cannot load slot %s, keeping the previous model: %s", pointer.slot, e)
+                self._key = key
+                return self._model
+            old, self._model = self._model, model
+            self._key, self._generation = key, pointer.generation
+            log.info("serving %s %s from slot %s", model.info.name, model.info.version, pointer.slot)
+        if old is not None:
+            old.close()
+        return model
+
+    @property
+    def model(self) -> Any:
+        m = self.refresh()
+        if m is None:
+            raise NoActiveModelError(f"no active model in {self.store.root} (nothing deployed)")
+        return m
+
+    @property
+    def loaded(self) -> Any:
+        """The model currently in memory (None before the first call); no refresh."""
+        return self._model
+
+    @property
+    def info(self) -> Any:
+        return self.model.info
+
+    def predict(self, inputs: Any) -> dict:
+        return self.model.predict(inputs)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._model is not None:
+                self._model.close()
+                self._model = None
+                self._key = None
+
+
+def load_active(
+    store: ModelStore | str | Path,
+    *,
+    trust: TrustPolicy | None = None,
+    backend: str | None = None,
+    check_interval_s: float = 0.5,
+) -> ActiveModel:
+    """A handle on the active model of a device's store that follows new activations.
+
+    >>> model = load_active("/var/lib/edgefleet/store")
+    >>> model.predict(x)["logits"]
+    """
+    if not isinstance(store, ModelStore):
+        store = ModelStore(store)
+    handle = ActiveModel(store, trust=trust, backend=backend, check_interval_s=check_interval_s)
+    handle.refresh(force=True)
+    return handle

@@ -1,0 +1,114 @@
+"""Resumable artifact download over HTTP Range (httpx), authenticated by the device token.
+
+Bytes go to ``<dest>.part``; an interrupted download (network error or a killed agent)
+continues from the bytes already on disk instead of starting over.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgefleet.sdk import EdgefleetError
+
+__all__ = ["DownloadError", "DownloadCanceled", "DownloadSpec", "download"]
+
+log = logging.getLogger(__name__)
+
+CHUNK = 64 * 1024
+
+
+class DownloadError(EdgefleetError):
+    """The artifact could not be downloaded (HTTP error, size mismatch, retries exhausted)."""
+
+
+class DownloadCanceled(EdgefleetError):
+    """The deployment was canceled while downloading."""
+
+
+@dataclass(frozen=True)
+class DownloadSpec:
+    url: str
+    size: int
+    token: str | None = None
+    timeout_s: float = 30.0
+    retries: int = 5
+
+
+def _fetch(
+    spec: DownloadSpec,
+    part: Path,
+    on_bytes: Callable[[int], None],
+    canceled: Callable[[], bool],
+) -> None:
+    import httpx
+
+    have = part.stat().st_size if part.exists() else 0
+    if have > spec.size:
+        part.unlink()
+        have = 0
+    if have == spec.size:
+        return
+    headers = {"Range": f"bytes={have}-"} if have else {}
+    if spec.token:
+        headers["Authorization"] = f"Bearer {spec.token}"
+    with httpx.stream(
+        "GET", spec.url, headers=headers, timeout=spec.timeout_s, follow_redirects=True
+    ) as r:
+        if r.status_code in (401, 403, 404, 410):
+            raise DownloadError(f"GET {spec.url}: HTTP {r.status_code} (not retried)")
+        if r.status_code not in (200, 206):
+            raise httpx.HTTPStatusError(f"HTTP {r.status_code}", request=r.request, response=r)
+        mode = "ab"
+        if r.status_code == 200 and have:
+            log.warning("server ignored the Range request; restarting download of %s", spec.url)
+            mode, have = "wb", 0
+        with open(part, mode) as f:
+            for block in r.iter_bytes(CHUNK):
+                if canceled():
+                    raise DownloadCanceled("download canceled")
+                if have + len(block) > spec.size:
+                    raise DownloadError(
+                        f"GET {spec.url}: server sent more than the expected {spec.size} bytes"
+                    )
+                f.write(block)
+                have += len(block)
+                on_bytes(have)
+            f.flush()
+            os.fsync(f.fileno())
+    if have != spec.size:
+        raise httpx.TransportError(f"connection ended at {have} of {spec.size} bytes")
+
+
+def download(
+    spec: DownloadSpec,
+    dest: Path,
+    *,
+    on_bytes: Callable[[int], None] = lambda n: None,
+    canceled: Callable[[], bool] = lambda: False,
+) -> Path:
+    """Download ``spec.url`` to ``dest`` (resuming ``dest.part``); retry with backoff."""
+    import httpx
+
+    part = dest.with_name(dest.name + ".part")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    delay = 0.2
+    for attempt in range(spec.retries + 1):
+        try:
+            _fetch(spec, part, on_bytes, canceled)
+            os.replace(part, dest)
+            return dest
+        except (httpx.TransportError, httpx.HTTPStatusError, OSError) as e:
+            if attempt == spec.retries:
+                raise DownloadError(
+                    f"GET {spec.url} failed after {attempt + 1} attempts: {e}"
+                ) from e
+            have = part.stat().st_size if part.exists() else 0
+            log.warning("download interrupted at %d bytes (%s); resuming", have, e)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+    raise AssertionError("unreachable")

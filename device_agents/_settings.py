@@ -1,0 +1,136 @@
+"""Agent settings: ``EDGEFLEET_AGENT_*`` environment variables and ``--config agent.toml``.
+
+Precedence: explicit arguments > environment > TOML file > defaults.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict, TomlConfigSettingsSource
+
+from edgefleet.sdk import ConfigError
+from edgefleet.sdk.protocol import is_valid_device_id
+
+__all__ = ["AgentSettings", "FAULT_RE"]
+
+# Test-only fault injection: "after:STAGED" (exit right after STAGED is persisted),
+# "during:DOWNLOADING" (exit half-way through the download), "health:fail".
+FAULT_RE = re.compile(r"^(after:[A-Z_]+|during:DOWNLOADING|health:fail)$")
+
+
+class AgentSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="EDGEFLEET_AGENT_", extra="forbid", frozen=True)
+
+    device_id: str
+    broker_url: str = "mqtt://127.0.0.1:1883"
+    username: str | None = None
+    password: str | None = None
+    tls_ca: Path | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_insecure: bool = False
+    mqtt_version: Literal["3.1.1", "5"] = "5"
+    keepalive_s: int = Field(default=30, ge=5, le=3600)
+    reconnect_min_s: float = Field(default=0.5, gt=0)
+    reconnect_max_s: float = Field(default=30.0, gt=0)
+    session_expiry_s: int = Field(default=7 * 86400, ge=0)
+
+    data_dir: Path = Path("/var/lib/edgefleet")
+    fleet_keys: list[Path] = Field(
+        default_factory=list, description="public keys that sign commands (fleet)"
+    )
+    package_keys: list[Path] = Field(
+        default_factory=list, description="public keys that sign packages; default fleet_keys"
+    )
+    device_token: str | None = None
+    http_timeout_s: float = Field(default=30.0, gt=0)
+    download_retries: int = Field(default=5, ge=0)
+
+    profile: str | None = Field(default=None, description="hardware profile; None = detect")
+    backend: str | None = None
+    smoke_test: bool = True
+    serve_model: bool = Field(default=True, description="keep the active model for the endpoint")
+    local_endpoint: str | None = Field(
+        default="127.0.0.1:0", description="host:port, unix:/path, or None to disable"
+    )
+
+    telemetry_interval_s: float = Field(default=10.0, gt=0)
+    telemetry_queue_max: int = Field(default=10_000, ge=1)
+    telemetry_batch_max: int = Field(default=100, ge=1, le=1000)
+    cache_entries: int = Field(default=0, ge=0)
+    cache_bytes: int = Field(default=16 * 1024 * 1024, ge=0)
+    tags: list[str] = Field(default_factory=list)
+
+    fault_point: str | None = None
+
+    @field_validator("device_id")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        if not is_valid_device_id(v) or v in (".", ".."):
+            raise ValueError(f"expected a device id matching [A-Za-z0-9._-]{{1,64}}, got {v!r}")
+        return v
+
+    @field_validator("broker_url")
+    @classmethod
+    def _broker(cls, v: str) -> str:
+        u = urlsplit(v)
+        if u.scheme not in ("mqtt", "mqtts") or not u.hostname:
+            raise ValueError(f"expected mqtt://host:port or mqtts://host:port, got {v!r}")
+        return v
+
+    @field_validator("fault_point")
+    @classmethod
+    def _fault(cls, v: str | None) -> str | None:
+        if v and not FAULT_RE.match(v):
+            raise ValueError(f"expected after:<STATE>, during:DOWNLOADING or health:fail, got {v!r}")
+        return v or None
+
+    @classmethod
+    def settings_customise_sources(
+        cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings
+    ):
+        toml_file = cls.model_config.get("toml_file")
+        sources = [init_settings, env_settings]
+        if toml_file:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+        return tuple(sources)
+
+    @classmethod
+    def load(cls, config: str | Path | None = None, **overrides: object) -> AgentSettings:
+        """Settings from ``config`` (TOML), the environment and ``overrides``; a clear
+        ConfigError on a missing file or an invalid value."""
+        from pydantic import ValidationError
+
+        target: type[AgentSettings] = cls
+        if config is not None:
+            path = Path(config)
+            if not path.is_file():
+                raise ConfigError(f"agent config {path} does not exist")
+            conf = SettingsConfigDict(**{**cls.model_config, "toml_file": path})
+            target = type("AgentSettingsFromFile", (cls,), {"model_config": conf})
+        try:
+            return target(**{k: v for k, v in overrides.items() if v is not None})
+        except ValidationError as e:
+            raise ConfigError(f"invalid agent settings:\n{e}") from e
+
+    @property
+    def broker_host(self) -> str:
+        return urlsplit(self.broker_url).hostname or "127.0.0.1"
+
+    @property
+    def broker_port(self) -> int:
+        u = urlsplit(self.broker_url)
+        return u.port or (8883 if u.scheme == "mqtts" else 1883)
+
+    @property
+    def use_tls(self) -> bool:
+        return urlsplit(self.broker_url).scheme == "mqtts" or self.tls_ca is not None
+
+    @property
+    def trusted_package_keys(self) -> list[Path]:
+        return self.package_keys or self.fleet_keys

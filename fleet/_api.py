@@ -1,0 +1,169 @@
+"""The FastAPI application: routes, auth dependencies, error handlers, dashboard."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ._auth import Principal, role_allows
+from ._db import Device, Rollout
+from ._engine import FAILED_STATES
+from ._errors import AuthError, FleetError, ForbiddenError
+from ._routes import build_router
+from ._service import FleetService
+
+__all__ = ["create_app", "device_out", "rollout_out"]
+
+log = logging.getLogger(__name__)
+
+STATIC = Path(__file__).parent / "static"
+_bearer = HTTPBearer(auto_error=False, description="API token: eft_<id>_<secret>")
+
+
+def device_out(d: Device) -> dict:
+    return {
+        "id": d.id,
+        "online": bool(d.online),
+        "profile": d.profile,
+        "tags": list(d.tags or []),
+        "agent_version": d.agent_version,
+        "active_slot": d.active_slot,
+        "slot_a": d.slot_a,
+        "slot_b": d.slot_b,
+        "active_model": d.active_model,
+        "last_seen": d.last_seen,
+        "provisioned": d.token_hash is not None,
+        "decommissioned": bool(d.decommissioned),
+    }
+
+
+def rollout_out(r: Rollout, model: str) -> dict:
+    return {
+        "id": r.id,
+        "name": r.name,
+        "model": model,
+        "status": r.status,
+        "reason": r.reason,
+        "current_wave": r.current_wave,
+        "wave_count": len(r.waves),
+        "device_count": sum(len(w) for w in r.waves),
+        "created_at": r.created_at,
+        "updated_at": r.updated_at,
+        "spec": r.spec,
+        "target": r.target,
+        "gates": r.gates or {},
+    }
+
+
+def wave_progress(r: Rollout, devices: list) -> list[dict]:
+    out = []
+    by_wave: dict[int, Counter] = {}
+    for d in devices:
+        by_wave.setdefault(d.wave, Counter())[d.state] += 1
+    for i, wave in enumerate(r.waves):
+        states = by_wave.get(i, Counter({"PENDING": len(wave)}) if r.status == "DRAFT" else Counter())
+        out.append(
+            {
+                "index": i,
+                "size": len(wave),
+                "states": dict(states),
+                "active": states.get("ACTIVE", 0),
+                "failed": sum(v for k, v in states.items() if k in FAILED_STATES),
+            }
+        )
+    return out
+
+
+def create_app(service: FleetService, *, manage_lifecycle: bool = False) -> FastAPI:
+    """Build the app around ``service``; with ``manage_lifecycle`` the app starts and stops
+    the service (``edgefleet fleet serve``)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):  # noqa: ANN202
+        if manage_lifecycle:
+            service.start()
+        try:
+            yield
+        finally:
+            if manage_lifecycle:
+                service.stop()
+
+    app = FastAPI(
+        title="edgefleet fleet service",
+        version="1",
+        description="Model registry, devices, wave rollouts with telemetry gates, telemetry. "
+        "Authenticate with `Authorization: Bearer <API token>` (roles viewer < operator < admin).",
+        lifespan=lifespan,
+    )
+    app.state.service = service
+
+    def principal(
+        creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    ) -> Principal:
+        if creds is None or not creds.credentials:
+            raise AuthError("missing API token: send 'Authorization: Bearer <token>'")
+        return service.authenticate(creds.credentials)
+
+    def need(role: str):  # noqa: ANN202
+        def dep(p: Annotated[Principal, Depends(principal)]) -> Principal:
+            if not role_allows(p.role, role):
+                raise ForbiddenError(f"this needs the {role} role; your token has {p.role}")
+            return p
+
+        return dep
+
+    @app.exception_handler(FleetError)
+    async def _fleet_error(request: Request, exc: FleetError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+        return JSONResponse({"detail": str(exc)}, status_code=exc.status_code, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+            for e in exc.errors()
+        ]
+        return JSONResponse({"detail": errors}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse(
+            {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
+        )
+
+    @app.middleware("http")
+    async def _count(request: Request, call_next):  # noqa: ANN001, ANN202
+        response = await call_next(request)
+        service.metrics.inc("edgefleet_fleet_http_requests_total", status=str(response.status_code))
+        return response
+
+    app.include_router(build_router(service, need, device_out, rollout_out, wave_progress))
+
+    @app.get("/health", tags=["ops"])
+    def health() -> dict:
+        mqtt = service.mqtt is not None and service.mqtt.connected.is_set()
+        return {"status": "ok", "mqtt_connected": mqtt, "database": service.ctx.engine.dialect.name}
+
+    @app.get("/metrics", tags=["ops"], response_class=PlainTextResponse)
+    def metrics() -> PlainTextResponse:
+        """Prometheus text exposition."""
+        return PlainTextResponse(
+            service.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8"
+        )
+
+    @app.get("/", include_in_schema=False)
+    def index() -> RedirectResponse:
+        return RedirectResponse("/ui/index.html")
+
+    app.mount("/ui", StaticFiles(directory=STATIC), name="ui")
+    return app

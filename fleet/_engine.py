@@ -1,0 +1,316 @@
+"""The rollout engine: a pure state machine (no I/O, no clock, no MQTT).
+
+The service feeds it a snapshot (rollout, per-device progress, gate telemetry, ``now``)
+and applies the returned :class:`Decision`: which devices get a deploy command, which
+timed out, whether the rollout advances, halts (PAUSED / ROLLED_BACK) or completes.
+A wave advances only when all its devices are terminal, enough succeeded, the soak time
+passed and the telemetry gates hold, so a failing canary stops the rollout before any
+device of the next wave receives anything.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from ._errors import InvalidTransitionError
+
+__all__ = [
+    "STATUSES",
+    "IN_FLIGHT",
+    "FAILED_STATES",
+    "TERMINAL_STATES",
+    "WaveSize",
+    "RolloutSpec",
+    "TargetSpec",
+    "DeviceProgress",
+    "GateInputs",
+    "RolloutSnapshot",
+    "Decision",
+    "plan_waves",
+    "step",
+    "apply_action",
+]
+
+STATUSES = ("DRAFT", "RUNNING", "PAUSED", "COMPLETED", "ABORTED", "ROLLED_BACK")
+# Device states inside a rollout: PENDING (not sent yet), SENT, then the agent's states.
+IN_FLIGHT = frozenset({"SENT", "QUEUED", "DOWNLOADING", "VERIFYING", "STAGED", "ACTIVATING"})
+DOWNLOADING = frozenset({"SENT", "QUEUED", "DOWNLOADING"})
+FAILED_STATES = frozenset({"FAILED", "ROLLED_BACK", "REJECTED", "CANCELED", "TIMED_OUT"})
+TERMINAL_STATES = FAILED_STATES | {"ACTIVE"}
+
+_ACTIONS: dict[str, dict[str, str]] = {
+    "start": {"DRAFT": "RUNNING"},
+    "pause": {"RUNNING": "PAUSED"},
+    "resume": {"PAUSED": "RUNNING"},
+    "abort": {"DRAFT": "ABORTED", "RUNNING": "ABORTED", "PAUSED": "ABORTED"},
+    "rollback": {"RUNNING": "ROLLED_BACK", "PAUSED": "ROLLED_BACK", "COMPLETED": "ROLLED_BACK"},
+}
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class WaveSize(_Spec):
+    """One wave: an absolute ``count`` or a ``percent`` of the targeted devices."""
+
+    count: int | None = Field(default=None, ge=1)
+    percent: float | None = Field(default=None, gt=0, le=100)
+
+    @model_validator(mode="after")
+    def _one(self) -> WaveSize:
+        if (self.count is None) == (self.percent is None):
+            raise ValueError("a wave needs exactly one of 'count' or 'percent'")
+        return self
+
+    def size(self, total: int) -> int:
+        if self.count is not None:
+            return self.count
+        return max(1, math.ceil(total * self.percent / 100))
+
+
+class TargetSpec(_Spec):
+    """Devices a rollout reaches: union of explicit ids, then filtered by tags and profile."""
+
+    device_ids: list[str] = Field(default_factory=list, max_length=100_000)
+    tags: list[str] = Field(default_factory=list, description="devices having ALL these tags")
+    profile: str | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> TargetSpec:
+        if not (self.device_ids or self.tags or self.profile):
+            raise ValueError("target needs device_ids, tags or profile")
+        return self
+
+
+class RolloutSpec(_Spec):
+    strategy: Literal["all_at_once", "canary", "waves"] = "all_at_once"
+    canary: WaveSize = Field(default_factory=lambda: WaveSize(count=1))
+    waves: list[WaveSize] = Field(default_factory=list, max_length=100)
+    success_threshold: float = Field(default=1.0, ge=0, le=1, description="fraction ACTIVE")
+    failure_threshold: float = Field(default=0.0, ge=0, le=1, description="halt above this")
+    on_failure: Literal["pause", "rollback"] = "pause"
+    soak_s: float = Field(default=0.0, ge=0, le=7 * 86400)
+    max_p95_regression: float | None = Field(
+        default=None, gt=0, description="halt if new p95 > old p95 * (1 + this)"
+    )
+    max_error_rate_increase: float | None = Field(
+        default=None, ge=0, le=1, description="halt if new error rate - old > this"
+    )
+    min_gate_calls: int = Field(default=1, ge=0)
+    max_concurrent_downloads: int = Field(default=100, ge=1)
+    stuck_timeout_s: float = Field(default=600.0, gt=0)
+    health_window_s: float = Field(default=10.0, ge=0, le=86400, description="sent to devices")
+
+    @model_validator(mode="after")
+    def _waves(self) -> RolloutSpec:
+        if self.strategy == "waves" and not self.waves:
+            raise ValueError("strategy 'waves' needs at least one wave size in 'waves'")
+        return self
+
+
+def plan_waves(device_ids: list[str], spec: RolloutSpec) -> list[list[str]]:
+    """Split targets (sorted, deterministic) into waves; the remainder is the last wave."""
+    ids = sorted(set(device_ids))
+    if not ids:
+        return []
+    if spec.strategy == "all_at_once":
+        return [ids]
+    sizes = [spec.canary] if spec.strategy == "canary" else list(spec.waves)
+    waves: list[list[str]] = []
+    i = 0
+    for ws in sizes:
+        if i >= len(ids):
+            break
+        n = ws.size(len(ids))
+        waves.append(ids[i : i + n])
+        i += n
+    if i < len(ids):
+        waves.append(ids[i:])
+    return waves
+
+
+@dataclass(frozen=True)
+class DeviceProgress:
+    device_id: str
+    wave: int
+    state: str
+    updated_at: float
+
+
+@dataclass(frozen=True)
+class GateInputs:
+    """Telemetry of the new version (on this rollout's devices) vs the previous version."""
+
+    new_p95_ms: float | None = None
+    old_p95_ms: float | None = None
+    new_error_rate: float | None = None
+    old_error_rate: float | None = None
+    new_calls: int = 0
+
+
+@dataclass(frozen=True)
+class RolloutSnapshot:
+    status: str
+    spec: RolloutSpec
+    wave_count: int
+    current_wave: int
+    soak_started_at: float | None = None
+    override_wave: int = -1
+
+
+@dataclass
+class Decision:
+    dispatch: list[str] = field(default_factory=list)
+    timed_out: list[str] = field(default_factory=list)
+    status: str | None = None
+    reason: str = ""
+    current_wave: int | None = None
+    soak_started_at: float | None = None
+    clear_soak: bool = False
+    rollback_devices: list[str] = field(default_factory=list)
+    gates: dict = field(default_factory=dict)
+
+
+def apply_action(status: str, action: str) -> str:
+    """New status for a manual action, or InvalidTransitionError naming what is allowed."""
+    table = _ACTIONS.get(action)
+    if table is None:
+        raise InvalidTransitionError(f"unknown action {action!r}; expected one of {list(_ACTIONS)}")
+    if status not in table:
+        raise InvalidTransitionError(
+            f"cannot {action} a rollout in state {status}; allowed from {sorted(table)}"
+        )
+    return table[status]
+
+
+def evaluate_gates(spec: RolloutSpec, g: GateInputs) -> tuple[bool, dict, str]:
+    values = {
+        "new_p95_ms": g.new_p95_ms,
+        "old_p95_ms": g.old_p95_ms,
+        "new_error_rate": g.new_error_rate,
+        "old_error_rate": g.old_error_rate,
+        "new_calls": g.new_calls,
+    }
+    gated = spec.max_p95_regression is not None or spec.max_error_rate_increase is not None
+    if gated and g.new_calls < spec.min_gate_calls:
+        return False, values, f"waiting for telemetry ({g.new_calls}/{spec.min_gate_calls} calls)"
+    if spec.max_p95_regression is not None and g.new_p95_ms is not None and g.old_p95_ms:
+        limit = g.old_p95_ms * (1 + spec.max_p95_regression)
+        values["p95_limit_ms"] = limit
+        if g.new_p95_ms > limit:
+            return (
+                False,
+                values,
+                (
+                    f"p95 latency gate failed: {g.new_p95_ms:.2f} ms > {limit:.2f} ms "
+                    f"(previous {g.old_p95_ms:.2f} ms + {spec.max_p95_regression:.0%})"
+                ),
+            )
+    if spec.max_error_rate_increase is not None and g.new_error_rate is not None:
+        old = g.old_error_rate or 0.0
+        values["error_rate_limit"] = old + spec.max_error_rate_increase
+        if g.new_error_rate - old > spec.max_error_rate_increase:
+            return (
+                False,
+                values,
+                (
+                    f"error rate gate failed: {g.new_error_rate:.2%} vs previous {old:.2%} "
+                    f"(allowed increase {spec.max_error_rate_increase:.2%})"
+                ),
+            )
+    return True, values, "gates passed"
+
+
+def _halt(spec: RolloutSpec, devices: list[DeviceProgress], reason: str) -> Decision:
+    if spec.on_failure == "rollback":
+        touched = [d.device_id for d in devices if d.state != "PENDING"]
+        return Decision(status="ROLLED_BACK", reason=reason, rollback_devices=touched)
+    return Decision(status="PAUSED", reason=reason)
+
+
+def step(
+    snap: RolloutSnapshot,
+    devices: list[DeviceProgress],
+    gates: GateInputs,
+    now: float,
+) -> Decision:
+    """One engine tick for a RUNNING rollout; anything else is left alone."""
+    spec = snap.spec
+    if snap.status != "RUNNING":
+        return Decision()
+    if snap.wave_count == 0:
+        return Decision(status="COMPLETED", reason="no devices matched the target")
+    wave = snap.current_wave
+    # A device stuck in one state past the timeout counts as failed.
+    timed_out = [
+        d.device_id
+        for d in devices
+        if d.wave <= wave and d.state in IN_FLIGHT and now - d.updated_at > spec.stuck_timeout_s
+    ]
+    tset = set(timed_out)
+
+    def state(d: DeviceProgress) -> str:
+        return "TIMED_OUT" if d.device_id in tset else d.state
+
+    members = [d for d in devices if d.wave == wave]
+    n = len(members)
+    failed = [d for d in members if state(d) in FAILED_STATES]
+    active = [d for d in members if state(d) == "ACTIVE"]
+    if failed and len(failed) > spec.failure_threshold * n and wave > snap.override_wave:
+        names = ", ".join(f"{d.device_id}={state(d)}" for d in failed[:5])
+        dec = _halt(
+            spec,
+            devices,
+            f"wave {wave + 1}: {len(failed)}/{n} devices failed ({names}), over the failure "
+            f"threshold {spec.failure_threshold:.0%}",
+        )
+        dec.timed_out = timed_out
+        return dec
+    dec = Decision(timed_out=timed_out)
+    downloading = sum(1 for d in devices if state(d) in DOWNLOADING)
+    budget = max(0, spec.max_concurrent_downloads - downloading)
+    dec.dispatch = [d.device_id for d in members if d.state == "PENDING"][:budget]
+    if any(state(d) not in TERMINAL_STATES for d in members):
+        return dec
+    need = math.ceil(spec.success_threshold * n)
+    if len(active) < need:
+        return _halt(
+            spec,
+            devices,
+            f"wave {wave + 1}: only {len(active)}/{n} devices ACTIVE, "
+            f"success threshold {spec.success_threshold:.0%} needs {need}",
+        )
+    # Wave done: soak, then gates.
+    if snap.soak_started_at is None:
+        dec.soak_started_at = now
+        if spec.soak_s > 0:
+            return dec
+        soak_start = now
+    else:
+        soak_start = snap.soak_started_at
+    ok, values, why = evaluate_gates(spec, gates)
+    dec.gates = values
+    if now - soak_start < spec.soak_s:
+        return dec
+    if not ok:
+        if why.startswith("waiting"):
+            return dec
+        halted = _halt(spec, devices, f"wave {wave + 1}: {why}")
+        halted.gates = values
+        return halted
+    if wave + 1 >= snap.wave_count:
+        dec.status = "COMPLETED"
+        dec.reason = f"all {snap.wave_count} waves succeeded ({why})"
+        return dec
+    dec.current_wave = wave + 1
+    dec.clear_soak = True
+    dec.soak_started_at = None
+    dec.reason = f"wave {wave + 1} succeeded ({len(active)}/{n} ACTIVE, {why}); next wave"
+    nxt = [d.device_id for d in devices if d.wave == wave + 1 and d.state == "PENDING"]
+    dec.dispatch = nxt[: max(0, spec.max_concurrent_downloads - downloading)]
+    return dec

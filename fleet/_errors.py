@@ -1,0 +1,43 @@
+"""Errors of the fleet service; each maps to one HTTP status in the API layer."""
+
+from __future__ import annotations
+
+from edgefleet.sdk import EdgefleetError
+
+__all__ = [
+    "FleetError",
+    "AuthError",
+    "ForbiddenError",
+    "NotFoundError",
+    "ConflictError",
+    "BadRequestError",
+    "InvalidTransitionError",
+]
+
+
+class FleetError(EdgefleetError):
+    status_code = 400
+
+
+class BadRequestError(FleetError):
+    status_code = 400
+
+
+class AuthError(FleetError):
+    status_code = 401
+
+
+class ForbiddenError(FleetError):
+    status_code = 403
+
+
+class NotFoundError(FleetError):
+    status_code = 404
+
+
+class ConflictError(FleetError):
+    status_code = 409
+
+
+class InvalidTransitionError(ConflictError):
+    """A rollout action is not allowed in the rollout's current state."""

@@ -1,0 +1,165 @@
+"""The fleet's MQTT side: paho-mqtt 2 client, shared subscriptions, message routing.
+
+``on_message`` runs on paho's network thread, so it only decodes and hands off: telemetry
+rows to the batching writer, state/inventory/events to the ingest thread. Malformed and
+oversized payloads are counted and logged (rate-limited), never raised.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from urllib.parse import urlparse
+
+import paho.mqtt.client as mqtt
+from edgefleet.sdk.protocol import (
+    FleetState,
+    ProtocolError,
+    TelemetryBatch,
+    decode,
+    device_filter,
+    encode,
+    fleet_state_topic,
+    shared_filter,
+)
+
+from ._metrics import Metrics
+
+__all__ = ["MqttBridge", "telemetry_rows"]
+
+log = logging.getLogger(__name__)
+
+
+def telemetry_rows(msg: TelemetryBatch, fallback_model: str | None = None) -> list[dict]:
+    rows = []
+    for s in msg.samples:
+        lookups = s.cache_hits + s.cache_misses
+        rows.append(
+            {
+                "device_id": msg.device_id,
+                "model": s.model or fallback_model or "unknown",
+                "ts": s.ts.timestamp(),
+                "seq": msg.seq,
+                "calls": s.calls,
+                "errors": s.errors,
+                "p50_ms": s.latency_p50_ms,
+                "p95_ms": s.latency_p95_ms,
+                "p99_ms": s.latency_p99_ms,
+                "cache_hit_rate": s.cache_hits / lookups if lookups else None,
+            }
+        )
+    return rows
+
+
+class MqttBridge:
+    def __init__(
+        self,
+        url: str,
+        *,
+        client_id: str,
+        username: str,
+        password: str,
+        share_group: str | None,
+        max_payload_bytes: int,
+        metrics: Metrics,
+        on_telemetry: Callable[[list[dict]], None],
+        on_message: Callable[[object], None],
+    ) -> None:
+        u = urlparse(url)
+        if u.scheme not in ("mqtt", "tcp", "mqtts"):
+            raise ValueError(f"broker URL must be mqtt://host:port, got {url!r}")
+        self.host, self.port = u.hostname or "127.0.0.1", u.port or 1883
+        self.share_group = share_group
+        self.max_payload = max_payload_bytes
+        self.metrics = metrics
+        self._on_telemetry = on_telemetry
+        self._on_message = on_message
+        self.connected = threading.Event()
+        self._last_warn = 0.0
+        self.client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=mqtt.MQTTv311,
+            clean_session=False,  # queued device reports survive a fleet restart
+        )
+        if username or u.username:
+            self.client.username_pw_set(username or u.username, password or u.password)
+        self.client.max_queued_messages_set(0)
+        self.client.max_inflight_messages_set(1000)
+        offline = encode(FleetState(online=False))
+        self.client.will_set(fleet_state_topic(), offline, qos=1, retain=True)
+        self.client.on_connect = self._connected
+        self.client.on_disconnect = self._disconnected
+        self.client.on_message = self._message
+
+    def start(self, timeout: float = 15.0) -> None:
+        self.client.reconnect_delay_set(0.2, 5)
+        self.client.connect_async(self.host, self.port, keepalive=30)
+        self.client.loop_start()
+        if not self.connected.wait(timeout):
+            self.client.loop_stop()
+            raise ConnectionError(f"cannot connect to MQTT broker {self.host}:{self.port}")
+
+    def stop(self) -> None:
+        try:
+            if self.connected.is_set():
+                info = self.client.publish(
+                    fleet_state_topic(), encode(FleetState(online=False)), 1, True
+                )
+                info.wait_for_publish(2)
+        except (RuntimeError, ValueError):
+            pass
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
+        self.client.publish(topic, payload, qos=qos, retain=retain)
+
+    def _connected(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            log.error("MQTT connection refused: %s", reason_code)
+            return
+        for kind, qos in (("state", 1), ("inventory", 1), ("events", 1), ("telemetry", 1)):
+            filt = (
+                shared_filter(kind, self.share_group) if self.share_group else device_filter(kind)
+            )
+            client.subscribe(filt, qos)
+        client.publish(fleet_state_topic(), encode(FleetState(online=True)), 1, True)
+        self.connected.set()
+        log.info("MQTT connected to %s:%s", self.host, self.port)
+
+    def _disconnected(self, client, userdata, flags, reason_code, properties) -> None:
+        self.connected.clear()
+        if reason_code.is_failure:
+            log.warning("MQTT disconnected (%s); reconnecting", reason_code)
+
+    def _reject(self, kind: str, topic: str, why: str) -> None:
+        self.metrics.inc("edgefleet_fleet_mqtt_rejected_total", reason=kind)
+        now = time.monotonic()
+        if now - self._last_warn > 5.0:  # a flood of junk must not flood the log
+            self._last_warn = now
+            log.warning("dropped %s payload on %s: %s", kind, topic, why[:300])
+
+    def _message(self, client, userdata, m: mqtt.MQTTMessage) -> None:
+        self.metrics.inc("edgefleet_fleet_mqtt_messages_total")
+        if len(m.payload) > self.max_payload:
+            self._reject("oversized", m.topic, f"{len(m.payload)} bytes > {self.max_payload}")
+            return
+        try:
+            msg = decode(m.topic, m.payload)
+        except ProtocolError as e:
+            self._reject("malformed", m.topic, str(e))
+            return
+        try:
+            if isinstance(msg, TelemetryBatch):
+                self._on_telemetry(telemetry_rows(msg))
+            else:
+                self._on_message(msg)
+        except queue.Full:
+            self._reject("overload", m.topic, "ingest queue full")
+        except Exception:  # a handler bug must not kill paho's network thread
+            log.exception("handling %s failed", m.topic)
+            self.metrics.inc("edgefleet_fleet_mqtt_rejected_total", reason="handler_error")

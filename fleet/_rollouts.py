@@ -1,0 +1,349 @@
+"""Rollouts in the database: create, manual actions, the engine tick, device events."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+from collections import Counter
+from datetime import UTC, datetime
+
+from edgefleet.sdk.protocol import (
+    DeployCommand,
+    ManifestSignature,
+    RollbackCommand,
+    cmd_topic,
+    command_fields,
+    encode,
+    sign_command,
+)
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from ._context import Context
+from ._db import Device, ModelVersion, Rollout, RolloutDevice, RolloutEvent
+from ._engine import (
+    IN_FLIGHT,
+    TERMINAL_STATES,
+    DeviceProgress,
+    GateInputs,
+    RolloutSnapshot,
+    RolloutSpec,
+    TargetSpec,
+    apply_action,
+    plan_waves,
+    step,
+)
+from ._errors import BadRequestError, NotFoundError
+from ._registry import model_ref
+from ._telemetry import aggregate
+
+__all__ = ["Rollouts", "deployment_id", "download_ticket"]
+
+log = logging.getLogger(__name__)
+
+
+def deployment_id(rollout_id: int) -> str:
+    return f"rollout-{rollout_id}"
+
+
+def download_ticket(secret: bytes, device_id: str, name: str, version: str, exp: int) -> str:
+    """Per-device download token bound to one package and an expiry (HMAC-SHA256)."""
+    msg = f"{device_id}\n{name}\n{version}\n{exp}".encode()
+    return hmac.new(secret, msg, hashlib.sha256).hexdigest()
+
+
+class Rollouts:
+    def __init__(self, ctx: Context, ticket_secret: bytes) -> None:
+        self.ctx = ctx
+        self.ticket_secret = ticket_secret
+
+    # ------------------------------------------------------------------ create / read
+
+    def resolve_targets(self, db: Session, target: TargetSpec) -> list[str]:
+        devs = list(db.scalars(select(Device).where(Device.decommissioned.is_(False))))
+        known = {d.id: d for d in devs}
+        missing = [i for i in target.device_ids if i not in known]
+        if missing:
+            raise BadRequestError(f"unknown device ids in target: {missing[:10]}")
+        chosen = [known[i] for i in target.device_ids] if target.device_ids else devs
+        out = []
+        for d in chosen:
+            if target.tags and not set(target.tags) <= set(d.tags or []):
+                continue
+            if target.profile and d.profile != target.profile:
+                continue
+            out.append(d.id)
+        return out
+
+    def create(
+        self, name: str, model: str, version: str, target: TargetSpec, spec: RolloutSpec
+    ) -> Rollout:
+        with self.ctx.Session() as db:
+            mv = db.scalar(
+                select(ModelVersion).where(
+                    ModelVersion.name == model, ModelVersion.version == version
+                )
+            )
+            if mv is None:
+                raise NotFoundError(f"model {model} version {version} is not registered")
+            ids = self.resolve_targets(db, target)
+            if not ids:
+                raise BadRequestError(f"the target {target.model_dump()} matches no devices")
+            r = Rollout(
+                name=name,
+                model_version_id=mv.id,
+                status="DRAFT",
+                spec=spec.model_dump(mode="json"),
+                target=target.model_dump(mode="json"),
+                waves=plan_waves(ids, spec),
+                gates={},
+                reason="created",
+            )
+            db.add(r)
+            db.flush()
+            self._event(db, r, "DRAFT", "DRAFT", f"created for {len(ids)} devices", "api")
+            db.commit()
+            return r
+
+    def get(self, rollout_id: int) -> Rollout:
+        with self.ctx.Session() as db:
+            r = db.get(Rollout, rollout_id)
+        if r is None:
+            raise NotFoundError(f"rollout {rollout_id} does not exist")
+        return r
+
+    def list(self) -> list[Rollout]:
+        with self.ctx.Session() as db:
+            return list(db.scalars(select(Rollout).order_by(Rollout.id.desc())))
+
+    def devices(self, rollout_id: int) -> list[RolloutDevice]:
+        with self.ctx.Session() as db:
+            return list(
+                db.scalars(
+                    select(RolloutDevice)
+                    .where(RolloutDevice.rollout_id == rollout_id)
+                    .order_by(RolloutDevice.wave, RolloutDevice.device_id)
+                )
+            )
+
+    def events(self, rollout_id: int) -> list[RolloutEvent]:
+        with self.ctx.Session() as db:
+            return list(
+                db.scalars(
+                    select(RolloutEvent)
+                    .where(RolloutEvent.rollout_id == rollout_id)
+                    .order_by(RolloutEvent.id)
+                )
+            )
+
+    # ------------------------------------------------------------------ actions
+
+    @staticmethod
+    def _event(db: Session, r: Rollout, old: str, new: str, reason: str, actor: str) -> None:
+        db.add(
+            RolloutEvent(
+                rollout_id=r.id, from_status=old, to_status=new, reason=reason, actor=actor
+            )
+        )
+        r.status, r.reason, r.updated_at = new, reason, datetime.now(UTC)
+        log.info("rollout %s: %s -> %s (%s)", r.id, old, new, reason)
+
+    def act(self, rollout_id: int, action: str, actor: str, reason: str = "") -> Rollout:
+        now = self.ctx.clock()
+        with self.ctx.Session() as db:
+            r = db.get(Rollout, rollout_id, with_for_update=True)
+            if r is None:
+                raise NotFoundError(f"rollout {rollout_id} does not exist")
+            new = apply_action(r.status, action)
+            why = reason or f"{action} by {actor}"
+            if action == "start":
+                prev = {d.id: d.active_model for d in db.scalars(select(Device))}
+                for i, wave in enumerate(r.waves):
+                    for dev in wave:
+                        db.add(
+                            RolloutDevice(
+                                rollout_id=r.id,
+                                device_id=dev,
+                                wave=i,
+                                state="PENDING",
+                                previous_model=prev.get(dev),
+                                detail="",
+                                updated_at=now,
+                            )
+                        )
+                r.wave_started_at = now
+            elif action == "resume":
+                r.override_wave = r.current_wave  # the operator accepted this wave's failures
+            rollback: list[str] = []
+            if action == "rollback":
+                rollback = self._touched(db, r.id)
+            self._event(db, r, r.status, new, why, actor)
+            db.commit()
+        if rollback:
+            self._send_rollbacks(r, rollback)
+        if new == "RUNNING":
+            self.tick_one(rollout_id)
+        return self.get(rollout_id)
+
+    @staticmethod
+    def _touched(db: Session, rollout_id: int) -> list[str]:
+        return list(
+            db.scalars(
+                select(RolloutDevice.device_id).where(
+                    RolloutDevice.rollout_id == rollout_id, RolloutDevice.state != "PENDING"
+                )
+            )
+        )
+
+    # ------------------------------------------------------------------ commands
+
+    def _sign_publish(self, cmd) -> None:
+        signed = sign_command(cmd, self.ctx.signing_key)
+        self.ctx.publish(cmd_topic(cmd.device_id), encode(signed), 1, False)
+        self.ctx.metrics.inc("edgefleet_fleet_commands_sent_total", type=cmd.type)
+
+    def _send_deploys(self, r: Rollout, mv: ModelVersion, device_ids: list[str]) -> dict[str, str]:
+        s = self.ctx.settings
+        sig = mv.manifest.get("signature") or {}
+        ids: dict[str, str] = {}
+        for dev in device_ids:
+            fields = command_fields(dev, ttl_s=s.command_ttl_s)
+            exp = int(fields["expires_at"].timestamp())
+            ticket = download_ticket(self.ticket_secret, dev, mv.name, mv.version, exp)
+            url = (
+                f"{s.base_url}/api/v1/artifacts/{mv.name}/{mv.version}"
+                f"?device={dev}&exp={exp}&ticket={ticket}"
+            )
+            cmd = DeployCommand(
+                **fields,
+                deployment_id=deployment_id(r.id),
+                package_name=mv.name,
+                package_version=mv.version,
+                artifact_url=url,
+                sha256=mv.file_sha256,
+                size=mv.size,
+                manifest_signature=ManifestSignature(
+                    key_id=sig.get("key_id", ""), value=sig.get("value", "")
+                ),
+                health_window_s=float(r.spec.get("health_window_s", 0.0) or 0.0),
+            )
+            self._sign_publish(cmd)
+            ids[dev] = fields["command_id"]
+        return ids
+
+    def _send_rollbacks(self, r: Rollout, device_ids: list[str]) -> None:
+        for dev in device_ids:
+            fields = command_fields(dev, ttl_s=self.ctx.settings.command_ttl_s)
+            self._sign_publish(RollbackCommand(**fields, deployment_id=deployment_id(r.id)))
+
+    # ------------------------------------------------------------------ engine tick
+
+    def gate_inputs(self, db: Session, r: Rollout, mv: ModelVersion, now: float) -> GateInputs:
+        spec = r.spec
+        if spec.get("max_p95_regression") is None and spec.get("max_error_rate_increase") is None:
+            return GateInputs()
+        rds = list(db.scalars(select(RolloutDevice).where(RolloutDevice.rollout_id == r.id)))
+        ids = [d.device_id for d in rds if d.state == "ACTIVE"]
+        since = r.soak_started_at or r.wave_started_at or now
+        new_calls, new_p95, new_err = aggregate(
+            self.ctx.engine,
+            model=model_ref(mv.name, mv.version),
+            device_ids=ids,
+            since=since,
+            until=now,
+        )
+        prev = Counter(d.previous_model for d in rds if d.previous_model)
+        old_p95 = old_err = None
+        if prev:
+            old_model = prev.most_common(1)[0][0]
+            _, old_p95, old_err = aggregate(
+                self.ctx.engine, model=old_model, device_ids=None, since=now - 3600, until=now
+            )
+        return GateInputs(new_p95, old_p95, new_err, old_err, new_calls)
+
+    def tick(self) -> None:
+        with self.ctx.Session() as db:
+            running = list(db.scalars(select(Rollout.id).where(Rollout.status == "RUNNING")))
+        for rid in running:
+            try:
+                self.tick_one(rid)
+            except Exception:  # one broken rollout must not stop the others
+                log.exception("rollout %s tick failed", rid)
+
+    def tick_one(self, rollout_id: int) -> None:
+        now = self.ctx.clock()
+        with self.ctx.Session() as db:
+            r = db.get(Rollout, rollout_id)
+            if r is None or r.status != "RUNNING":
+                return
+            mv = db.get(ModelVersion, r.model_version_id)
+            rds = {
+                d.device_id: d
+                for d in db.scalars(select(RolloutDevice).where(RolloutDevice.rollout_id == r.id))
+            }
+            snap = RolloutSnapshot(
+                status=r.status,
+                spec=RolloutSpec.model_validate(r.spec),
+                wave_count=len(r.waves),
+                current_wave=r.current_wave,
+                soak_started_at=r.soak_started_at,
+                override_wave=r.override_wave,
+            )
+            progress = [
+                DeviceProgress(d.device_id, d.wave, d.state, d.updated_at) for d in rds.values()
+            ]
+            dec = step(snap, progress, self.gate_inputs(db, r, mv, now), now)
+            for dev in dec.timed_out:
+                rds[dev].state, rds[dev].updated_at = "TIMED_OUT", now
+                rds[dev].detail = f"no progress for {snap.spec.stuck_timeout_s:.0f}s"
+            if dec.gates:
+                r.gates = dec.gates
+            if dec.soak_started_at is not None:
+                r.soak_started_at = dec.soak_started_at
+            if dec.current_wave is not None:
+                r.current_wave, r.wave_started_at = dec.current_wave, now
+                r.soak_started_at = None
+                self._event(db, r, r.status, r.status, dec.reason, "engine")
+            if dec.status is not None:
+                self._event(db, r, r.status, dec.status, dec.reason, "engine")
+            # Mark dispatched devices before publishing: a crash between the two leaves them
+            # SENT and the stuck timeout catches them; never a double deploy.
+            for dev in dec.dispatch:
+                rds[dev].state, rds[dev].updated_at = "SENT", now
+            db.commit()
+        if dec.dispatch:
+            ids = self._send_deploys(r, mv, dec.dispatch)
+            with self.ctx.Session() as db:
+                for dev, cid in ids.items():
+                    db.execute(
+                        update(RolloutDevice)
+                        .where(RolloutDevice.rollout_id == r.id, RolloutDevice.device_id == dev)
+                        .values(command_id=cid)
+                    )
+                db.commit()
+        if dec.rollback_devices:
+            self._send_rollbacks(r, dec.rollback_devices)
+
+    # ------------------------------------------------------------------ device reports
+
+    @staticmethod
+    def apply_event(
+        db: Session, device_id: str, dep_id: str, state: str, reason: str, now: float
+    ) -> bool:
+        """Record a device's deployment state for the rollout named by ``dep_id``."""
+        if not dep_id.startswith("rollout-") or not dep_id[8:].isdigit():
+            return False
+        rd = db.get(RolloutDevice, (int(dep_id[8:]), device_id))
+        if rd is None:
+            return False
+        # Messages can arrive out of order; never move a terminal device back in flight,
+        # except ACTIVE -> ROLLED_BACK (failed health window after activation).
+        if rd.state in TERMINAL_STATES and state in IN_FLIGHT:
+            return False
+        if rd.state in TERMINAL_STATES and rd.state != "ACTIVE":
+            return False
+        rd.state, rd.updated_at = state, now
+        if reason:
+            rd.detail = reason[:2000]
+        return True

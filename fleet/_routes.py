@@ -1,0 +1,304 @@
+"""The ``/api/v1`` routes. Each depends on a role; errors are FleetErrors (-> 4xx)."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import math
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, File, Header, Query, UploadFile
+from fastapi import Path as PathParam
+from fastapi.responses import FileResponse
+
+from ._auth import Principal
+from ._db import ModelVersion
+from ._errors import AuthError, BadRequestError
+from ._registry import model_ref
+from ._rollouts import download_ticket
+from ._schemas import (
+    ActionIn,
+    DeviceOut,
+    ModelVersionOut,
+    ProvisionIn,
+    ProvisionOut,
+    RolloutDetail,
+    RolloutIn,
+    RolloutOut,
+    TagsIn,
+    TelemetryPointOut,
+    TokenIn,
+    TokenInfo,
+    TokenOut,
+    VersionSummary,
+)
+from ._telemetry import query_series
+
+__all__ = ["build_router"]
+
+log = logging.getLogger(__name__)
+
+DeviceId = Annotated[str, PathParam(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
+Name = Annotated[str, PathParam(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+RolloutId = Annotated[int, PathParam(ge=1, le=2**31 - 1)]
+ERRORS = {
+    400: {"description": "bad request, with a reason"},
+    401: {"description": "missing or invalid token"},
+    403: {"description": "token lacks the role"},
+    404: {"description": "not found"},
+    409: {"description": "conflict (duplicate, invalid state transition)"},
+    422: {"description": "validation error"},
+}
+
+
+def mv_out(mv: ModelVersion) -> dict:
+    return {
+        "id": mv.id,
+        "name": mv.name,
+        "version": mv.version,
+        "digest": mv.digest,
+        "file_sha256": mv.file_sha256,
+        "size": mv.size,
+        "signed_by": mv.signed_by,
+        "created_at": mv.created_at,
+        "artifacts": [
+            {k: a.get(k) for k in ("name", "format", "precision", "size", "sha256", "targets")}
+            for a in mv.manifest.get("artifacts", [])
+        ],
+        "task": mv.manifest.get("task", ""),
+    }
+
+
+def _window(since: float | None, until: float | None, hours: float) -> tuple[float, float]:
+    now = time.time()
+    for name, v in (("since", since), ("until", until)):
+        if v is not None and not math.isfinite(v):
+            raise BadRequestError(f"{name} must be a finite unix time")
+    until = until if until is not None else now
+    since = since if since is not None else until - hours * 3600
+    if since > until:
+        raise BadRequestError(f"since ({since}) is after until ({until})")
+    return since, until
+
+
+def build_router(
+    service,  # noqa: ANN001 - FleetService (import cycle)
+    need: Callable[[str], Callable],
+    device_out: Callable,
+    rollout_out: Callable,
+    wave_progress: Callable,
+) -> APIRouter:
+    r = APIRouter(prefix="/api/v1", responses=ERRORS)
+    Viewer = Annotated[Principal, Depends(need("viewer"))]
+    Operator = Annotated[Principal, Depends(need("operator"))]
+    Admin = Annotated[Principal, Depends(need("admin"))]
+
+    def rollout_model(ro) -> str:  # noqa: ANN001
+        mv = service.registry.by_id(ro.model_version_id)
+        return model_ref(mv.name, mv.version)
+
+    # ------------------------------------------------------------------ models
+
+    @r.post("/models", tags=["models"], status_code=201, response_model=ModelVersionOut)
+    def upload_model(p: Operator, file: UploadFile = File(description="a .efpkg archive")):
+        """Upload a signed package; its signature and every artifact hash are checked."""
+        limit = service.settings.max_upload_bytes
+        with tempfile.TemporaryDirectory(prefix="fleet-upload-") as tmp:
+            dest = Path(tmp) / "upload.efpkg"
+            with open(dest, "wb") as out:
+                shutil.copyfileobj(file.file, out, 1 << 20)
+            if dest.stat().st_size > limit:
+                raise BadRequestError(f"upload is over the {limit} byte limit")
+            return mv_out(service.registry.upload(dest))
+
+    @r.get("/models", tags=["models"], response_model=list[ModelVersionOut])
+    def list_models(p: Viewer, name: Annotated[str | None, Query(max_length=64)] = None):
+        return [mv_out(m) for m in service.registry.list(name)]
+
+    @r.get("/models/{name}/versions/{version}", tags=["models"], response_model=ModelVersionOut)
+    def get_model(p: Viewer, name: Name, version: Name):
+        return mv_out(service.registry.get(name, version))
+
+    @r.get("/artifacts/{name}/{version}", tags=["models"], response_class=FileResponse)
+    def download(
+        name: Name,
+        version: Name,
+        device: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9._-]{1,64}$")] = None,
+        exp: Annotated[int | None, Query(ge=0, le=2**40)] = None,
+        ticket: Annotated[str | None, Query(max_length=128)] = None,
+        authorization: Annotated[str | None, Header()] = None,
+    ):
+        """Download a package (HTTP Range supported, resumable). Authorised by the per-device
+        ticket in the deploy command's URL, a device token (``Bearer efd_...`` with
+        ``device``), or an API token with the viewer role."""
+        mv = service.registry.get(name, version)
+        ok = False
+        if device and exp is not None and ticket:
+            want = download_ticket(service.rollouts.ticket_secret, device, name, version, exp)
+            ok = hmac.compare_digest(want, ticket) and exp >= time.time()
+        elif authorization and authorization.lower().startswith("bearer "):
+            token = authorization[7:].strip()
+            if token.startswith("efd_"):
+                ok = bool(device) and service.devices.check_token(device, token)
+            else:
+                service.authenticate(token)
+                ok = True
+        if not ok:
+            raise AuthError("a valid download ticket, device token or API token is required")
+        return FileResponse(
+            mv.path, media_type="application/zip", filename=f"{name}-{version}.efpkg"
+        )
+
+    # ------------------------------------------------------------------ devices
+
+    @r.get("/devices", tags=["devices"], response_model=list[DeviceOut])
+    def list_devices(p: Viewer, tag: Annotated[str | None, Query(max_length=64)] = None):
+        return [device_out(d) for d in service.devices.list(tag=tag)]
+
+    @r.get("/devices/{device_id}", tags=["devices"], response_model=DeviceOut)
+    def get_device(p: Viewer, device_id: DeviceId):
+        return device_out(service.devices.get(device_id))
+
+    @r.post("/devices", tags=["devices"], status_code=201, response_model=ProvisionOut)
+    def provision(p: Admin, body: ProvisionIn):
+        """Pre-provision a device: download token and MQTT password (shown once)."""
+        dev, token, password = service.devices.provision(body.id, body.tags)
+        return {
+            "device": device_out(dev),
+            "download_token": token,
+            "mqtt_username": dev.id,
+            "mqtt_password": password,
+        }
+
+    @r.put("/devices/{device_id}/tags", tags=["devices"], response_model=DeviceOut)
+    def set_tags(p: Operator, device_id: DeviceId, body: TagsIn):
+        return device_out(service.devices.set_tags(device_id, body.tags))
+
+    @r.delete("/devices/{device_id}", tags=["devices"], response_model=DeviceOut)
+    def decommission(p: Admin, device_id: DeviceId):
+        """Decommission: credentials revoked, ignored from now on."""
+        return device_out(service.devices.decommission(device_id))
+
+    # ------------------------------------------------------------------ rollouts
+
+    def detail(rid: int) -> dict:
+        ro = service.rollouts.get(rid)
+        devs = service.rollouts.devices(rid)
+        out = rollout_out(ro, rollout_model(ro))
+        out["waves"] = wave_progress(ro, devs)
+        out["devices"] = [
+            {
+                "device_id": d.device_id,
+                "wave": d.wave,
+                "state": d.state,
+                "previous_model": d.previous_model,
+                "detail": d.detail,
+            }
+            for d in devs
+        ]
+        out["events"] = [
+            {
+                "at": e.at,
+                "from_status": e.from_status,
+                "to_status": e.to_status,
+                "reason": e.reason,
+                "actor": e.actor,
+            }
+            for e in service.rollouts.events(rid)
+        ]
+        return out
+
+    @r.post("/rollouts", tags=["rollouts"], status_code=201, response_model=RolloutDetail)
+    def create_rollout(p: Operator, body: RolloutIn):
+        ro = service.rollouts.create(body.name, body.model, body.version, body.target, body.spec)
+        if body.start:
+            service.rollouts.act(ro.id, "start", f"token:{p.id}")
+        return detail(ro.id)
+
+    @r.get("/rollouts", tags=["rollouts"], response_model=list[RolloutOut])
+    def list_rollouts(p: Viewer):
+        return [rollout_out(ro, rollout_model(ro)) for ro in service.rollouts.list()]
+
+    @r.get("/rollouts/{rollout_id}", tags=["rollouts"], response_model=RolloutDetail)
+    def get_rollout(p: Viewer, rollout_id: RolloutId):
+        """Status, gate values, progress per wave and per device, every transition."""
+        return detail(rollout_id)
+
+    @r.post("/rollouts/{rollout_id}/{action}", tags=["rollouts"], response_model=RolloutDetail)
+    def act(
+        p: Operator,
+        rollout_id: RolloutId,
+        action: Literal["start", "pause", "resume", "abort", "rollback"],
+        body: ActionIn | None = None,
+    ):
+        """Manual action; a transition the current state does not allow is 409."""
+        service.rollouts.act(rollout_id, action, f"token:{p.id}", body.reason if body else "")
+        return detail(rollout_id)
+
+    # ------------------------------------------------------------------ telemetry
+
+    @r.get("/telemetry", tags=["telemetry"], response_model=list[TelemetryPointOut])
+    def telemetry(
+        p: Viewer,
+        model: Annotated[str | None, Query(max_length=140)] = None,
+        device: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9._-]{1,64}$")] = None,
+        since: float | None = None,
+        until: float | None = None,
+        bucket_s: Annotated[float, Query(ge=1, le=86400)] = 60,
+    ):
+        """Aggregated time buckets (calls, errors, throughput, p95, cache hit rate)."""
+        lo, hi = _window(since, until, 1)
+        return query_series(
+            service.ctx.engine, model=model, device_id=device, since=lo, until=hi, bucket_s=bucket_s
+        )
+
+    @r.get("/telemetry/versions", tags=["telemetry"], response_model=list[VersionSummary])
+    def telemetry_versions(
+        p: Viewer,
+        hours: Annotated[float, Query(gt=0, le=24 * 30)] = 1,
+        bucket_s: Annotated[float, Query(ge=1, le=86400)] = 10,
+    ):
+        """One series per model version (for the dashboard charts)."""
+        lo, hi = _window(None, None, hours)
+        from sqlalchemy import distinct, select
+
+        from ._db import Telemetry
+
+        with service.ctx.engine.connect() as conn:
+            models = conn.execute(select(distinct(Telemetry.model)).where(Telemetry.ts >= lo))
+            names = sorted(m for (m,) in models)
+        return [
+            {
+                "model": m,
+                "series": query_series(
+                    service.ctx.engine, model=m, device_id=None, since=lo, until=hi,
+                    bucket_s=bucket_s,
+                ),
+            }
+            for m in names[:20]
+        ]
+
+    # ------------------------------------------------------------------ tokens
+
+    @r.post("/tokens", tags=["auth"], status_code=201, response_model=TokenOut)
+    def create_token(p: Admin, body: TokenIn):
+        return {"token": service.create_token(body.role, body.name), "role": body.role}
+
+    @r.get("/tokens", tags=["auth"], response_model=list[TokenInfo])
+    def list_tokens(p: Admin):
+        return [
+            {"id": t.id, "name": t.name, "role": t.role, "created_at": t.created_at,
+             "revoked": t.revoked}
+            for t in service.list_tokens()
+        ]
+
+    @r.delete("/tokens/{token_id}", tags=["auth"], status_code=204)
+    def revoke_token(p: Admin, token_id: Annotated[str, PathParam(pattern=r"^[0-9a-f]{1,32}$")]):
+        service.revoke_token(token_id)
+
+    return r

@@ -1,0 +1,54 @@
+"""The fleet's one Settings class (env prefix ``EDGEFLEET_FLEET_``)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["FleetSettings"]
+
+log = logging.getLogger(__name__)
+
+
+class FleetSettings(BaseSettings):
+    """Everything the fleet service reads from its environment.
+
+    ``broker_url`` empty means: start the embedded amqtt broker (zero-setup demo).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="EDGEFLEET_FLEET_", frozen=True)
+
+    data_dir: Path = Path("fleet-data")
+    database_url: str = ""  # empty -> sqlite file inside data_dir
+    host: str = "127.0.0.1"
+    port: int = Field(default=8700, ge=0, le=65535)
+    public_url: str = ""  # how devices reach the HTTP API; empty -> http://host:port
+    broker_url: str = ""  # mqtt://user:pass@host:port ; empty -> embedded amqtt
+    embedded_broker_port: int = Field(default=1883, ge=0, le=65535)
+    mqtt_client_id: str = "edgefleet-fleet"
+    mqtt_username: str = ""
+    mqtt_password: str = ""
+    share_group: str = "fleet"
+    signing_key: Path | None = None  # Ed25519 key for commands; generated in data_dir if None
+    trusted_package_keys: list[Path] = Field(default_factory=list)
+    allow_unverified_packages: bool = False
+    command_ttl_s: float = Field(default=24 * 3600, gt=0)
+    tick_interval_s: float = Field(default=0.5, gt=0)
+    telemetry_batch_size: int = Field(default=2000, ge=1)
+    telemetry_flush_interval_s: float = Field(default=0.2, gt=0)
+    max_payload_bytes: int = Field(default=256 * 1024, ge=1024)
+    max_upload_bytes: int = Field(default=512 * 1024 * 1024, ge=1024)
+    online_timeout_s: float = Field(default=120.0, gt=0)
+    bootstrap_admin_token: str = ""  # set -> ensured on start (demo, tests)
+    mqtt_enabled: bool = True
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'fleet.db').resolve()}"
+
+    @property
+    def base_url(self) -> str:
+        return self.public_url.rstrip("/") or f"http://{self.host}:{self.port}"

@@ -1,0 +1,187 @@
+"""Telemetry: a batching writer (one executemany per flush) and the chart/gate queries."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from sqlalchemy import and_, func, insert, select
+from sqlalchemy.engine import Engine
+
+from ._db import Telemetry
+from ._metrics import Metrics
+
+__all__ = ["TelemetryWriter", "TelemetryPoint", "query_series", "aggregate"]
+
+log = logging.getLogger(__name__)
+
+
+class TelemetryWriter:
+    """Collects rows from the MQTT thread and writes them in batches from its own thread.
+
+    Rows are dicts matching :class:`Telemetry` columns. ``flush()`` blocks until everything
+    queued before the call is in the database (used by tests and shutdown).
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        metrics: Metrics,
+        *,
+        batch_size: int = 2000,
+        interval_s: float = 0.2,
+        max_queue: int = 500_000,
+    ) -> None:
+        self._engine = engine
+        self._metrics = metrics
+        self._batch = batch_size
+        self._interval = interval_s
+        self._q: queue.Queue = queue.Queue(maxsize=max_queue)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="fleet-telemetry", daemon=True)
+        self.rows_written = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def put_many(self, rows: Iterable[dict]) -> None:
+        for r in rows:
+            try:
+                self._q.put_nowait(r)
+            except queue.Full:
+                # Back-pressure would stall MQTT keepalives; count and drop instead.
+                self._metrics.inc("edgefleet_fleet_telemetry_dropped_total")
+
+    def flush(self, timeout: float = 10.0) -> None:
+        done = threading.Event()
+        self._q.put(done)
+        if not done.wait(timeout):
+            raise TimeoutError("telemetry writer did not flush in time")
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._q.put(None)
+        self._thread.join(10)
+
+    def _write(self, rows: list[dict]) -> None:
+        if not rows:
+            return
+        try:
+            with self._engine.begin() as conn:
+                conn.execute(insert(Telemetry), rows)  # executemany
+            self.rows_written += len(rows)
+            self._metrics.inc("edgefleet_fleet_telemetry_rows_total", len(rows))
+        except Exception:  # the writer must survive a bad batch or a DB hiccup
+            log.exception("telemetry batch of %d rows failed", len(rows))
+            self._metrics.inc("edgefleet_fleet_telemetry_write_errors_total")
+
+    def _run(self) -> None:
+        rows: list[dict] = []
+        waiters: list[threading.Event] = []
+        deadline = time.monotonic() + self._interval
+        while True:
+            timeout = max(0.0, deadline - time.monotonic())
+            try:
+                item = self._q.get(timeout=timeout)
+            except queue.Empty:
+                item = ...
+            if isinstance(item, dict):
+                rows.append(item)
+                if len(rows) < self._batch:
+                    continue
+            elif isinstance(item, threading.Event):
+                waiters.append(item)
+            elif item is None:
+                self._write(rows)
+                return
+            self._write(rows)
+            rows = []
+            for w in waiters:
+                w.set()
+            waiters = []
+            deadline = time.monotonic() + self._interval
+
+
+@dataclass(frozen=True)
+class TelemetryPoint:
+    t: float
+    calls: int
+    errors: int
+    p95_ms: float | None
+    cache_hit_rate: float | None
+
+
+def _filters(model: str | None, device_ids: list[str] | None, since: float, until: float):
+    conds = [Telemetry.ts >= since, Telemetry.ts <= until]
+    if model:
+        conds.append(Telemetry.model == model)
+    if device_ids is not None:
+        conds.append(Telemetry.device_id.in_(device_ids))
+    return and_(*conds)
+
+
+def query_series(
+    engine: Engine,
+    *,
+    model: str | None,
+    device_id: str | None,
+    since: float,
+    until: float,
+    bucket_s: float,
+) -> list[dict]:
+    """Time buckets with calls, errors, calls-weighted p95 and cache hit rate."""
+    bucket = func.floor(Telemetry.ts / bucket_s)
+    stmt = (
+        select(
+            bucket.label("b"),
+            func.sum(Telemetry.calls),
+            func.sum(Telemetry.errors),
+            func.sum(Telemetry.p95_ms * Telemetry.calls),
+            func.sum(func.coalesce(Telemetry.cache_hit_rate * Telemetry.calls, 0)),
+        )
+        .where(_filters(model, [device_id] if device_id else None, since, until))
+        .group_by(bucket)
+        .order_by(bucket)
+    )
+    out = []
+    with engine.connect() as conn:
+        for b, calls, errors, p95w, hitw in conn.execute(stmt):
+            calls = int(calls or 0)
+            out.append(
+                {
+                    "t": float(b) * bucket_s,
+                    "calls": calls,
+                    "errors": int(errors or 0),
+                    "throughput_per_s": calls / bucket_s,
+                    "error_rate": (errors or 0) / calls if calls else None,
+                    "p95_ms": float(p95w) / calls if calls and p95w is not None else None,
+                    "cache_hit_rate": float(hitw) / calls if calls else None,
+                }
+            )
+    return out
+
+
+def aggregate(
+    engine: Engine,
+    *,
+    model: str,
+    device_ids: list[str] | None,
+    since: float,
+    until: float,
+) -> tuple[int, float | None, float | None]:
+    """(calls, calls-weighted p95 ms, error rate) over a window."""
+    stmt = select(
+        func.sum(Telemetry.calls),
+        func.sum(Telemetry.errors),
+        func.sum(Telemetry.p95_ms * Telemetry.calls),
+    ).where(_filters(model, device_ids, since, until))
+    with engine.connect() as conn:
+        calls, errors, p95w = conn.execute(stmt).one()
+    calls = int(calls or 0)
+    if not calls:
+        return 0, None, None
+    return calls, (float(p95w) / calls if p95w is not None else None), (errors or 0) / calls

@@ -1,0 +1,60 @@
+"""Loading the bundled profile files (one TOML per target) and looking them up by name."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import tomllib
+from pathlib import Path
+
+from ._errors import ProfileError
+from ._model import Profile, profile_from_dict
+
+__all__ = ["PROFILE_DIR", "get_profile", "list_profiles", "load_profile", "profile_names"]
+
+log = logging.getLogger(__name__)
+
+PROFILE_DIR = Path(__file__).parent
+
+
+def load_profile(path: str | Path) -> Profile:
+    """Read and validate one profile file; the file's stem must equal its ``name``."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise ProfileError(f"{path}: cannot read profile file: {e}") from e
+    except tomllib.TOMLDecodeError as e:
+        raise ProfileError(f"{path.name}: not valid TOML: {e}") from e
+    profile = profile_from_dict(data, path.name)
+    if profile.name != path.stem:
+        raise ProfileError(
+            f"{path.name}: name: expected {path.stem!r} (the file name), got {profile.name!r}"
+        )
+    return profile
+
+
+@functools.cache
+def _bundled() -> dict[str, Profile]:
+    found = {p.stem: load_profile(p) for p in sorted(PROFILE_DIR.glob("*.toml"))}
+    log.debug("loaded %d target profiles from %s", len(found), PROFILE_DIR)
+    return found
+
+
+def profile_names() -> list[str]:
+    return list(_bundled())
+
+
+def list_profiles() -> list[Profile]:
+    """Every bundled target profile, sorted by name."""
+    return list(_bundled().values())
+
+
+def get_profile(name: str) -> Profile:
+    """The bundled profile called ``name`` (e.g. ``"raspberry-pi-4"``)."""
+    try:
+        return _bundled()[name]
+    except KeyError:
+        raise ProfileError(
+            f"unknown target profile {name!r}; expected one of {profile_names()}"
+        ) from None

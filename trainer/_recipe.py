@@ -1,0 +1,199 @@
+"""Recipes: a TOML file naming model, data, training, compression steps, exports, targets.
+
+Validated with pydantic; every error names the offending field (``compress.1.amount``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from edgefleet.sdk import ConfigError, canonical_json
+
+__all__ = [
+    "RecipeError",
+    "Recipe",
+    "ModelSpec",
+    "DataSpec",
+    "TrainSpec",
+    "PruneChannels",
+    "MagnitudePrune",
+    "Distill",
+    "LowRank",
+    "CompressStep",
+    "QuantizeSpec",
+    "ExportSpec",
+    "VerifySpec",
+    "load_recipe",
+    "parse_recipe",
+    "builtin_recipe",
+    "recipe_digest",
+]
+
+log = logging.getLogger(__name__)
+
+
+class RecipeError(ConfigError):
+    """A recipe file that cannot be read or does not validate."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelSpec(_Strict):
+    name: Literal["digits_cnn", "mobilenet_v2"] = "digits_cnn"
+    args: dict[str, int | float] = Field(default_factory=dict)
+    # Weights trained elsewhere (e.g. by the torchrun DDP entry point); skips training.
+    checkpoint: str | None = None
+
+
+class DataSpec(_Strict):
+    dataset: Literal["digits", "synthetic_images"] = "digits"
+    test_fraction: float = Field(0.25, gt=0.0, lt=1.0)
+    image_size: int = Field(32, ge=8, le=512, description="synthetic_images only")
+    samples: int = Field(512, ge=16, description="synthetic_images only")
+
+
+class TrainSpec(_Strict):
+    epochs: int = Field(8, ge=0, le=1000)
+    batch_size: int = Field(64, ge=1)
+    lr: float = Field(3e-3, gt=0.0)
+    weight_decay: float = Field(1e-4, ge=0.0)
+
+
+class PruneChannels(_Strict):
+    """Structured pruning: drop the lowest-norm output channels; tensors really shrink."""
+
+    step: Literal["prune_channels"]
+    amount: float = Field(gt=0.0, lt=1.0)
+    finetune_epochs: int = Field(2, ge=0)
+
+
+class MagnitudePrune(_Strict):
+    """Unstructured: zero the smallest weights (smaller compressed size, no speed-up)."""
+
+    step: Literal["magnitude_prune"]
+    amount: float = Field(gt=0.0, lt=1.0)
+    finetune_epochs: int = Field(0, ge=0)
+
+
+class Distill(_Strict):
+    """Train a smaller student on the teacher's softened outputs plus the labels."""
+
+    step: Literal["distill"]
+    student: ModelSpec
+    epochs: int = Field(6, ge=1)
+    temperature: float = Field(4.0, gt=0.0)
+    alpha: float = Field(0.7, ge=0.0, le=1.0)
+
+
+class LowRank(_Strict):
+    """Factor Linear layers W ~ U V with the smallest rank keeping ``energy`` of S^2."""
+
+    step: Literal["lowrank"]
+    energy: float = Field(0.9, gt=0.0, le=1.0)
+    min_features: int = Field(32, ge=2)
+    finetune_epochs: int = Field(1, ge=0)
+
+
+CompressStep = Annotated[
+    PruneChannels | MagnitudePrune | Distill | LowRank, Field(discriminator="step")
+]
+
+
+class QuantizeSpec(_Strict):
+    calibration_samples: int = Field(128, ge=1)
+    per_channel: bool = True
+    # ONNX int8 flavours: static QDQ (calibrated) and/or dynamic.
+    onnx: list[Literal["static", "dynamic"]] = Field(default_factory=lambda: ["static"])
+
+
+class ExportSpec(_Strict):
+    formats: list[Literal["onnx", "tflite", "pte"]] = Field(
+        default_factory=lambda: ["onnx", "tflite", "pte"], min_length=1
+    )
+    precisions: list[Literal["fp32", "int8"]] = Field(
+        default_factory=lambda: ["fp32", "int8"], min_length=1
+    )
+    opset: int = Field(17, ge=13, le=21)
+
+
+class VerifySpec(_Strict):
+    samples: int = Field(0, ge=0, description="held-out samples to verify on; 0 = all")
+    latency_runs: int = Field(30, ge=1)
+    golden_samples: int = Field(4, ge=1, le=64)
+
+
+class Recipe(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+    version: str = "1.0.0"
+    description: str = ""
+    seed: int = 0
+    targets: list[str] = Field(default_factory=list)
+    model: ModelSpec = Field(default_factory=ModelSpec)
+    data: DataSpec = Field(default_factory=DataSpec)
+    train: TrainSpec = Field(default_factory=TrainSpec)
+    compress: list[CompressStep] = Field(default_factory=list)
+    quantize: QuantizeSpec = Field(default_factory=QuantizeSpec)
+    export: ExportSpec = Field(default_factory=ExportSpec)
+    verify: VerifySpec = Field(default_factory=VerifySpec)
+
+    @field_validator("targets")
+    @classmethod
+    def _targets(cls, v: list[str]) -> list[str]:
+        for t in v:
+            if not t or not t.replace("-", "").replace("_", "").isalnum():
+                raise ValueError(f"expected profile names like 'raspberry-pi-4', got {t!r}")
+        return v
+
+
+def _describe(err: ValidationError, source: str) -> str:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        got = e.get("input")
+        got_s = "" if isinstance(got, dict) else f" (got {got!r})"
+        lines.append(f"  {loc}: {e['msg']}{got_s}")
+    return f"invalid recipe {source}:\n" + "\n".join(lines)
+
+
+def parse_recipe(text: str, source: str = "<recipe>") -> Recipe:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise RecipeError(f"{source} is not valid TOML: {e}") from e
+    try:
+        return Recipe.model_validate(data)
+    except ValidationError as e:
+        raise RecipeError(_describe(e, source)) from None
+
+
+def builtin_recipe(name: str) -> Path:
+    """Path of a recipe shipped with the trainer (``digits``, ``mobilenet_v2``)."""
+    path = Path(str(resources.files("edgefleet.trainer.recipes") / f"{name}.toml"))
+    if not path.is_file():
+        raise RecipeError(f"no built-in recipe {name!r}")
+    return path
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    """Read a recipe file; a bare name such as ``digits`` means a built-in recipe."""
+    p = Path(path)
+    if not p.exists() and p.suffix == "" and "/" not in str(path):
+        p = builtin_recipe(str(path))
+    try:
+        text = p.read_text()
+    except OSError as e:
+        raise RecipeError(f"cannot read recipe {p}: {e}") from e
+    return parse_recipe(text, str(p))
+
+
+def recipe_digest(recipe: Recipe) -> str:
+    return "sha256:" + hashlib.sha256(canonical_json(recipe.model_dump(mode="json"))).hexdigest()

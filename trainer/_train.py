@@ -1,0 +1,84 @@
+"""Training, fine-tuning and evaluation loops (CPU, plain PyTorch)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from ._progress import Reporter
+from ._recipe import TrainSpec
+
+__all__ = ["fit", "evaluate", "predict_logits", "LossFn"]
+
+log = logging.getLogger(__name__)
+
+# (model, inputs, labels) -> loss; lets distillation reuse the same loop.
+LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def _ce(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return nn.functional.cross_entropy(model(x), y)
+
+
+def fit(
+    model: nn.Module,
+    x: np.ndarray,
+    y: np.ndarray,
+    spec: TrainSpec,
+    *,
+    epochs: int | None = None,
+    loss_fn: LossFn | None = None,
+    reporter: Reporter | None = None,
+    description: str = "train",
+    seed: int = 0,
+    sampler_rank: tuple[int, int] | None = None,
+) -> nn.Module:
+    """Adam + cosine schedule. ``sampler_rank=(rank, world)`` shards each epoch for DDP."""
+    epochs = spec.epochs if epochs is None else epochs
+    reporter = reporter or Reporter(quiet=True)
+    loss_fn = loss_fn or _ce
+    if epochs == 0:
+        return model
+    gen = torch.Generator().manual_seed(seed)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    opt = torch.optim.AdamW(model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
+    n = len(xt)
+    idx_all = torch.arange(n)
+    if sampler_rank is not None:
+        rank, world = sampler_rank
+        idx_all = idx_all[rank::world]
+    steps_per_epoch = max(1, (len(idx_all) + spec.batch_size - 1) // spec.batch_size)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs * steps_per_epoch)
+    model.train()
+    with reporter.task(description, epochs * steps_per_epoch) as advance:
+        for epoch in range(epochs):
+            perm = idx_all[torch.randperm(len(idx_all), generator=gen)]
+            total = 0.0
+            for i in range(0, len(perm), spec.batch_size):
+                b = perm[i : i + spec.batch_size]
+                opt.zero_grad()
+                loss = loss_fn(model, xt[b], yt[b])
+                loss.backward()
+                opt.step()
+                sched.step()
+                total += float(loss) * len(b)
+                advance(info=f"epoch {epoch + 1}/{epochs} loss {float(loss):.3f}")
+            log.debug("%s epoch %d loss %.4f", description, epoch, total / len(perm))
+    model.eval()
+    return model
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, x: np.ndarray, batch: int = 256) -> np.ndarray:
+    model.eval()
+    outs = [model(torch.from_numpy(x[i : i + batch])).numpy() for i in range(0, len(x), batch)]
+    return np.concatenate(outs).astype(np.float32)
+
+
+def evaluate(model: nn.Module, x: np.ndarray, y: np.ndarray) -> float:
+    """Top-1 accuracy on (x, y)."""
+    return float((predict_logits(model, x).argmax(1) == y).mean())

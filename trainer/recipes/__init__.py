@@ -1,0 +1,3 @@
+"""Built-in recipes (TOML package data)."""
+
+__all__: list[str] = []
