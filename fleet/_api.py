@@ -71,7 +71,9 @@ def wave_progress(r: Rollout, devices: list) -> list[dict]:
     for d in devices:
         by_wave.setdefault(d.wave, Counter())[d.state] += 1
     for i, wave in enumerate(r.waves):
-        states = by_wave.get(i, Counter({"PENDING": len(wave)}) if r.status == "DRAFT" else Counter())
+        states = by_wave.get(
+            i, Counter({"PENDING": len(wave)}) if r.status == "DRAFT" else Counter()
+        )
         out.append(
             {
                 "index": i,
@@ -89,7 +91,7 @@ def create_app(service: FleetService, *, manage_lifecycle: bool = False) -> Fast
     the service (``edgefleet fleet serve``)."""
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI):  # noqa: ANN202
+    async def lifespan(app: FastAPI):
         if manage_lifecycle:
             service.start()
         try:
@@ -114,7 +116,7 @@ def create_app(service: FleetService, *, manage_lifecycle: bool = False) -> Fast
             raise AuthError("missing API token: send 'Authorization: Bearer <token>'")
         return service.authenticate(creds.credentials)
 
-    def need(role: str):  # noqa: ANN202
+    def need(role: str):
         def dep(p: Annotated[Principal, Depends(principal)]) -> Principal:
             if not role_allows(p.role, role):
                 raise ForbiddenError(f"this needs the {role} role; your token has {p.role}")
@@ -142,7 +144,7 @@ def create_app(service: FleetService, *, manage_lifecycle: bool = False) -> Fast
         )
 
     @app.middleware("http")
-    async def _count(request: Request, call_next):  # noqa: ANN001, ANN202
+    async def _count(request: Request, call_next):
         response = await call_next(request)
         service.metrics.inc("edgefleet_fleet_http_requests_total", status=str(response.status_code))
         return response

@@ -87,7 +87,7 @@ def _window(since: float | None, until: float | None, hours: float) -> tuple[flo
 
 
 def build_router(
-    service,  # noqa: ANN001 - FleetService (import cycle)
+    service,
     need: Callable[[str], Callable],
     device_out: Callable,
     rollout_out: Callable,
@@ -98,7 +98,7 @@ def build_router(
     Operator = Annotated[Principal, Depends(need("operator"))]
     Admin = Annotated[Principal, Depends(need("admin"))]
 
-    def rollout_model(ro) -> str:  # noqa: ANN001
+    def rollout_model(ro) -> str:
         mv = service.registry.by_id(ro.model_version_id)
         return model_ref(mv.name, mv.version)
 
@@ -276,7 +276,11 @@ def build_router(
             {
                 "model": m,
                 "series": query_series(
-                    service.ctx.engine, model=m, device_id=None, since=lo, until=hi,
+                    service.ctx.engine,
+                    model=m,
+                    device_id=None,
+                    since=lo,
+                    until=hi,
                     bucket_s=bucket_s,
                 ),
             }
@@ -292,8 +296,13 @@ def build_router(
     @r.get("/tokens", tags=["auth"], response_model=list[TokenInfo])
     def list_tokens(p: Admin):
         return [
-            {"id": t.id, "name": t.name, "role": t.role, "created_at": t.created_at,
-             "revoked": t.revoked}
+            {
+                "id": t.id,
+                "name": t.name,
+                "role": t.role,
+                "created_at": t.created_at,
+                "revoked": t.revoked,
+            }
             for t in service.list_tokens()
         ]
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import platform
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,10 +57,11 @@ def verify_artifact(
     inputs: list[TensorSpec],
     outputs: list[TensorSpec],
     x: np.ndarray,
-    y: np.ndarray,
+    y: np.ndarray | None,
     reference_logits: np.ndarray,
     golden_x: np.ndarray,
     latency_runs: int = 30,
+    eval_fn: Callable[[Callable[[np.ndarray], np.ndarray]], float] | None = None,
 ) -> Verified:
     """Load ``path`` on its SDK backend, run held-out ``x`` and compare with the reference."""
     fixed = None if format == "onnx" else 1  # .tflite/.pte are exported for batch 1
@@ -73,6 +75,9 @@ def verify_artifact(
     session = backend.load(path, art, inputs, outputs, opts)
     try:
         logits = _run_all(session, x, fixed)
+        scored = None
+        if y is None and eval_fn is not None:
+            scored = float(eval_fn(lambda xb: _run_all(session, xb, fixed)))
         golden = _run_all(session, golden_x, fixed)
         one = x[:1]
         for _ in range(3):
@@ -87,8 +92,8 @@ def verify_artifact(
     pred, ref_pred = logits.argmax(1), reference_logits.argmax(1)
     metrics = ArtifactMetrics(
         samples=len(x),
-        accuracy=float((pred == y).mean()),
-        reference_accuracy=float((ref_pred == y).mean()),
+        accuracy=float((pred == y).mean()) if y is not None else scored,
+        reference_accuracy=float((ref_pred == y).mean()) if y is not None else None,
         top1_agreement=float((pred == ref_pred).mean()),
         max_abs_error=float(np.abs(logits - reference_logits).max()),
         latency_ms_p50=float(np.median(times)),

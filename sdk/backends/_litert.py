@@ -102,10 +102,9 @@ class LiteRTSession:
         self._in = []
         for spec, i in zip(inputs, in_idx, strict=True):
             d = in_d[i]
-            self._in.append(
-                [spec.name, d["index"], _quant_for(d, spec), tuple(d["shape_signature"]),
-                 tuple(d["shape"])]
-            )
+            signature = tuple(int(v) for v in d["shape_signature"])
+            shape = tuple(int(v) for v in d["shape"])
+            self._in.append([spec.name, d["index"], _quant_for(d, spec), signature, shape])
         self._out = [
             (spec.name, out_d[i]["index"], _quant_for(out_d[i], spec))
             for spec, i in zip(outputs, out_idx, strict=True)
