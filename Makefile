@@ -15,11 +15,14 @@ test: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest
 
-# torch is pinned in pyproject (a looser pin pulls a multi-GB CUDA build).
+# torch is pinned in pyproject (a looser pin pulls a multi-GB CUDA build) and installed
+# first, on its own: with it in place the resolver keeps it instead of backtracking into
+# another 2.13.0 build (seen: a CPU wheel from a local find-links swapped for the CUDA one).
 $(STAMP): pyproject.toml setup.py
 	./scripts/system-deps.sh demo
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q -U pip
+	$(BIN)/pip install -q 'torch==2.13.0'
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(STAMP)
 

@@ -87,7 +87,8 @@ class ActiveModel:
                 return self._model
             old, self._model = self._model, model
             self._key, self._generation = key, pointer.generation
-            log.info("serving %s %s from slot %s", model.info.name, model.info.version, pointer.slot)
+            i = model.info
+            log.info("serving %s %s from slot %s", i.name, i.version, pointer.slot)
         if old is not None:
             old.close()
         return model
@@ -110,6 +111,13 @@ class ActiveModel:
 
     def predict(self, inputs: Any) -> dict:
         return self.model.predict(inputs)
+
+    def set_cache(self, cache: Any) -> None:
+        """Use ``cache`` from the next load on (and reload now so it takes effect)."""
+        with self._lock:
+            self.cache = cache
+            self._generation = None
+        self.refresh(force=True)
 
     def close(self) -> None:
         with self._lock:

@@ -19,8 +19,6 @@ __all__ = ["DownloadError", "DownloadCanceled", "DownloadSpec", "download"]
 
 log = logging.getLogger(__name__)
 
-CHUNK = 64 * 1024
-
 
 class DownloadError(EdgefleetError):
     """The artifact could not be downloaded (HTTP error, size mismatch, retries exhausted)."""
@@ -53,7 +51,10 @@ def _fetch(
         have = 0
     if have == spec.size:
         return
-    headers = {"Range": f"bytes={have}-"} if have else {}
+    # identity: Range offsets must count the bytes on disk, not compressed ones.
+    headers = {"Accept-Encoding": "identity"}
+    if have:
+        headers["Range"] = f"bytes={have}-"
     if spec.token:
         headers["Authorization"] = f"Bearer {spec.token}"
     with httpx.stream(
@@ -68,7 +69,8 @@ def _fetch(
             log.warning("server ignored the Range request; restarting download of %s", spec.url)
             mode, have = "wb", 0
         with open(part, mode) as f:
-            for block in r.iter_bytes(CHUNK):
+            # iter_raw yields what arrived; a buffered iterator would lose the tail on a cut.
+            for block in r.iter_raw():
                 if canceled():
                     raise DownloadCanceled("download canceled")
                 if have + len(block) > spec.size:
@@ -76,6 +78,7 @@ def _fetch(
                         f"GET {spec.url}: server sent more than the expected {spec.size} bytes"
                     )
                 f.write(block)
+                f.flush()  # so what is on disk is what a resume (even after kill -9) counts
                 have += len(block)
                 on_bytes(have)
             f.flush()

@@ -11,9 +11,8 @@ import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict
-
 from edgefleet.sdk.protocol import DeployCommand, DeploymentState
+from pydantic import BaseModel, ConfigDict
 
 from ._fsutil import read_json, write_json_atomic
 

@@ -10,11 +10,10 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict, TomlConfigSettingsSource
-
 from edgefleet.sdk import ConfigError
 from edgefleet.sdk.protocol import is_valid_device_id
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict, TomlConfigSettingsSource
 
 __all__ = ["AgentSettings", "FAULT_RE"]
 
@@ -87,7 +86,9 @@ class AgentSettings(BaseSettings):
     @classmethod
     def _fault(cls, v: str | None) -> str | None:
         if v and not FAULT_RE.match(v):
-            raise ValueError(f"expected after:<STATE>, during:DOWNLOADING or health:fail, got {v!r}")
+            raise ValueError(
+                f"expected after:<STATE>, during:DOWNLOADING or health:fail, got {v!r}"
+            )
         return v or None
 
     @classmethod

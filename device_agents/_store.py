@@ -91,7 +91,11 @@ class ModelStore:
             raise PackageError(f"refusing to overwrite the active slot {slot}")
         staging = self.root / "slots" / f".{slot}.staging"
         shutil.rmtree(staging, ignore_errors=True)
-        pkg = open_package(package_file, policy, extract_to=staging)
+        try:
+            pkg = open_package(package_file, policy, extract_to=staging)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
         meta = {
             "package_name": pkg.manifest.name,
             "package_version": pkg.manifest.version,

@@ -67,7 +67,8 @@ class TelemetryQueue:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                self._db.execute("INSERT INTO samples(body) VALUES (?)", (sample.model_dump_json(),))
+                body = sample.model_dump_json()
+                self._db.execute("INSERT INTO samples(body) VALUES (?)", (body,))
                 n = self._db.execute("SELECT COUNT(*) FROM samples").fetchone()[0]
                 if n > self.max_rows:
                     over = n - self.max_rows

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import sys
 
 import typer
 
@@ -23,16 +24,18 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 
-# (group name, module, extra to install, help). A group of None merges the module's
-# commands into the root (e.g. ``edgefleet train``, ``edgefleet demo``).
+# (name, module, extra to install, help). Names prefixed with "=" are commands merged into
+# the root from that module (``edgefleet train``, ``edgefleet demo``); the others are groups.
+# Only the module a command line needs is imported, so ``edgefleet agent ...`` never pays
+# for the trainer's torch or the fleet's FastAPI.
 _GROUPS: list[tuple[str | None, str, str, str]] = [
     ("sdk", "edgefleet.sdk._cli", "edgefleet", "Inspect, run and benchmark model packages."),
     ("keys", "edgefleet.sdk._keys_cli", "edgefleet", "Ed25519 signing keys."),
-    (None, "edgefleet.trainer._cli", "edgefleet[trainer]", "Train and compress models."),
+    ("=train", "edgefleet.trainer._cli", "edgefleet[trainer]", "Train and compress a model."),
     ("agent", "edgefleet.device_agents._cli", "edgefleet[agent]", "The device agent."),
     ("fleet", "edgefleet.fleet._cli", "edgefleet[fleet]", "The fleet service."),
     ("hil", "edgefleet.hardware._cli", "edgefleet", "Hardware targets and the HIL matrix."),
-    (None, "edgefleet._demo_cli", "edgefleet[all]", "The end-to-end demo."),
+    ("=demo", "edgefleet._demo_cli", "edgefleet[all]", "Run the whole system end to end."),
 ]
 
 
@@ -47,20 +50,32 @@ def _missing(name: str, extra: str, err: Exception) -> typer.Typer:
     return stub
 
 
-def _register() -> None:
+def _placeholder(name: str, help_text: str) -> None:
+    """List a component in --help without importing it."""
+    if name.startswith("="):
+        app.command(name[1:], help=help_text, add_help_option=False)(lambda: None)
+    else:
+        app.add_typer(typer.Typer(), name=name, help=help_text)
+
+
+def _register(wanted: str | None = "*") -> None:
+    """Mount the component ``wanted`` names ("*": all of them; None: placeholders only)."""
     for name, module, extra, help_text in _GROUPS:
+        bare = name.lstrip("=")
+        if wanted != "*" and wanted != bare:
+            _placeholder(name, help_text)
+            continue
         try:
             sub = importlib.import_module(module).app
         except ModuleNotFoundError as e:
             # Only a missing optional dependency (or a component not built yet) lands here.
-            if name is None:
+            sub = _missing(bare, extra, e)
+            if name.startswith("="):
+                app.add_typer(sub, name=bare, help=help_text)
                 continue
-            sub = _missing(name, extra, e)
-        if name is None:
-            for cmd in sub.registered_commands:
-                app.registered_commands.append(cmd)
-            for grp in sub.registered_groups:
-                app.registered_groups.append(grp)
+        if name.startswith("="):
+            app.registered_commands.extend(sub.registered_commands)
+            app.registered_groups.extend(sub.registered_groups)
         else:
             app.add_typer(sub, name=name, help=help_text)
 
@@ -74,5 +89,7 @@ def _root(
 
 
 def main() -> None:
-    _register()
+    words = [a for a in sys.argv[1:] if not a.startswith("-")]
+    known = {n.lstrip("=") for n, *_ in _GROUPS}
+    _register(words[0] if words and words[0] in known else None)
     app()

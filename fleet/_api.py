@@ -1,7 +1,5 @@
 """The FastAPI application: routes, auth dependencies, error handlers, dashboard."""
 
-from __future__ import annotations
-
 import logging
 from collections import Counter
 from contextlib import asynccontextmanager

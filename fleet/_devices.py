@@ -34,11 +34,24 @@ def _check_id(device_id: str) -> str:
         raise BadRequestError(str(e)) from e
 
 
-def apply_state(db: Session, msg: State) -> Device | None:
-    dev = db.get(Device, msg.device_id)
+def _lookup(db: Session, known: dict[str, Device] | None, device_id: str) -> Device | None:
+    if known is None:
+        return db.get(Device, device_id)
+    return known.get(device_id)
+
+
+def _new(db: Session, known: dict[str, Device] | None, dev: Device) -> Device:
+    db.add(dev)
+    if known is not None:
+        known[dev.id] = dev
+    return dev
+
+
+def apply_state(db: Session, msg: State, known: dict[str, Device] | None = None) -> Device | None:
+    """Record a device's state; ``known`` = devices of this batch prefetched by id."""
+    dev = _lookup(db, known, msg.device_id)
     if dev is None:
-        dev = Device(id=msg.device_id, tags=[], inventory={})
-        db.add(dev)
+        dev = _new(db, known, Device(id=msg.device_id, tags=[], inventory={}))
     elif dev.decommissioned:
         return None
     dev.online = msg.online
@@ -52,11 +65,12 @@ def apply_state(db: Session, msg: State) -> Device | None:
     return dev
 
 
-def apply_inventory(db: Session, msg: Inventory) -> Device | None:
-    dev = db.get(Device, msg.device_id)
+def apply_inventory(
+    db: Session, msg: Inventory, known: dict[str, Device] | None = None
+) -> Device | None:
+    dev = _lookup(db, known, msg.device_id)
     if dev is None:
-        dev = Device(id=msg.device_id, tags=sorted(set(msg.tags)), inventory={})
-        db.add(dev)
+        dev = _new(db, known, Device(id=msg.device_id, tags=sorted(set(msg.tags)), inventory={}))
     elif dev.decommissioned:
         return None
     dev.profile = msg.profile

@@ -279,12 +279,14 @@ def step(
         return dec
     need = math.ceil(spec.success_threshold * n)
     if len(active) < need:
-        return _halt(
+        halted = _halt(
             spec,
             devices,
             f"wave {wave + 1}: only {len(active)}/{n} devices ACTIVE, "
             f"success threshold {spec.success_threshold:.0%} needs {need}",
         )
+        halted.timed_out = timed_out
+        return halted
     # Wave done: soak, then gates.
     if snap.soak_started_at is None:
         dec.soak_started_at = now

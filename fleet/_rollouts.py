@@ -328,13 +328,44 @@ class Rollouts:
     # ------------------------------------------------------------------ device reports
 
     @staticmethod
+    def rollout_of(dep_id: str) -> int | None:
+        if dep_id.startswith("rollout-") and dep_id[8:].isdigit() and len(dep_id) < 20:
+            return int(dep_id[8:])
+        return None
+
+    @staticmethod
+    def prefetch(db: Session, pairs: set[tuple[int, str]]) -> dict[tuple[int, str], RolloutDevice]:
+        """RolloutDevice rows for (rollout id, device id) pairs, in one query per rollout."""
+        out: dict[tuple[int, str], RolloutDevice] = {}
+        by_rollout: dict[int, list[str]] = {}
+        for rid, dev in pairs:
+            by_rollout.setdefault(rid, []).append(dev)
+        for rid, devs in by_rollout.items():
+            stmt = select(RolloutDevice).where(
+                RolloutDevice.rollout_id == rid, RolloutDevice.device_id.in_(devs)
+            )
+            out.update({(rid, rd.device_id): rd for rd in db.scalars(stmt)})
+        return out
+
+    @classmethod
     def apply_event(
-        db: Session, device_id: str, dep_id: str, state: str, reason: str, now: float
+        cls,
+        db: Session,
+        device_id: str,
+        dep_id: str,
+        state: str,
+        reason: str,
+        now: float,
+        known: dict[tuple[int, str], RolloutDevice] | None = None,
     ) -> bool:
         """Record a device's deployment state for the rollout named by ``dep_id``."""
-        if not dep_id.startswith("rollout-") or not dep_id[8:].isdigit():
+        rid = cls.rollout_of(dep_id)
+        if rid is None:
             return False
-        rd = db.get(RolloutDevice, (int(dep_id[8:]), device_id))
+        if known is not None:
+            rd = known.get((rid, device_id))
+        else:
+            rd = db.get(RolloutDevice, (rid, device_id))
         if rd is None:
             return False
         # Messages can arrive out of order; never move a terminal device back in flight,

@@ -1,7 +1,5 @@
 """The ``/api/v1`` routes. Each depends on a role; errors are FleetErrors (-> 4xx)."""
 
-from __future__ import annotations
-
 import hmac
 import logging
 import math
@@ -265,12 +263,12 @@ def build_router(
     ):
         """One series per model version (for the dashboard charts)."""
         lo, hi = _window(None, None, hours)
-        from sqlalchemy import distinct, select
+        from sqlalchemy import select
 
         from ._db import Telemetry
 
         with service.ctx.engine.connect() as conn:
-            models = conn.execute(select(distinct(Telemetry.model)).where(Telemetry.ts >= lo))
+            models = conn.execute(select(Telemetry.model).where(Telemetry.ts >= lo).distinct())
             names = sorted(m for (m,) in models)
         return [
             {

@@ -141,12 +141,12 @@ def export_tflite(
 ) -> Path:
     """LiteRT via litert-torch (no TensorFlow). int8: litert-torch's PT2E quantizer,
     per-channel symmetric, static activations calibrated on ``calib``."""
-    import litert_torch
-
-    litert_torch.config.show_progress = False
     args = (torch.from_numpy(sample),)
     model = copy.deepcopy(model).eval()
     with _quiet():
+        import litert_torch
+
+        litert_torch.config.show_progress = False
         if not int8:
             edge = litert_torch.convert(model, args)
         else:
@@ -155,12 +155,16 @@ def export_tflite(
                 get_symmetric_quantization_config,
             )
             from litert_torch.quantize.quant_config import QuantConfig
+            from torchao.quantization.pt2e import move_exported_model_to_eval
             from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
             q = PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
             prepared = prepare_pt2e(torch.export.export(model, args).module(), q)
             _calibrate(prepared, calib if calib is not None else sample, on_item)
             converted = convert_pt2e(prepared, fold_quantize=False)
+            # Exported graphs ignore .eval(); this rewrites dropout/BN ops to eval form.
+            move_exported_model_to_eval(converted)
+            converted.training = False
             edge = litert_torch.convert(converted, args, quant_config=QuantConfig(pt2e_quantizer=q))
         edge.export(str(out))
     return out
@@ -176,12 +180,12 @@ def export_pte(
     on_item: Callable[[], None] | None = None,
 ) -> Path:
     """ExecuTorch .pte lowered to XNNPACK; int8 through PT2E with the XNNPACK quantizer."""
-    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
-    from executorch.exir import to_edge_transform_and_lower
-
     args = (torch.from_numpy(sample),)
     model = copy.deepcopy(model).eval()
     with _quiet():
+        from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+        from executorch.exir import to_edge_transform_and_lower
+
         if int8:
             from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
                 XNNPACKQuantizer,

@@ -66,6 +66,8 @@ class TrainSpec(_Strict):
     batch_size: int = Field(64, ge=1)
     lr: float = Field(3e-3, gt=0.0)
     weight_decay: float = Field(1e-4, ge=0.0)
+    # torch intra-op threads; 1 is fastest for small models on a shared 2-core box.
+    threads: int | None = Field(None, ge=1)
 
 
 class PruneChannels(_Strict):

@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 def train_model(recipe: Recipe, *, quiet: bool = True, checkpoint: str | Path | None = None):
     """(trained model, dataset) for the recipe; a checkpoint replaces training."""
     torch.manual_seed(recipe.seed)
+    if recipe.train.threads:
+        torch.set_num_threads(recipe.train.threads)
     ds = load_dataset(recipe.data, recipe.seed)
     model = build_model(recipe.model.name, **recipe.model.args)
     ckpt = checkpoint or recipe.model.checkpoint

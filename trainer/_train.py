@@ -50,7 +50,8 @@ def fit(
     idx_all = torch.arange(n)
     if sampler_rank is not None:
         rank, world = sampler_rank
-        idx_all = idx_all[rank::world]
+        # Equal shard sizes: DDP ranks must run the same number of steps or they hang.
+        idx_all = idx_all[rank::world][: n // world]
     steps_per_epoch = max(1, (len(idx_all) + spec.batch_size - 1) // spec.batch_size)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs * steps_per_epoch)
     model.train()
@@ -65,8 +66,9 @@ def fit(
                 loss.backward()
                 opt.step()
                 sched.step()
-                total += float(loss) * len(b)
-                advance(info=f"epoch {epoch + 1}/{epochs} loss {float(loss):.3f}")
+                value = loss.item()
+                total += value * len(b)
+                advance(info=f"epoch {epoch + 1}/{epochs} loss {value:.3f}")
             log.debug("%s epoch %d loss %.4f", description, epoch, total / len(perm))
     model.eval()
     return model

@@ -23,6 +23,7 @@ from ._errors import EmulatorError
 __all__ = [
     "DEBS",
     "WHEELS",
+    "WHEELS_NO_DEPS",
     "EmulatorRoot",
     "find_emulator",
     "prepare_emulator",
@@ -40,7 +41,10 @@ DEBS = (
     "libk5crypto3", "libkrb5-3", "libkrb5support0", "libkeyutils1", "libcom-err2",
 )  # fmt: skip
 # onnxruntime 1.20.1 is the newest seen to import under qemu 7.2 (1.31.1 crashes at import).
-WHEELS = ("numpy", "onnxruntime==1.20.1", "pydantic", "cryptography")
+# It is installed without its declared dependencies: importing it needs only numpy, and
+# sympy alone would double the download and the emulated import time.
+WHEELS = ("numpy", "pydantic", "cryptography")
+WHEELS_NO_DEPS = ("onnxruntime==1.20.1",)
 PLATFORMS = (
     "manylinux_2_28_aarch64", "manylinux_2_27_aarch64", "manylinux_2_17_aarch64",
     "manylinux2014_aarch64",
@@ -74,7 +78,9 @@ class EmulatorRoot:
     def qemu(self) -> str:
         found = shutil.which(QEMU)
         if not found:
-            raise EmulatorError(f"{QEMU} not found; install it: apt-get install -y qemu-user-static")
+            raise EmulatorError(
+                f"{QEMU} not found; install it: apt-get install -y qemu-user-static"
+            )
         return found
 
     def command(self, *args: str) -> list[str]:
@@ -86,7 +92,9 @@ class EmulatorRoot:
         return {
             "PYTHONPATH": f"{self.overlay}:{self.site}",
             "PYTHONNOUSERSITE": "1",
-            "PYTHONDONTWRITEBYTECODE": "1",
+            # Byte-code compiled once (by the probe) into the cache, not per cell: compiling
+            # under qemu costs seconds per run.
+            "PYTHONPYCACHEPREFIX": str(self.cache / "pycache"),
             "PATH": "/usr/bin:/bin",
             "LANG": "C.UTF-8",
             "HOME": str(self.cache),
@@ -151,33 +159,47 @@ def _debs(cache: Path, progress: Progress) -> None:
 
 
 def _wheels(cache: Path, progress: Progress) -> None:
-    done = _marker(cache, "wheels", WHEELS + PLATFORMS)
+    done = _marker(cache, "wheels", WHEELS + WHEELS_NO_DEPS + PLATFORMS)
     if done.exists():
         return
-    progress("installing aarch64 wheels (" + ", ".join(WHEELS) + ")")
+    progress("installing aarch64 wheels (" + ", ".join(WHEELS + WHEELS_NO_DEPS) + ")")
     site = cache / "site"
     tmp = cache / "site.partial"
     shutil.rmtree(tmp, ignore_errors=True)
     platforms = [x for p in PLATFORMS for x in ("--platform", p)]
-    _run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-         "--target", str(tmp), "--only-binary=:all:", "--python-version", "3.11",
-         "--implementation", "cp", *platforms, *WHEELS],
-        "pip install (aarch64 wheels)",
-    )  # fmt: skip
+    pip = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+           "--no-compile", "--target", str(tmp), "--only-binary=:all:", "--python-version",
+           "3.11", "--implementation", "cp", *platforms]  # fmt: skip
+    _run([*pip, *WHEELS], "pip install (aarch64 wheels)")
+    _run([*pip, "--no-deps", *WHEELS_NO_DEPS], "pip install (aarch64 onnxruntime)")
     shutil.rmtree(site, ignore_errors=True)
     tmp.rename(site)  # only a complete install replaces the old one
     done.touch()
 
 
-def _overlay(cache: Path) -> None:
+def _compile(emu: EmulatorRoot, progress: Progress) -> None:
+    """Byte-compile the stdlib and wheels with the host python (3.11 byte-code is the same on
+    every arch) into the emulated python's pycache prefix: compiling under qemu is slow."""
+    done = _marker(emu.cache, "pyc", WHEELS + WHEELS_NO_DEPS)
+    if done.exists():
+        return
+    progress("compiling byte-code")
+    env = {**os.environ, "PYTHONPYCACHEPREFIX": emu.env()["PYTHONPYCACHEPREFIX"]}
+    dirs = [str(emu.site), str(emu.root / "usr/lib/python3.11")]
+    _run([sys.executable, "-m", "compileall", "-q", "-j", "0", *dirs], "compileall", env=env)
+    done.touch()
+
+
+def _overlay(emu: EmulatorRoot) -> None:
     """``overlay/edgefleet/{sdk,hardware}`` -> the live source folders of this install."""
     import edgefleet
 
-    pkg = cache / "overlay" / "edgefleet"
+    pkg = emu.overlay / "edgefleet"
     pkg.mkdir(parents=True, exist_ok=True)
     init = pkg / "__init__.py"
-    init.write_text(Path(edgefleet.__file__).read_text())
+    text = Path(edgefleet.__file__).read_text()
+    if not init.exists() or init.read_text() != text:
+        init.write_text(text)
     for name in _SOURCES:
         mod = __import__(f"edgefleet.{name}", fromlist=["__path__"])
         target = Path(list(mod.__path__)[0]).resolve()
@@ -187,6 +209,11 @@ def _overlay(cache: Path) -> None:
         if link.is_symlink() or link.exists():
             link.unlink()
         link.symlink_to(target, target_is_directory=True)
+    # compileall does not descend into symlinked folders, so name each one; it skips
+    # files whose byte-code is current, so this is cheap when nothing changed.
+    env = {**os.environ, "PYTHONPYCACHEPREFIX": emu.env()["PYTHONPYCACHEPREFIX"]}
+    dirs = [str(pkg / name) for name in _SOURCES]
+    _run([sys.executable, "-m", "compileall", "-q", str(init), *dirs], "compileall", env=env)
 
 
 _PROBE = (
@@ -205,7 +232,8 @@ def prepare_emulator(cache: str | Path, progress: Progress | None = None) -> Emu
     qemu = emu.qemu()
     _debs(emu.cache, say)
     _wheels(emu.cache, say)
-    _overlay(emu.cache)
+    _compile(emu, say)
+    _overlay(emu)
     if not emu.python.exists():
         raise EmulatorError(f"{emu.python} missing after unpacking the arm64 .debs")
     info_path = emu.cache / "emulator.json"
@@ -226,5 +254,5 @@ def find_emulator(cache: str | Path | None) -> EmulatorRoot | None:
     emu = EmulatorRoot(Path(cache).resolve())
     if not emu.ready():
         return None
-    _overlay(emu.cache)  # cheap; keeps the links right if the checkout moved
+    _overlay(emu)  # cheap; keeps links and byte-code current with the source
     return emu

@@ -14,6 +14,7 @@ from ._base import EXTRAS, module_available
 __all__ = [
     "match_names",
     "check_options",
+    "check_threads",
     "missing_runtime",
     "require_runtime",
     "quiet_imports",
@@ -55,6 +56,13 @@ def check_options(options: object, expected: type, backend: str) -> object:
             f"backend {backend!r} takes {expected.__name__}, got {type(options).__name__}"
         )
     return options
+
+
+def check_threads(backend: str, **values: int | None) -> None:
+    """Thread counts are None (the runtime's default) or a positive int."""
+    for name, v in values.items():
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+            raise ConfigError(f"{backend} option {name} must be a positive int or None, got {v!r}")
 
 
 def missing_runtime(backend: str, modules: Sequence[str]) -> str | None:

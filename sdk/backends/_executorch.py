@@ -81,7 +81,8 @@ class ExecuTorchBackend:
     options_type = ExecuTorchOptions
 
     def available(self) -> str | None:
-        return missing_runtime(self.name, ["executorch"])
+        # The Python runtime needs torch too; a half install would fail only at load.
+        return missing_runtime(self.name, ["executorch"]) or missing_runtime(self.name, ["torch"])
 
     def load(
         self,
@@ -93,6 +94,7 @@ class ExecuTorchBackend:
     ) -> ExecuTorchSession:
         opts = check_options(options, ExecuTorchOptions, self.name)
         require_runtime(self.name, ["executorch"])
+        require_runtime(self.name, ["torch"])
         with quiet_imports(), wrap_errors("executorch runtime could not be imported"):
             import torch
             from executorch.runtime import Runtime

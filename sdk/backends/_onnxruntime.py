@@ -10,7 +10,14 @@ import numpy as np
 from .._errors import BackendError, ConfigError
 from .._manifest import Artifact, TensorSpec
 from ._base import BackendOptions, OnnxRuntimeOptions
-from ._common import check_options, match_names, missing_runtime, require_runtime, wrap_errors
+from ._common import (
+    check_options,
+    check_threads,
+    match_names,
+    missing_runtime,
+    require_runtime,
+    wrap_errors,
+)
 
 __all__ = ["OnnxRuntimeBackend", "OnnxRuntimeSession"]
 
@@ -66,9 +73,7 @@ class OnnxRuntimeSession:
         self.providers = list(sess.get_providers())
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        feed = (
-            inputs if self._same_inputs else {rt: inputs[name] for name, rt in self._feed_names}
-        )
+        feed = inputs if self._same_inputs else {rt: inputs[name] for name, rt in self._feed_names}
         try:
             results = self._sess.run(self._rt_outputs, feed)
         except Exception as e:  # onnxruntime raises its own pybind exception types
@@ -107,11 +112,29 @@ class OnnxRuntimeBackend:
         options: BackendOptions | None,
     ) -> OnnxRuntimeSession:
         opts = check_options(options, OnnxRuntimeOptions, self.name)
+        check_threads(
+            self.name,
+            intra_op_threads=opts.intra_op_threads,
+            inter_op_threads=opts.inter_op_threads,
+        )
+        if opts.graph_optimization not in _LEVELS:
+            raise ConfigError(
+                f"onnxruntime graph_optimization must be one of {list(_LEVELS)}, "
+                f"got {opts.graph_optimization!r}"
+            )
+        if opts.providers is not None and (
+            isinstance(opts.providers, str) or not all(isinstance(p, str) for p in opts.providers)
+        ):
+            raise ConfigError(
+                f"onnxruntime providers must be a tuple of provider names, got {opts.providers!r}"
+            )
         require_runtime(self.name, ["onnxruntime"])
         import onnxruntime as ort
 
         so = ort.SessionOptions()
-        so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _LEVELS[opts.graph_optimization])
+        so.graph_optimization_level = getattr(
+            ort.GraphOptimizationLevel, _LEVELS[opts.graph_optimization]
+        )
         if opts.intra_op_threads is not None:
             so.intra_op_num_threads = opts.intra_op_threads
         if opts.inter_op_threads is not None:

@@ -15,7 +15,14 @@ import numpy as np
 from .._errors import BackendError
 from .._manifest import Artifact, TensorSpec
 from ._base import BackendOptions, TorchOptions
-from ._common import check_options, missing_runtime, quiet_imports, require_runtime, wrap_errors
+from ._common import (
+    check_options,
+    check_threads,
+    missing_runtime,
+    quiet_imports,
+    require_runtime,
+    wrap_errors,
+)
 
 __all__ = ["TorchBackend", "TorchSession"]
 
@@ -98,6 +105,7 @@ class TorchBackend:
         options: BackendOptions | None,
     ) -> TorchSession:
         opts = check_options(options, TorchOptions, self.name)
+        check_threads(self.name, num_threads=opts.num_threads)
         require_runtime(self.name, ["torch"])
         with quiet_imports(), wrap_errors("torch could not be imported"):
             import torch

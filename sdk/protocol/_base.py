@@ -59,7 +59,8 @@ TERMINAL_STATES = frozenset(
 
 
 class _Msg(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # defer_build: schemas are built on first use, keeping agent start-up fast.
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     schema_version: int = PROTOCOL_SCHEMA_VERSION
 
@@ -73,7 +74,8 @@ class _Msg(BaseModel):
 
 
 class _Part(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # defer_build: schemas are built on first use, keeping agent start-up fast.
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 def _aware(v: datetime) -> datetime:

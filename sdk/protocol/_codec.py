@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from typing import Any
@@ -29,7 +30,12 @@ ALLOWED_TYPES: dict[str, frozenset[str]] = {
     "fleet_state": frozenset({"fleet_state"}),
 }
 
-_ADAPTER: TypeAdapter[Any] = TypeAdapter(Message)
+
+
+@functools.cache
+def _adapter() -> TypeAdapter[Any]:
+    # Built on first decode, not at import (agent start-up time).
+    return TypeAdapter(Message)
 
 
 def encode(msg: BaseModel) -> bytes:
@@ -95,6 +101,8 @@ def _load(payload: bytes | bytearray | str) -> dict[str, Any]:
         data = json.loads(payload)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ProtocolError(f"payload is not UTF-8 JSON: {e}") from e
+    except RecursionError as e:
+        raise ProtocolError("payload JSON is nested too deeply") from e
     if not isinstance(data, dict):
         raise ProtocolError(f"expected a JSON object, got {type(data).__name__}")
     if "schema_version" not in data:
@@ -108,7 +116,7 @@ def parse_message(payload: bytes | bytearray | str) -> Any:
     """Decode a payload without a topic check (e.g. files, HTTP bodies)."""
     data = upgrade(_load(payload))
     try:
-        return _ADAPTER.validate_python(data)
+        return _adapter().validate_python(data)
     except ValidationError as e:
         errors = "; ".join(
             f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}"

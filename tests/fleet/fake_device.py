@@ -15,7 +15,6 @@ from pathlib import Path
 import httpx
 import numpy as np
 import paho.mqtt.client as mqtt
-
 from edgefleet.sdk import TrustPolicy, open_package
 from edgefleet.sdk import protocol as p
 
@@ -25,8 +24,8 @@ class FakeDevice:
         self,
         device_id: str,
         broker_port: int,
-        fleet_pub,  # noqa: ANN001
-        package_pub,  # noqa: ANN001
+        fleet_pub,
+        package_pub,
         *,
         profile: str = "x86_64-cpu",
         tags: tuple[str, ...] = (),
@@ -63,7 +62,7 @@ class FakeDevice:
         self.client.disconnect()
         self.client.loop_stop()
 
-    def _on_connect(self, client, userdata, flags, rc, props) -> None:  # noqa: ANN001
+    def _on_connect(self, client, userdata, flags, rc, props) -> None:
         if rc.is_failure:
             return
         client.subscribe(p.cmd_topic(self.id), 1)
@@ -76,27 +75,46 @@ class FakeDevice:
         slots = []
         if self.active:
             name, version = self.active.split("@")
-            slots = [p.SlotInfo(slot="A", package_name=name, package_version=version,
-                                digest="0" * 64, active=True)]
-        st = p.State(device_id=self.id, online=True, agent_version="fake-1",
-                     active_slot="A" if self.active else None, slots=slots)
+            slots = [
+                p.SlotInfo(
+                    slot="A",
+                    package_name=name,
+                    package_version=version,
+                    digest="0" * 64,
+                    active=True,
+                )
+            ]
+        st = p.State(
+            device_id=self.id,
+            online=True,
+            agent_version="fake-1",
+            active_slot="A" if self.active else None,
+            slots=slots,
+        )
         self.client.publish(p.state_topic(self.id), p.encode(st), 1, True)
 
-    def event(self, dep: str, state: str, reason: str = "", **kw) -> None:  # noqa: ANN003
-        ev = p.DeploymentEvent(device_id=self.id, deployment_id=dep, state=state, reason=reason,
-                               **kw)
+    def event(self, dep: str, state: str, reason: str = "", **kw) -> None:
+        ev = p.DeploymentEvent(
+            device_id=self.id, deployment_id=dep, state=state, reason=reason, **kw
+        )
         self.client.publish(p.events_topic(self.id), p.encode(ev), 1, False)
 
     def telemetry(self, model: str, calls: int, errors: int, p95: float, seq: int = 0) -> None:
         from datetime import UTC, datetime
 
-        s = p.TelemetrySample(ts=datetime.now(UTC), model=model, calls=calls, errors=errors,
-                              latency_p95_ms=p95, cache_hits=calls // 2,
-                              cache_misses=calls - calls // 2)
+        s = p.TelemetrySample(
+            ts=datetime.now(UTC),
+            model=model,
+            calls=calls,
+            errors=errors,
+            latency_p95_ms=p95,
+            cache_hits=calls // 2,
+            cache_misses=calls - calls // 2,
+        )
         b = p.TelemetryBatch(device_id=self.id, seq=seq, samples=[s])
         self.client.publish(p.telemetry_topic(self.id), p.encode(b), 1, False)
 
-    def _on_message(self, client, userdata, m) -> None:  # noqa: ANN001
+    def _on_message(self, client, userdata, m) -> None:
         try:
             cmd = self.verifier.verify(p.decode(m.topic, m.payload))
         except (p.ProtocolError, p.CommandRejected) as e:
@@ -123,8 +141,9 @@ class FakeDevice:
 
                 art = pkg.manifest.artifacts[0]
                 self.event(dep, "ACTIVATING")
-                sess = ort.InferenceSession(str(pkg.artifact_path(art)),
-                                            providers=["CPUExecutionProvider"])
+                sess = ort.InferenceSession(
+                    str(pkg.artifact_path(art)), providers=["CPUExecutionProvider"]
+                )
                 got = sess.run(None, pkg.golden_inputs())[0]
                 want = pkg.golden_outputs(art)["logits"]
                 if not np.allclose(got, want, atol=art.golden_atol, rtol=art.golden_rtol):
@@ -138,7 +157,7 @@ class FakeDevice:
         self.publish_state()
 
 
-def wait_until(pred, timeout: float = 20.0, interval: float = 0.05) -> bool:  # noqa: ANN001
+def wait_until(pred, timeout: float = 20.0, interval: float = 0.05) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if pred():

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from edgefleet.sdk import (
     BackendError,
     BackendUnavailableError,
@@ -98,7 +97,9 @@ def test_onnxruntime_options_take_effect(reference_package):
     assert so.intra_op_num_threads == 1 and so.inter_op_num_threads == 1
     assert so.graph_optimization_level.name == "ORT_DISABLE_ALL"
     x = reference_package.golden_inputs["input"]
-    np.testing.assert_allclose(sess.run({"input": x})["logits"], reference_package.reference, atol=ATOL)
+    np.testing.assert_allclose(
+        sess.run({"input": x})["logits"], reference_package.reference, atol=ATOL
+    )
 
 
 def test_onnxruntime_default_providers_end_with_cpu(reference_package):
@@ -110,7 +111,9 @@ def test_onnxruntime_default_providers_end_with_cpu(reference_package):
 def test_onnxruntime_unavailable_provider_is_a_config_error(reference_package):
     with pytest.raises(ConfigError, match="CUDAExecutionProvider.*this build offers"):
         _load_session(
-            reference_package, "onnxruntime", OnnxRuntimeOptions(providers=("CUDAExecutionProvider",))
+            reference_package,
+            "onnxruntime",
+            OnnxRuntimeOptions(providers=("CUDAExecutionProvider",)),
         )
 
 
@@ -223,3 +226,51 @@ def test_unknown_backend():
 def test_load_with_unknown_backend_name(reference_package):
     with pytest.raises(BackendUnavailableError, match="nope"):
         load(reference_package.path, backend="nope", options=LoadOptions(warmup=0))
+
+
+@pytest.mark.parametrize("backend", list(RUNTIMES))
+def test_read_only_and_strided_inputs(reference_package, backend):
+    """Cached outputs and broadcast views are read-only; torch-based runtimes must not warn."""
+    sess, _ = _load_session(reference_package, backend)
+    x = np.ascontiguousarray(reference_package.golden_inputs["input"][:1])
+    x.setflags(write=False)
+    np.testing.assert_allclose(
+        sess.run({"input": x})["logits"], reference_package.reference[:1], atol=ATOL
+    )
+    strided = np.repeat(x, 2, axis=3)[..., ::2]  # same values, non-contiguous
+    assert not strided.flags.c_contiguous
+    np.testing.assert_allclose(
+        sess.run({"input": strided})["logits"], reference_package.reference[:1], atol=ATOL
+    )
+
+
+@pytest.mark.parametrize("backend", list(RUNTIMES))
+def test_sessions_are_safe_to_share_between_threads(reference_package, backend):
+    from concurrent.futures import ThreadPoolExecutor
+
+    sess, _ = _load_session(reference_package, backend)
+    assert sess.thread_safe
+    xs = reference_package.golden_inputs["input"]
+
+    def one(i):
+        return i, sess.run({"input": xs[i : i + 1]})["logits"]
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(one, [i % len(xs) for i in range(40)]))
+    for i, got in results:
+        np.testing.assert_allclose(got, reference_package.reference[i : i + 1], atol=ATOL)
+
+
+@pytest.mark.parametrize(
+    ("backend", "options", "message"),
+    [
+        ("onnxruntime", OnnxRuntimeOptions(intra_op_threads=0), "intra_op_threads must be"),
+        ("onnxruntime", OnnxRuntimeOptions(graph_optimization="max"), "graph_optimization must"),
+        ("onnxruntime", OnnxRuntimeOptions(providers="CPUExecutionProvider"), "a tuple of"),
+        ("litert", LiteRTOptions(num_threads=-2), "num_threads must be a positive int"),
+        ("torch", TorchOptions(num_threads=True), "num_threads must be a positive int"),
+    ],
+)
+def test_bad_option_values_are_config_errors(reference_package, backend, options, message):
+    with pytest.raises(ConfigError, match=message):
+        _load_session(reference_package, backend, options)

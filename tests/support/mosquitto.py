@@ -55,15 +55,16 @@ class Mosquitto:
         if not any(x.startswith("allow_anonymous") for x in self.extra_conf):
             lines.append("allow_anonymous true")
         conf.write_text("\n".join(lines + self.extra_conf) + "\n")
+        # Kept and closed in stop(): a dropped handle is a ResourceWarning (an error here).
+        self._log = open(self.workdir / "mosquitto.log", "ab")
         self.proc = subprocess.Popen(
-            [MOSQUITTO_BIN, "-c", str(conf)],
-            stdout=subprocess.DEVNULL,
-            stderr=open(self.workdir / "mosquitto.log", "ab"),
+            [MOSQUITTO_BIN, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=self._log
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 log = (self.workdir / "mosquitto.log").read_text(errors="replace")
+                self.stop()
                 raise RuntimeError(f"mosquitto exited with {self.proc.returncode}: {log}")
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
@@ -82,6 +83,10 @@ class Mosquitto:
                 self.proc.kill()
                 self.proc.wait()
         self.proc = None
+        log_file = getattr(self, "_log", None)
+        if log_file is not None:
+            log_file.close()
+            self._log = None
 
     def restart(self) -> Mosquitto:
         """Start again on the same port and persistence directory (sessions survive)."""

@@ -170,8 +170,7 @@ def build_reference_package(
     in ``out_dir`` holds the torch fp32 outputs on the same golden inputs.
     """
     import torch
-
-    from edgefleet.sdk import PackageBuilder, TensorSpec
+    from edgefleet.sdk import ArtifactMetrics, PackageBuilder, TensorSpec
     from edgefleet.sdk._manifest import Preprocessing
 
     out_dir = Path(out_dir)
@@ -202,11 +201,17 @@ def build_reference_package(
         for fmt in formats:
             path = export_artifact(model, fmt, work / f"model{_suffix(fmt)}")
             got = _run_exported(fmt, path, golden)
+            metrics = ArtifactMetrics(
+                samples=len(golden),
+                top1_agreement=float((got.argmax(1) == reference.argmax(1)).mean()),
+                max_abs_error=float(np.abs(got - reference).max()),
+            )
             builder.add_artifact(
                 path,
                 format=fmt,
                 precision="fp32",
                 fixed_batch=_FIXED_BATCH.get(fmt),
+                metrics=metrics,
                 golden_outputs={"logits": got},
             )
             log.info("exported %s: max |diff| vs torch %.2e", fmt, np.abs(got - reference).max())

@@ -60,6 +60,7 @@ def _state(dev="d1"):
         (b'{"schema_version": 2, "type": "nope"}', "invalid 'nope' message"),
         (b'{"schema_version": 2, "type": "state", "device_id": "d1"}', "online"),
         (b" " * (p.MAX_PAYLOAD_BYTES + 1), "over the"),
+        (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
     ],
 )
 def test_malformed_payloads_give_clear_errors(payload, match):

@@ -1,0 +1,157 @@
+"""Rollout at scale: the fleet, a real Mosquitto and N simulated agents on this machine.
+
+Starts Mosquitto, the fleet (uvicorn + MQTT), ``edgefleet agent simulate`` in a separate
+process, waits until every agent is registered online, uploads a signed package and rolls
+it out to all of them (waves: 1 canary, then the rest). Measures the time from "start"
+until every device reports ACTIVE. Last line: one JSON object.
+
+    python benchmarks/rollout_scale.py --devices 1000 --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--devices", type=int, default=1000)
+    ap.add_argument("--json", action="store_true", help="print only the JSON line")
+    ap.add_argument("--timeout", type=float, default=300)
+    args = ap.parse_args()
+
+    import httpx
+    import uvicorn
+    from edgefleet.fleet import FleetService, FleetSettings, create_app
+    from edgefleet.sdk import generate_keypair
+
+    from tests.support.mosquitto import Mosquitto, free_port
+    from tests.support.packages import make_package
+
+    def say(msg: str) -> None:
+        if not args.json:
+            print(msg, file=sys.stderr, flush=True)
+
+    tmp = Path(tempfile.mkdtemp(prefix="rollout-scale-"))
+    key, pub = generate_keypair(tmp / "keys", "fleet")
+    pkg = make_package(tmp / "tiny.efpkg", version="1.0.0", signing_key=key)
+    port = free_port()
+    with Mosquitto(extra_conf=["max_connections -1"]) as broker:
+        settings = FleetSettings(
+            data_dir=tmp / "fleet",
+            broker_url=broker.url,
+            port=port,
+            signing_key=key,
+            trusted_package_keys=[pub],
+            bootstrap_admin_token="eft_00000000000000aa_bench-admin",
+            tick_interval_s=0.2,
+        )
+        service = FleetService(settings).start()
+        server = uvicorn.Server(
+            uvicorn.Config(create_app(service), host="127.0.0.1", port=port, log_level="warning")
+        )
+        threading.Thread(target=server.run, daemon=True).start()
+        while not server.started:
+            time.sleep(0.05)
+        sim = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "edgefleet",
+                "agent",
+                "simulate",
+                "--count",
+                str(args.devices),
+                "--broker",
+                broker.url,
+                "--data-dir",
+                str(tmp / "agents"),
+                "--prefix",
+                "sim",
+                "--fleet-key",
+                str(pub),
+                "--telemetry-interval",
+                "60",
+                "--duration",
+                str(args.timeout + 120),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL if args.json else None,
+            env={**os.environ, "EDGEFLEET_LOG_LEVEL": "ERROR"},
+        )
+        c = httpx.Client(
+            base_url=f"http://127.0.0.1:{port}",
+            timeout=60,
+            headers={"Authorization": "Bearer eft_00000000000000aa_bench-admin"},
+        )
+        result: dict = {"devices": args.devices, "broker": "mosquitto", "all_active_s": None}
+        try:
+            t0 = time.monotonic()
+            while time.monotonic() - t0 < args.timeout:
+                online = sum(d["online"] for d in c.get("/api/v1/devices").json())
+                if online >= args.devices:
+                    break
+                time.sleep(1)
+            result["online_s"] = round(time.monotonic() - t0, 2)
+            say(f"{online}/{args.devices} agents online after {result['online_s']} s")
+            r = c.post("/api/v1/models", files={"file": ("tiny.efpkg", pkg.read_bytes())})
+            r.raise_for_status()
+            spec = {
+                "strategy": "waves",
+                "waves": [{"count": 1}],
+                "health_window_s": 0,
+                "max_concurrent_downloads": 1000,
+                "failure_threshold": 0.01,
+                "stuck_timeout_s": 120,
+            }
+            body = {
+                "name": "scale",
+                "model": "tiny",
+                "version": "1.0.0",
+                "target": {"profile": "raspberry-pi-4"},
+                "spec": spec,
+                "start": True,
+            }
+            t1 = time.monotonic()
+            rid = c.post("/api/v1/rollouts", json=body).json()["id"]
+            status = ""
+            while time.monotonic() - t1 < args.timeout:
+                ro = c.get(f"/api/v1/rollouts/{rid}").json()
+                status = ro["status"]
+                active = sum(w["active"] for w in ro["waves"])
+                if status != "RUNNING":
+                    break
+                say(f"  {time.monotonic() - t1:6.1f}s  {active} ACTIVE")
+                time.sleep(0.5)
+            elapsed = time.monotonic() - t1
+            result.update(
+                status=status,
+                active=active,
+                failed=sum(w["failed"] for w in ro["waves"]),
+                all_active_s=round(elapsed, 2) if active == args.devices else None,
+                goal_s=60,
+            )
+        finally:
+            sim.terminate()
+            try:
+                sim.wait(60)
+            except subprocess.TimeoutExpired:
+                sim.kill()
+            server.should_exit = True
+            service.stop()
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

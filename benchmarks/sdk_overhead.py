@@ -1,0 +1,221 @@
+"""SDK overhead: raw runtime call vs ``Model.predict``, side by side in one run.
+
+A MobileNetV2 (width 1.0, 224x224, random weights, batch 1) is built here with torch and
+exported once to ONNX and .tflite in a temp dir, then packaged. For each backend the raw
+runtime call and ``Model.predict`` run interleaved (raw, sdk, raw, sdk, ...) on the same
+input so machine noise hits both alike; we report medians.
+
+    python benchmarks/sdk_overhead.py --json      # one JSON line per backend, onnxruntime last
+
+Goal (issue 2): overhead_ratio = sdk_p50 / raw_p50 <= 1.05.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+INPUT = "input"
+OUTPUT = "logits"
+
+
+def mobilenet_v2(num_classes: int = 1000, width: float = 1.0):
+    """MobileNetV2 (Sandler et al. 2018): inverted residual blocks, ReLU6, no torchvision."""
+    import torch
+    from torch import nn
+
+    def cbr(cin, cout, k=3, s=1, groups=1):
+        return nn.Sequential(
+            nn.Conv2d(cin, cout, k, s, k // 2, groups=groups, bias=False),
+            nn.BatchNorm2d(cout),
+            nn.ReLU6(inplace=True),
+        )
+
+    class InvertedResidual(nn.Module):
+        def __init__(self, cin, cout, stride, expand):
+            super().__init__()
+            hidden = cin * expand
+            layers = [cbr(cin, hidden, 1)] if expand != 1 else []
+            layers += [
+                cbr(hidden, hidden, 3, stride, groups=hidden),
+                nn.Conv2d(hidden, cout, 1, bias=False),
+                nn.BatchNorm2d(cout),
+            ]
+            self.block = nn.Sequential(*layers)
+            self.residual = stride == 1 and cin == cout
+
+        def forward(self, x):
+            return x + self.block(x) if self.residual else self.block(x)
+
+    setting = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1),
+               (6, 160, 3, 2), (6, 320, 1, 1)]  # fmt: skip
+    cin = int(32 * width)
+    layers = [cbr(3, cin, 3, 2)]
+    for t, c, n, s in setting:
+        cout = int(c * width)
+        for i in range(n):
+            layers.append(InvertedResidual(cin, cout, s if i == 0 else 1, t))
+            cin = cout
+    last = int(1280 * max(1.0, width))
+    layers.append(cbr(cin, last, 1))
+
+    class MobileNetV2(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.features = nn.Sequential(*layers)
+            self.classifier = nn.Linear(last, num_classes)
+
+        def forward(self, x):
+            x = self.features(x).mean((2, 3))
+            return self.classifier(x)
+
+    torch.manual_seed(0)
+    return MobileNetV2().eval()
+
+
+def build_package(work: Path, size: int, formats=("onnx", "tflite")) -> Path:
+    """Export the model once per format and write a package directory; returns its path."""
+    import os
+
+    import torch
+    from edgefleet.sdk import PackageBuilder, TensorSpec
+
+    model = mobilenet_v2()
+    sample = torch.randn(1, 3, size, size)
+    os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "n")
+    b = PackageBuilder(
+        "mobilenet-v2",
+        "1.0.0",
+        inputs=[TensorSpec(name=INPUT, dtype="float32", shape=[1, 3, size, size])],
+        outputs=[TensorSpec(name=OUTPUT, dtype="float32", shape=[1, 1000])],
+    )
+    with b, warnings.catch_warnings(), torch.no_grad():
+        # Exporter internals warn about their own deprecations; nothing for us to act on.
+        warnings.simplefilter("ignore")
+        for fmt in formats:
+            path = work / f"mobilenet.{fmt}"
+            t0 = time.perf_counter()
+            if fmt == "onnx":
+                torch.onnx.export(
+                    model,
+                    (sample,),
+                    str(path),
+                    input_names=[INPUT],
+                    output_names=[OUTPUT],
+                    dynamo=False,
+                )
+            elif fmt == "tflite":
+                import litert_torch
+
+                litert_torch.convert(model, (sample,)).export(str(path))
+            else:
+                raise ValueError(f"unsupported format {fmt!r}")
+            print(f"exported {fmt} in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
+            b.add_artifact(path, format=fmt, precision="fp32", fixed_batch=1)
+        return b.build(work / "mobilenet-v2")
+
+
+def raw_onnxruntime(path: Path):
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return lambda x: sess.run(None, {INPUT: x})
+
+
+def raw_litert(path: Path):
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_path=str(path))
+    it.allocate_tensors()
+    i = it.get_input_details()[0]["index"]
+    o = it.get_output_details()[0]["index"]
+
+    def call(x):
+        it.set_tensor(i, x)
+        it.invoke()
+        return it.get_tensor(o)
+
+    return call
+
+
+def measure(raw, sdk, x, iterations: int, warmup: int) -> tuple[list[float], list[float]]:
+    for _ in range(warmup):
+        raw(x)
+        sdk(x)
+    r, s = [], []
+    clock = time.perf_counter_ns
+    for i in range(iterations):
+        # Alternate which goes first so neither always runs on a warmer cache.
+        pair = ((raw, r), (sdk, s)) if i % 2 == 0 else ((sdk, s), (raw, r))
+        for fn, acc in pair:
+            t0 = clock()
+            fn(x)
+            acc.append((clock() - t0) / 1e3)
+    return r, s
+
+
+def run_backend(backend: str, pkg: Path, x: np.ndarray, iterations: int, warmup: int) -> dict:
+    from edgefleet.sdk import load, open_package
+
+    package = open_package(pkg)
+    fmt = {"onnxruntime": "onnx", "litert": "tflite"}[backend]
+    art = next(a for a in package.manifest.artifacts if a.format == fmt)
+    raw = {"onnxruntime": raw_onnxruntime, "litert": raw_litert}[backend](
+        package.artifact_path(art)
+    )
+    model = load(package, backend=backend)
+    np.testing.assert_allclose(model.predict(x)[OUTPUT], raw(x)[0] if backend == "onnxruntime"
+                               else raw(x), rtol=1e-4, atol=1e-4)  # fmt: skip
+    r, s = measure(raw, model.predict, x, iterations, warmup)
+    raw_p50, sdk_p50 = statistics.median(r), statistics.median(s)
+    model.close()
+    return {
+        "backend": backend,
+        "raw_p50_us": round(raw_p50, 1),
+        "sdk_p50_us": round(sdk_p50, 1),
+        "overhead_ratio": round(sdk_p50 / raw_p50, 4),
+        "overhead_us": round(sdk_p50 - raw_p50, 1),
+        "iterations": iterations,
+        "goal": 1.05,
+        "goal_met": sdk_p50 / raw_p50 <= 1.05,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--json", action="store_true", help="JSON lines only on stdout")
+    ap.add_argument("--iterations", type=int, default=300)
+    ap.add_argument("--warmup", type=int, default=20)
+    ap.add_argument("--size", type=int, default=224, help="input height and width")
+    ap.add_argument("--backends", default="litert,onnxruntime")
+    args = ap.parse_args(argv)
+    backends = [b for b in args.backends.split(",") if b]
+    # onnxruntime last: its line is the one the issue's goal is read from.
+    backends.sort(key=lambda b: b == "onnxruntime")
+    x = np.random.default_rng(0).random((1, 3, args.size, args.size), dtype=np.float32)
+    with tempfile.TemporaryDirectory(prefix="edgefleet-bench-") as tmp:
+        fmts = tuple({"onnxruntime": "onnx", "litert": "tflite"}[b] for b in backends)
+        pkg = build_package(Path(tmp), args.size, fmts)
+        results = [run_backend(b, pkg, x, args.iterations, args.warmup) for b in backends]
+    if not args.json:
+        for r in results:
+            print(
+                f"{r['backend']:>12}: raw p50 {r['raw_p50_us']:.0f} us, sdk p50 "
+                f"{r['sdk_p50_us']:.0f} us, ratio {r['overhead_ratio']:.3f} "
+                f"({'ok' if r['goal_met'] else 'MISSED'} goal <= 1.05)"
+            )
+    for r in results:
+        print(json.dumps(r))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,154 @@
+"""Telemetry ingestion: device telemetry through a real Mosquitto into the fleet's store,
+and the raw broker pipe (a subscriber that only counts) measured in the same run.
+
+Publishers run in separate processes (QoS 1, one sample per message, many device ids).
+Last line: one JSON object with ingest_msgs_per_s, raw_broker_msgs_per_s, ratio.
+
+    python benchmarks/telemetry_ingest.py --messages 100000 --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def publisher(port: int, count: int, devices: int, offset: int) -> None:
+    import paho.mqtt.client as mqtt
+    from edgefleet.sdk import protocol as p
+
+    payloads = []
+    for i in range(devices):
+        dev = f"bench-{offset + i:05d}"
+        b = p.TelemetryBatch(
+            device_id=dev,
+            seq=0,
+            samples=[
+                p.TelemetrySample(
+                    ts=p.utcnow(),
+                    model="tiny@1.0.0",
+                    calls=10,
+                    errors=0,
+                    latency_p95_ms=2.5,
+                    cache_hits=3,
+                    cache_misses=7,
+                )
+            ],
+        )
+        payloads.append((p.telemetry_topic(dev), p.encode(b)))
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"pub-{offset}")
+    c.max_inflight_messages_set(2000)
+    c.max_queued_messages_set(0)
+    c.connect("127.0.0.1", port)
+    c.loop_start()
+    last = None
+    for i in range(count):
+        topic, data = payloads[i % len(payloads)]
+        last = c.publish(topic, data, qos=1)
+    last.wait_for_publish(300)
+    c.loop_stop()
+    c.disconnect()
+
+
+def run_publishers(port: int, total: int, procs: int) -> float:
+    ctx = mp.get_context("spawn")
+    ps = [
+        ctx.Process(target=publisher, args=(port, total // procs, 50, k * 50)) for k in range(procs)
+    ]
+    t0 = time.monotonic()
+    for pr in ps:
+        pr.start()
+    return t0, ps
+
+
+def raw_pipe(port: int, total: int, procs: int) -> float:
+    """Messages per second a bare paho subscriber receives (no decoding, no store)."""
+    import paho.mqtt.client as mqtt
+
+    got = 0
+    done = threading.Event()
+    first = [0.0]
+
+    def on_message(c, u, m) -> None:
+        nonlocal got
+        if got == 0:
+            first[0] = time.monotonic()
+        got += 1
+        if got >= (total // procs) * procs:
+            done.set()
+
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="raw-counter")
+    c.on_message = on_message
+    c.connect("127.0.0.1", port)
+    c.subscribe("edgefleet/v1/devices/+/telemetry", 1)
+    c.loop_start()
+    time.sleep(0.5)
+    t0, ps = run_publishers(port, total, procs)
+    done.wait(600)
+    elapsed = time.monotonic() - t0
+    for pr in ps:
+        pr.join()
+    c.loop_stop()
+    c.disconnect()
+    return got / elapsed
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--messages", type=int, default=100_000)
+    ap.add_argument("--publishers", type=int, default=2)
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+
+    from edgefleet.fleet import FleetService, FleetSettings
+
+    from tests.support.mosquitto import Mosquitto
+
+    total = (args.messages // args.publishers) * args.publishers
+    with Mosquitto() as broker:
+        raw = raw_pipe(broker.port, total, args.publishers)
+        tmp = Path(tempfile.mkdtemp(prefix="telemetry-ingest-"))
+        service = FleetService(
+            FleetSettings(data_dir=tmp, broker_url=broker.url, telemetry_batch_size=5000)
+        ).start()
+        try:
+            base = service.telemetry.rows_written
+            t0, ps = run_publishers(broker.port, total, args.publishers)
+            deadline = time.monotonic() + 600
+            while service.telemetry.rows_written - base < total and time.monotonic() < deadline:
+                time.sleep(0.02)
+            elapsed = time.monotonic() - t0
+            for pr in ps:
+                pr.join()
+            stored = service.telemetry.rows_written - base
+            rejected = service.metrics.get("edgefleet_fleet_mqtt_rejected_total", reason="overload")
+        finally:
+            service.stop()
+    ingest = stored / elapsed
+    result = {
+        "messages": total,
+        "stored": stored,
+        "ingest_msgs_per_s": round(ingest),
+        "raw_broker_msgs_per_s": round(raw),
+        "ratio": round(ingest / raw, 3),
+        "dropped_overload": rejected,
+        "goal_msgs_per_s": 20_000,
+    }
+    if not args.json:
+        print(
+            f"fleet ingest {ingest:,.0f} msg/s vs raw broker pipe {raw:,.0f} msg/s", file=sys.stderr
+        )
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

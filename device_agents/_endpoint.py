@@ -1,0 +1,161 @@
+"""A small local inference endpoint for device apps in other languages (stdlib HTTP).
+
+Binds to localhost (``host:port``) or a Unix socket (``unix:/run/edgefleet.sock``).
+
+    GET  /v1/health    {"status": "ok", "model": "digits@1.1.0"}
+    GET  /v1/model     name, version, backend, input/output specs
+    GET  /v1/metrics   the SDK metrics snapshot of the served model
+    POST /v1/predict   {"inputs": {"input": [[...]]}} -> {"outputs": {"logits": [[...]]}}
+
+Client mistakes get a 4xx with the reason; only a runtime failure is a 5xx.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socketserver
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from edgefleet.sdk import EdgefleetError, InputError
+
+from ._active import ActiveModel, NoActiveModelError
+
+__all__ = ["LocalEndpoint", "MAX_BODY"]
+
+log = logging.getLogger(__name__)
+MAX_BODY = 16 * 1024 * 1024
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server_version = "edgefleet-agent"
+    endpoint: LocalEndpoint
+
+    def log_message(self, fmt: str, *args: object) -> None:
+        log.debug("local endpoint: " + fmt, *args)
+
+    def address_string(self) -> str:  # AF_UNIX peers have no (host, port)
+        return str(self.client_address or "unix")
+
+    def _send(self, code: int, body: dict) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self) -> None:
+        active = self.endpoint.active
+        try:
+            if self.path == "/v1/health":
+                m = active.refresh()
+                label = f"{m.info.name}@{m.info.version}" if m else None
+                self._send(200 if m else 503, {"status": "ok" if m else "no model", "model": label})
+            elif self.path == "/v1/model":
+                i = active.info
+                self._send(
+                    200,
+                    {
+                        "name": i.name,
+                        "version": i.version,
+                        "backend": i.backend,
+                        "digest": i.digest,
+                        "inputs": [s.model_dump() for s in i.inputs],
+                        "outputs": [s.model_dump() for s in i.outputs],
+                    },
+                )
+            elif self.path == "/v1/metrics":
+                m = active.model
+                self._send(200, m.metrics.snapshot().to_dict())
+            else:
+                self._send(404, {"error": f"unknown path {self.path}"})
+        except NoActiveModelError as e:
+            self._send(503, {"error": str(e)})
+
+    def do_POST(self) -> None:
+        import numpy as np
+
+        if self.path != "/v1/predict":
+            self._send(404, {"error": f"unknown path {self.path}; POST /v1/predict"})
+            return
+        try:
+            length = int(self.headers.get("Content-Length", "0"))
+        except ValueError:
+            length = -1
+        if not 0 < length <= MAX_BODY:
+            self._send(400, {"error": f"expected a JSON body of 1..{MAX_BODY} bytes"})
+            return
+        try:
+            body = json.loads(self.rfile.read(length))
+            inputs = body["inputs"]
+            if not isinstance(inputs, dict):
+                raise TypeError("inputs must be an object of name -> nested list")
+        except (ValueError, KeyError, TypeError) as e:
+            self._send(400, {"error": f'expected {{"inputs": {{name: nested list}}}}: {e}'})
+            return
+        ep = self.endpoint
+        try:
+            model = ep.active.model
+            specs = {s.name: s.dtype for s in model.info.inputs}
+            feed = {k: np.asarray(v, dtype=specs.get(k, "float32")) for k, v in inputs.items()}
+            out = model.predict(feed)
+        except NoActiveModelError as e:
+            self._send(503, {"error": str(e)})
+            return
+        except (InputError, ValueError, TypeError) as e:
+            self._send(400, {"error": str(e)})
+            return
+        except EdgefleetError as e:
+            ep.count(error=True)
+            self._send(500, {"error": f"model failed: {e}"})
+            return
+        ep.count(error=False)
+        self._send(200, {"outputs": {k: v.tolist() for k, v in out.items()}})
+
+
+class _UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+
+
+class LocalEndpoint:
+    def __init__(self, active: ActiveModel, bind: str) -> None:
+        self.active = active
+        self.calls = self.errors = 0
+        self._lock = threading.Lock()
+        handler = type("Handler", (_Handler,), {"endpoint": self})
+        if bind.startswith("unix:"):
+            path = Path(bind[5:])
+            path.unlink(missing_ok=True)
+            self.server = _UnixServer(str(path), handler)
+            os.chmod(path, 0o660)
+            self.address = bind
+        else:
+            host, _, port = bind.rpartition(":")
+            self.server = ThreadingHTTPServer((host or "127.0.0.1", int(port or 0)), handler)
+            self.server.daemon_threads = True
+            self.address = f"http://{host or '127.0.0.1'}:{self.server.server_address[1]}"
+        self._thread = threading.Thread(
+            target=self.server.serve_forever, name="edgefleet-endpoint", daemon=True
+        )
+
+    def count(self, *, error: bool) -> None:
+        with self._lock:
+            self.calls += 1
+            self.errors += int(error)
+
+    def traffic(self) -> tuple[int, int]:
+        with self._lock:
+            return self.calls, self.errors
+
+    def start(self) -> LocalEndpoint:
+        self._thread.start()
+        log.info("local inference endpoint on %s", self.address)
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -1,0 +1,279 @@
+"""``edgefleet demo``: the whole system on one machine, in one process.
+
+train + sign a package -> fleet (SQLite/PostgreSQL, embedded amqtt/Mosquitto) -> simulated
+agents for three boards -> canary-then-waves rollout over the HTTP API -> device apps run
+cached inference on the active slots -> telemetry back to the fleet -> summary.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from edgefleet.sdk import ConfigError
+
+from ._demo_devices import DEMO_PROFILES, DemoDevices, DeviceApps
+from ._demo_fleet import FleetApiError, FleetClient, LocalFleet, free_port, wait_for
+
+__all__ = ["DemoOptions", "DemoUi", "Demo", "rollout_body"]
+
+log = logging.getLogger(__name__)
+
+_MARKER = ".edgefleet-demo"
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    out: Path = Path("demo-out")
+    broker: str = ""  # "" -> the fleet's embedded amqtt broker
+    db: str = ""  # "" -> SQLite in the output directory
+    port: int = 8700  # 0 -> any free port
+    per_profile: int = 2
+    profiles: tuple[str, ...] = DEMO_PROFILES
+    epochs: int = 3
+    formats: tuple[str, ...] = ("onnx", "tflite")
+    retrain: bool = False
+    package: Path | None = None  # an existing signed package (skips training) ...
+    package_key: Path | None = None  # ... and the public key it is signed with
+    rate: float = 20.0  # predictions per second per device app
+    soak_s: float = 2.0
+    traffic_s: float = 6.0  # headless: inference after the rollout, so telemetry flows
+    timeout_s: float = 300.0
+    quiet_training: bool = True
+
+
+class DemoUi(Protocol):
+    def step(self, text: str) -> None: ...
+
+    def done(self, text: str) -> None: ...
+
+    def rollout(self, ro: dict) -> None: ...
+
+
+def rollout_body(name: str, version: str, device_ids: list[str], soak_s: float) -> dict:
+    """A canary (one device) then waves of 50 % and the rest, gated on telemetry."""
+    return {
+        "name": f"{name} {version}: canary then waves",
+        "model": name,
+        "version": version,
+        "target": {"device_ids": device_ids},
+        "spec": {
+            "strategy": "waves",
+            "waves": [{"count": 1}, {"percent": 50}],
+            "success_threshold": 1.0,
+            "failure_threshold": 0.0,
+            "on_failure": "pause",
+            "soak_s": soak_s,
+            "max_error_rate_increase": 0.05,
+            "min_gate_calls": 1,
+            "health_window_s": 1.0,
+        },
+        "start": True,
+    }
+
+
+def _prepare_out(out: Path) -> None:
+    """Refuse to write into a non-empty directory the demo did not create; clear the state
+    of a previous demo run (keys and the trained package are kept and reused)."""
+    out.mkdir(parents=True, exist_ok=True)
+    marker = out / _MARKER
+    if not marker.exists():
+        if any(out.iterdir()):
+            raise ConfigError(
+                f"--out {out} is not empty and was not made by the demo; "
+                "expected a new or a previous demo directory"
+            )
+        marker.write_text("made by edgefleet demo; safe to delete\n")
+    for stale in ("fleet", "devices"):
+        shutil.rmtree(out / stale, ignore_errors=True)
+
+
+@dataclass
+class Demo:
+    opts: DemoOptions
+    ui: DemoUi
+    fleet: LocalFleet | None = None
+    client: FleetClient | None = None
+    devices: DemoDevices | None = None
+    apps: DeviceApps | None = None
+    summary: dict[str, Any] = field(default_factory=dict)
+    _t0: float = field(default_factory=time.perf_counter)
+
+    # -- steps
+    def package(self) -> tuple[Path, Path, str, str]:
+        """(package, public key, name, version): the given one, a reused one, or trained."""
+        from edgefleet.sdk import TrustPolicy, load_public_key, open_package
+
+        from ._demo_train import demo_keys, train_digits
+
+        o = self.opts
+        if o.package is not None:
+            if o.package_key is None:
+                raise ConfigError("--package needs --package-key (the public key it is signed by)")
+            pkg, pub = o.package, o.package_key
+        else:
+            priv, pub = demo_keys(o.out / "keys")
+            found = sorted((o.out / "package").glob("digits-*.efpkg"))
+            if found and not o.retrain:
+                pkg = found[-1]
+                self.ui.done(f"reusing the trained package {pkg} (--retrain to train again)")
+            else:
+                shutil.rmtree(o.out / "package", ignore_errors=True)
+                self.ui.step("training digits CNN, pruning, low-rank, int8, export, sign")
+                t = train_digits(
+                    o.out / "package", priv, epochs=o.epochs, formats=o.formats,
+                    quiet=o.quiet_training,
+                )  # fmt: skip
+                pkg = t.path
+                self.summary["train_s"] = round(t.seconds, 1)
+                self.summary["model_accuracy"] = t.accuracy
+                self.summary["artifacts"] = list(t.artifacts)
+                if t.failed:
+                    self.summary["failed_exports"] = list(t.failed)
+                self.ui.done(f"trained + signed {pkg.name} in {t.seconds:.0f}s: "
+                             + ", ".join(t.artifacts))  # fmt: skip
+        with open_package(pkg, TrustPolicy.device(load_public_key(pub))) as p:
+            return pkg, pub, p.manifest.name, p.manifest.version
+
+    def start_fleet(self, pub: Path) -> None:
+        o = self.opts
+        port = o.port
+        if port:
+            try:
+                with __import__("socket").create_server(("127.0.0.1", port)):
+                    pass
+            except OSError:
+                port = free_port()
+                self.ui.done(f"port {o.port} is busy; the fleet uses {port}")
+        self.ui.step("starting the fleet service")
+        self.fleet = LocalFleet(
+            o.out / "fleet", [pub], port=port, broker_url=o.broker, database_url=o.db
+        ).start()
+        self.client = FleetClient(self.fleet.url, self.fleet.admin_token)
+        health = self.client.health()
+        broker = o.broker or f"embedded amqtt {self.fleet.mqtt_url}"
+        self.ui.done(f"fleet at {self.fleet.url} (database {health['database']}, broker {broker})")
+
+    def upload(self, pkg: Path) -> None:
+        try:
+            mv = self.client.upload(pkg)
+            self.ui.done(f"uploaded {mv['name']} {mv['version']} ({mv['size'] // 1024} KiB)")
+        except FleetApiError as e:
+            if "409" not in str(e):  # a persistent database may know it from a previous run
+                raise
+            self.ui.done(f"{pkg.name} is already registered in this fleet")
+
+    def start_devices(self, pub: Path) -> None:
+        o = self.opts
+        n = o.per_profile * len(o.profiles)
+        self.ui.step(f"starting {n} simulated devices ({', '.join(o.profiles)})")
+        self.devices = DemoDevices(
+            o.out / "devices", broker_url=self.fleet.mqtt_url, fleet_keys=[self.fleet.fleet_key],
+            package_keys=[pub], profiles=o.profiles, per_profile=o.per_profile,
+            # amqtt (the embedded broker) speaks MQTT 3.1.1 only.
+            mqtt_version="5" if o.broker else "3.1.1",
+        ).start()  # fmt: skip
+        wait_for(lambda: self.devices.online() == n, 60, f"{n} devices online on the broker")
+        ids = set(self.devices.ids)
+
+        def registered() -> bool:
+            seen = {d["id"] for d in self.client.devices() if d["online"] and d["profile"]}
+            return ids <= seen
+
+        wait_for(registered, 60, "the fleet to register every device")
+        self.apps = DeviceApps(self.devices.agents, rate_per_device=o.rate).start()
+        self.ui.done(f"{n} devices online and registered; device apps started")
+
+    def rollout(self, name: str, version: str) -> dict:
+        self.ui.step(f"rolling out {name} {version}: canary, then waves")
+        t0 = time.perf_counter()
+        body = rollout_body(name, version, self.devices.ids, self.opts.soak_s)
+        ro = self.client.create_rollout(body)
+        ro = self.client.wait_rollout(ro["id"], timeout=self.opts.timeout_s, on_poll=self.ui.rollout)
+        self.summary["rollout_s"] = round(time.perf_counter() - t0, 1)
+        self.ui.done(f"rollout {ro['id']} {ro['status']} in {self.summary['rollout_s']}s "
+                     f"({ro['wave_count']} waves)")  # fmt: skip
+        return ro
+
+    def traffic(self, seconds: float, min_predictions: int = 1) -> None:
+        """Let the apps run so every device reports telemetry on the new version."""
+        self.ui.step(f"device apps running inference for {seconds:.0f}s")
+        time.sleep(seconds)
+        wait_for(lambda: self.apps.totals().predictions >= min_predictions, 30, "predictions")
+        wait_for(lambda: self.client.metrics().get("edgefleet_fleet_telemetry_rows_total", 0), 30,
+                 "telemetry at the fleet")  # fmt: skip
+
+    # -- results
+    def collect(self, ro: dict, name: str, version: str) -> dict:
+        ref = f"{name}@{version}"
+        fleet_devices = {d["id"]: d for d in self.client.devices()}
+        ours = [fleet_devices[i] for i in self.devices.ids if i in fleet_devices]
+        local = self.devices.versions()
+        totals = self.apps.totals()
+        hits = misses = 0
+        for a in self.devices.agents:
+            if a.active.cache is not None:
+                st = a.active.cache.stats()
+                hits, misses = hits + st.hits, misses + st.misses
+        metrics = self.client.metrics()
+        backends = {}
+        for a in self.devices.agents:
+            loaded = a.active.loaded
+            if loaded is not None:
+                backends[a.profile_name] = f"{loaded.info.backend} ({loaded.info.artifact.name})"
+        self.summary.update(
+            rollout_state=ro["status"],
+            rollout_id=ro["id"],
+            waves=[w["size"] for w in ro["waves"]],
+            model=ref,
+            devices=len(self.devices.ids),
+            devices_active=sum(1 for d in ours if d["active_model"] == ref),
+            devices_active_local=sum(1 for v in local.values() if v == version),
+            predictions=totals.predictions,
+            prediction_errors=totals.errors,
+            accuracy=round(totals.accuracy, 4) if totals.accuracy is not None else None,
+            cache_hit_rate=round(hits / (hits + misses), 4) if hits + misses else None,
+            telemetry_messages=int(metrics.get("edgefleet_fleet_telemetry_rows_total", 0)),
+            mqtt_messages=int(metrics.get("edgefleet_fleet_mqtt_messages_total", 0)),
+            backends=backends,
+            dashboard=f"{self.fleet.url}/",
+            broker="mosquitto/external" if self.opts.broker else "embedded amqtt",
+            database=self.client.health()["database"],
+        )
+        return self.summary
+
+    def run(self, on_ready: Callable[[Demo], None] | None = None) -> dict:
+        """Every step up to a completed rollout plus some traffic; returns the summary."""
+        _prepare_out(self.opts.out)
+        pkg, pub, name, version = self.package()
+        self.start_fleet(pub)
+        self.upload(pkg)
+        self.start_devices(pub)
+        ro = self.rollout(name, version)
+        self.traffic(self.opts.traffic_s)
+        self.summary["wall_s"] = round(time.perf_counter() - self._t0, 1)
+        out = self.collect(ro, name, version)
+        if on_ready is not None:
+            on_ready(self)
+        return out
+
+    def close(self) -> None:
+        """Stop everything this demo started, in reverse order; safe to call twice."""
+        for stop in (
+            self.apps.stop if self.apps else None,
+            self.devices.stop if self.devices else None,
+            self.client.close if self.client else None,
+            self.fleet.stop if self.fleet else None,
+        ):
+            if stop is None:
+                continue
+            try:
+                stop()
+            except Exception:  # keep shutting the rest down
+                log.exception("demo shutdown step failed")
+        self.apps = self.devices = self.client = self.fleet = None

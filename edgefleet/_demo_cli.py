@@ -1,0 +1,175 @@
+"""``edgefleet demo``: the one-command tour of the whole system (merged at the CLI root).
+
+Only typer/rich/stdlib at module level; the demo (torch, fastapi, ...) loads inside.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import Counter
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+__all__ = ["app"]
+
+log = logging.getLogger(__name__)
+
+app = typer.Typer(pretty_exceptions_show_locals=False)
+
+
+class RichUi:
+    """Steps as spinners with elapsed time on stderr; stdout stays for the JSON line."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.progress = Progress(
+            SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+            console=console, transient=True,
+        )  # fmt: skip
+        self._task = None
+
+    def __enter__(self) -> RichUi:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def step(self, text: str) -> None:
+        if self._task is not None:
+            self.progress.remove_task(self._task)
+        self._task = self.progress.add_task(text)
+
+    def done(self, text: str) -> None:
+        if self._task is not None:
+            self.progress.remove_task(self._task)
+            self._task = None
+        self.console.print(f"[green]✓[/green] {text}")
+
+    def rollout(self, ro: dict) -> None:
+        if self._task is None:
+            return
+        w = ro["current_wave"]
+        names = ["canary"] + [f"wave {i}" for i in range(1, ro["wave_count"])]
+        states = Counter(d["state"] for d in ro["devices"] if d["wave"] == w)
+        desc = ", ".join(f"{k} {v}" for k, v in sorted(states.items()))
+        label = names[w] if w < len(names) else f"wave {w}"
+        self.progress.update(
+            self._task,
+            description=f"rollout {ro['id']} {ro['status']}: {label} ({w + 1}/{ro['wave_count']})"
+            f" {desc}",
+        )
+
+
+def _table(demo) -> Table:
+    t = Table(title=f"edgefleet demo — dashboard {demo.fleet.url}/  (Ctrl-C to stop)")
+    for col in ("device", "profile", "active", "predictions", "accuracy", "cache hits", "queued"):
+        t.add_column(col)
+    versions = demo.devices.versions()
+    for a in demo.devices.agents:
+        st = demo.apps.stats[a.device_id]
+        cache = a.active.cache.stats() if a.active.cache is not None else None
+        hr = cache.hit_rate if cache is not None else None
+        t.add_row(
+            a.device_id,
+            a.profile_name or "?",
+            versions.get(a.device_id) or "-",
+            str(st.predictions),
+            f"{st.accuracy:.1%}" if st.accuracy is not None else "-",
+            f"{hr:.0%}" if hr is not None else "-",
+            str(len(a.queue)),
+        )
+    return t
+
+
+def _serve_forever(demo, console: Console) -> None:
+    from rich.live import Live
+
+    with Live(_table(demo), console=console, refresh_per_second=2) as live:
+        while True:
+            time.sleep(1.0)
+            live.update(_table(demo))
+
+
+@app.command("demo")
+def demo(
+    out: Path = typer.Option(Path("demo-out"), "--out", help="Work directory (keys, package, "
+                             "fleet data, device stores); never the repository."),  # fmt: skip
+    headless: bool = typer.Option(False, "--headless", help="Run to completion and exit."),
+    as_json: bool = typer.Option(False, "--json", help="Last stdout line: one JSON summary."),
+    broker: str = typer.Option("", "--broker", help="mqtt://host:port of a real broker "
+                               "(default: the fleet's embedded amqtt broker)."),  # fmt: skip
+    db: str = typer.Option("", "--db", help="Database URL, e.g. postgresql+psycopg://... "
+                           "(default: SQLite in --out)."),  # fmt: skip
+    port: int = typer.Option(8700, "--port", help="Fleet HTTP port (0: any free port)."),
+    per_profile: int = typer.Option(2, "--per-profile", min=1, max=50,
+                                    help="Simulated devices per hardware profile."),  # fmt: skip
+    epochs: int = typer.Option(3, "--epochs", min=1, max=100, help="Training epochs."),
+    formats: str = typer.Option("onnx,tflite", "--formats", help="Export formats: onnx,tflite,pte"),
+    retrain: bool = typer.Option(False, "--retrain", help="Train again even if --out has one."),
+    package: Path | None = typer.Option(None, "--package", help="Use this signed .efpkg."),
+    package_key: Path | None = typer.Option(None, "--package-key", help="Its public key."),
+    timeout: float = typer.Option(300.0, "--timeout", help="Seconds allowed for the rollout."),
+) -> None:
+    """Train, sign, start the fleet and simulated boards, roll out, run cached inference."""
+    from edgefleet.sdk import EdgefleetError
+
+    from ._demo import Demo, DemoOptions
+
+    console = Console(stderr=True)
+    # amqtt logs every probe and disconnect at WARNING/ERROR; the demo shows its own status.
+    logging.getLogger("amqtt").setLevel(logging.CRITICAL)
+    fmts = tuple(f.strip() for f in formats.split(",") if f.strip())
+    bad = [f for f in fmts if f not in ("onnx", "tflite", "pte")]
+    if bad or not fmts:
+        console.print(f"[red]error:[/red] --formats expects onnx,tflite,pte; got {formats!r}")
+        raise typer.Exit(2)
+    opts = DemoOptions(
+        out=out.resolve(), broker=broker, db=db, port=port, per_profile=per_profile,
+        epochs=epochs, formats=fmts, retrain=retrain, package=package,
+        package_key=package_key, timeout_s=timeout,
+    )  # fmt: skip
+    code = 0
+    summary: dict = {}
+    with RichUi(console) as ui:
+        d = Demo(opts, ui)
+        try:
+            summary = d.run()
+        except KeyboardInterrupt:
+            console.print("[yellow]interrupted; shutting down[/yellow]")
+            code = 130
+        except (EdgefleetError, TimeoutError, OSError) as e:
+            console.print(f"[red]demo failed:[/red] {e}")
+            code = 1
+        if code or headless:
+            ui.step("shutting down")
+            d.close()
+    if code == 0 and not headless:
+        console.print(f"\n[bold]Dashboard:[/bold] {d.fleet.url}/   API docs: {d.fleet.url}/docs")
+        console.print(f"[bold]Admin API token:[/bold] {d.fleet.admin_token}")
+        console.print(f"[dim]{json.dumps(summary)}[/dim]")
+        try:
+            _serve_forever(d, console)
+        except KeyboardInterrupt:
+            console.print("[yellow]stopping the demo[/yellow]")
+        finally:
+            d.close()
+    if summary and code == 0:
+        if as_json:
+            print(json.dumps(summary), flush=True)
+        else:
+            _print_summary(console, summary)
+    raise typer.Exit(code)
+
+
+def _print_summary(console: Console, summary: dict) -> None:
+    t = Table(title="demo summary", show_header=False)
+    for k, v in summary.items():
+        t.add_row(k, str(v))
+    console.print(t)

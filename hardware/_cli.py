@@ -1,0 +1,168 @@
+"""``edgefleet hil``: target profiles, board detection and the hardware-in-loop matrix.
+
+Only typer/rich/stdlib at module level; the matrix machinery is imported inside commands.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+__all__ = ["app"]
+
+app = typer.Typer(no_args_is_help=True)
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _split(values: list[str] | None) -> tuple[str, ...]:
+    """``--targets a,b --targets c`` -> ("a", "b", "c")."""
+    return tuple(v.strip() for raw in values or [] for v in raw.split(",") if v.strip())
+
+
+def _fail(e: Exception) -> typer.Exit:
+    err_console.print(f"[red]error:[/red] {e}", markup=True, highlight=False)
+    return typer.Exit(2)
+
+
+@app.command("profiles")
+def profiles() -> None:
+    """List the bundled target profiles with their budgets and runtime order."""
+    from edgefleet.hardware.profiles import list_profiles
+
+    t = Table("name", "arch", "cores", "RAM MB", "accelerators", "runtimes (preferred first)",
+              "max pkg MB", "p95 ms", "RSS MB")  # fmt: skip
+    for p in list_profiles():
+        b = p.budgets
+        t.add_row(
+            p.name, p.arch, str(p.cores), str(p.ram_mb),
+            ", ".join(a.kind for a in p.accelerators) or "-", " > ".join(p.backends),
+            f"{b.max_package_bytes / (1 << 20):.0f}", f"{b.p95_latency_ms:g}", str(b.peak_rss_mb),
+        )  # fmt: skip
+    console.print(t)
+
+
+@app.command("detect")
+def detect(
+    root: Path = typer.Option(Path("/"), help="Read the board files under this root."),
+) -> None:
+    """Detect which target profile this machine (or a recorded ROOT) is."""
+    from edgefleet.hardware.profiles import ProfileError
+    from edgefleet.hardware.profiles import detect as run_detect
+
+    try:
+        found = run_detect(root)
+    except ProfileError as e:
+        raise _fail(e) from e
+    exact = "" if found.exact else " (generic fallback)"
+    console.print(f"{found.profile.name}{exact}: by {found.method} ({found.evidence})")
+
+
+@app.command("prepare-emulator")
+def prepare_emulator(
+    cache: Path = typer.Option(..., "--cache", help="Directory for the arm64 root (reused)."),
+) -> None:
+    """Build (or reuse) the emulated aarch64 userland: Debian arm64 .debs + aarch64 wheels."""
+    from edgefleet.hardware.hil import HilError
+    from edgefleet.hardware.hil import prepare_emulator as prepare
+
+    try:
+        with console.status("preparing the aarch64 emulator root") as status:
+            emu = prepare(cache, progress=lambda msg: status.update(msg))
+    except HilError as e:
+        raise _fail(e) from e
+    info = emu.info()
+    console.print(
+        f"emulator ready in {emu.cache}: {info.get('qemu', 'qemu')}, python {info.get('python')}, "
+        f"numpy {info.get('numpy')}, onnxruntime {info.get('onnxruntime')}"
+    )
+
+
+def _executors(values: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
+    out: dict[str, tuple[str, ...]] = {}
+    for v in values:
+        target, sep, names = v.partition("=")
+        if not sep or not names:
+            raise typer.BadParameter(f"expected TARGET=EXECUTOR[+EXECUTOR], got {v!r}")
+        out[target] = tuple(n for n in names.split("+") if n)
+    return out
+
+
+@app.command("run")
+def run(
+    out: Path = typer.Option(..., "--out", "-o", help="Directory for reports and cell logs."),
+    package: list[Path] = typer.Option(None, "--package", "-p", help="Package(s) to test."),
+    matrix: Path | None = typer.Option(None, "--matrix", help="Matrix TOML file."),
+    targets: list[str] = typer.Option(None, "--targets", "-t", help="Profile names (a,b)."),
+    runtimes: list[str] = typer.Option(None, "--runtimes", "-r", help="Backends (a,b)."),
+    executor: list[str] = typer.Option(
+        None, "--executor", "-e", help="TARGET=EXECUTOR[+EXECUTOR] (local/limited/emulated)."
+    ),
+    emulator_cache: Path | None = typer.Option(None, help="Prepared emulator directory."),
+    latency_runs: int = typer.Option(50, min=1, help="Batch-1 calls timed per cell."),
+    timeout: float = typer.Option(300.0, min=1.0, help="Seconds per cell (x4 when emulated)."),
+    trusted_key: list[Path] = typer.Option(None, help="Public key(s) to verify signatures."),
+) -> None:
+    """Run the matrix; exit 1 if any cell failed or errored (not-run cells are listed)."""
+    from edgefleet.hardware.hil import HilError, MatrixSpec, load_matrix, run_matrix
+    from edgefleet.hardware.profiles import ProfileError
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    chosen = dict(
+        packages=tuple(package or ()),
+        targets=_split(targets),
+        runtimes=_split(runtimes),
+        executors=_executors(_split(executor)),
+        emulator_cache=emulator_cache,
+        trusted_keys=tuple(trusted_key or ()),
+    )
+    try:
+        if matrix is not None:
+            spec = load_matrix(matrix, **chosen)
+        else:
+            spec = MatrixSpec(**{k: v for k, v in chosen.items() if v})
+        spec = spec.__class__(**{**spec.__dict__, "latency_runs": latency_runs,
+                                 "timeout_s": timeout})  # fmt: skip
+        if matrix is None:
+            spec.validate("command line")
+    except (HilError, ProfileError, TypeError) as e:
+        raise _fail(e) from e
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+    with Progress(*columns, console=console, transient=True) as bar:
+        task = bar.add_task("cells", total=None)
+
+        def progress(plan, i, total, res) -> None:
+            name = f"{plan.target}/{plan.executor}/{plan.runtime}/{plan.package.name}"
+            if res is None:
+                bar.update(task, total=total, description=name)
+            else:
+                bar.update(task, completed=i + 1)
+
+        try:
+            result = run_matrix(spec, out, progress)
+        except HilError as e:
+            raise _fail(e) from e
+    _summary(result, out)
+    raise typer.Exit(0 if result.ok else 1)
+
+
+def _summary(result, out: Path) -> None:
+    from edgefleet.hardware.hil import cell_figures
+
+    style = {"passed": "green", "failed": "red", "error": "red bold", "not run": "dim"}
+    t = Table("cell", "result", "figures / reason")
+    for c in result.cells:
+        why = c.not_run_reason or "; ".join(
+            f"{k.name}: {k.detail}" for k in c.checks if k.status in ("failed", "error")
+        )
+        t.add_row(c.id, f"[{style[c.status]}]{c.status}[/]", why or cell_figures(c))
+    console.print(t)
+    n = result.counts()
+    console.print(
+        f"{n['passed']} passed, {n['failed']} failed, {n['error']} errors, {n['not run']} not run"
+        f" - reports in {out}/ (junit.xml, matrix.md, matrix.html, results.json)"
+    )

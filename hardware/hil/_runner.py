@@ -1,0 +1,73 @@
+"""Run a whole matrix: plan the cells, run each with its executor, write the reports."""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import re
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from ._emulator import find_emulator
+from ._executors import CellPlan, plan_cells, run_process_cell
+from ._results import CellResult, MatrixResult
+from ._spec import MatrixSpec
+
+__all__ = ["Progress", "run_matrix"]
+
+log = logging.getLogger(__name__)
+
+# progress(plan, index, total, result): result is None when the cell starts.
+Progress = Callable[[CellPlan, int, int, CellResult | None], None]
+
+
+def _slug(plan: CellPlan) -> str:
+    raw = f"{plan.target}--{plan.executor}--{plan.runtime}--{plan.package.name}"
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", raw)
+
+
+def run_matrix(spec: MatrixSpec, out: str | Path, progress: Progress | None = None) -> MatrixResult:
+    """Run every cell of ``spec`` (one at a time: cells measure latency and RSS, so they
+    must not compete for the cores) and write the reports into ``out``."""
+    from ._reports import write_reports
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    spec.validate()
+    emulator = find_emulator(spec.emulator_cache)
+    if spec.emulator_cache and emulator is None:
+        log.warning("no prepared emulator in %s; emulated cells will not run", spec.emulator_cache)
+    plans = plan_cells(spec)
+    fleet_plans = [p for p in plans if p.executor == "fleet"]
+    started = datetime.now(UTC).isoformat(timespec="seconds")
+    t0 = time.monotonic()
+    results: list[CellResult] = []
+    fleet_results: dict[int, CellResult] = {}
+    if fleet_plans:
+        from ._fleet import run_fleet_cells
+
+        for plan, res in zip(fleet_plans, run_fleet_cells(fleet_plans, spec), strict=True):
+            fleet_results[id(plan)] = res
+    for i, plan in enumerate(plans):
+        if progress:
+            progress(plan, i, len(plans), None)
+        if plan.executor == "fleet":
+            res = fleet_results[id(plan)]
+        else:
+            res = run_process_cell(plan, spec, out / "cells" / _slug(plan), emulator)
+        log.info("cell %s: %s", res.id, res.status)
+        results.append(res)
+        if progress:
+            progress(plan, i, len(plans), res)
+    host = {
+        "machine": platform.machine(),
+        "cpus": len(os.sched_getaffinity(0)),
+        "python": platform.python_version(),
+        "emulator": emulator.info() if emulator else None,
+    }
+    result = MatrixResult(results, started, round(time.monotonic() - t0, 2), host)
+    write_reports(result, out)
+    return result

@@ -1,0 +1,163 @@
+"""Local pieces: settings, the A/B store, load_active, the local endpoint, import hygiene."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+
+import numpy as np
+import pytest
+from edgefleet.device_agents import (
+    ActiveModel,
+    AgentSettings,
+    LocalEndpoint,
+    ModelStore,
+    NoActiveModelError,
+    load_active,
+)
+from edgefleet.sdk import ConfigError, PackageError, TrustPolicy
+
+from tests.support.packages import tiny_inputs, tiny_reference
+
+
+def test_settings_toml_env_and_errors(tmp_path, monkeypatch):
+    conf = tmp_path / "agent.toml"
+    conf.write_text('device_id = "pi-1"\nbroker_url = "mqtts://fleet.lan:8883"\n'
+                    "telemetry_interval_s = 5\n")  # fmt: skip
+    s = AgentSettings.load(conf)
+    assert (s.device_id, s.broker_host, s.broker_port, s.use_tls) == (
+        "pi-1", "fleet.lan", 8883, True,
+    )  # fmt: skip
+    monkeypatch.setenv("EDGEFLEET_AGENT_TELEMETRY_INTERVAL_S", "2.5")
+    assert AgentSettings.load(conf).telemetry_interval_s == 2.5  # env beats the file
+    assert AgentSettings.load(conf, telemetry_interval_s=1.0).telemetry_interval_s == 1.0
+    with pytest.raises(ConfigError, match="does not exist"):
+        AgentSettings.load(tmp_path / "missing.toml")
+    for bad in ({"device_id": "a/b"}, {"broker_url": "http://x"}, {"fault_point": "boom"}):
+        with pytest.raises(ConfigError, match="invalid agent settings"):
+            AgentSettings.load(conf, **bad)
+
+
+@pytest.fixture
+def store(tmp_path, packages, signing_keys):
+    s = ModelStore(tmp_path / "store")
+    s.install(packages["v1"], TrustPolicy.device(signing_keys[1]))
+    return s
+
+
+def test_store_ab_switch_and_guards(store, packages, signing_keys, tmp_path):
+    policy = TrustPolicy.device(signing_keys[1])
+    assert store.active_slot() == "A" and store.pointer().generation == 1
+    with pytest.raises(PackageError, match="active slot"):
+        store.stage("A", packages["v2"], policy, "d1")
+    info = store.stage("B", packages["v2"], policy, "d1")
+    assert (info.slot, info.package_version, info.active) == ("B", "2.0.0", False)
+    assert store.active_slot() == "A"  # staging never touches the active slot
+    ptr = store.activate("B")
+    assert (ptr.slot, ptr.previous, ptr.generation) == ("B", "A", 2)
+    assert [i.active for i in store.slots()] == [False, True]
+    with pytest.raises(PackageError):
+        store.stage("B", packages["v1"], policy, "d2")
+    # A package signed by an untrusted key never reaches a slot.
+    with pytest.raises(PackageError):
+        store.stage("A", packages["untrusted"], policy, "d3")
+    assert store.slot_info("A") is not None  # the failed stage left the old slot alone
+    assert not list((store.root / "slots").glob(".*"))
+
+
+def test_store_repair_falls_back_when_pointer_slot_is_empty(store, packages, signing_keys):
+    import shutil
+
+    store.stage("B", packages["v2"], TrustPolicy.device(signing_keys[1]), "d1")
+    shutil.rmtree(store.slot_dir("A"))  # disks lie
+    assert store.active_slot() is None
+    store.repair()
+    assert store.active_slot() == "B"
+
+
+def test_load_active_follows_activation(store, packages, signing_keys):
+    policy = TrustPolicy.device(signing_keys[1])
+    handle = load_active(store, trust=policy, check_interval_s=0.0)
+    x = tiny_inputs(2, seed=3)
+    assert np.allclose(handle.predict(x)["logits"], tiny_reference(x, 0), atol=1e-4)
+    store.stage("B", packages["v2"], policy, "d1")
+    store.activate("B")
+    assert np.allclose(handle.predict(x)["logits"], tiny_reference(x, 1), atol=1e-4)
+    assert handle.info.version == "2.0.0"
+    handle.close()
+    empty = ActiveModel(ModelStore(store.root.parent / "empty"))
+    with pytest.raises(NoActiveModelError, match="nothing deployed"):
+        empty.predict(x)
+
+
+def _call(url, body=None):
+    data = (
+        None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
+    )
+    req = urllib.request.Request(url, data, method="POST" if data is not None else "GET")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def test_local_endpoint(store, signing_keys):
+    active = ActiveModel(store, trust=TrustPolicy.device(signing_keys[1]))
+    ep = LocalEndpoint(active, "127.0.0.1:0").start()
+    try:
+        x = tiny_inputs(2, seed=4)
+        code, body = _call(f"{ep.address}/v1/predict", {"inputs": {"input": x.tolist()}})
+        assert code == 200
+        assert np.allclose(body["outputs"]["logits"], tiny_reference(x, 0), atol=1e-4)
+        assert _call(f"{ep.address}/v1/health") == (200, {"status": "ok", "model": "tiny@1.0.0"})
+        code, info = _call(f"{ep.address}/v1/model")
+        assert code == 200 and info["inputs"][0]["name"] == "input"
+        code, body = _call(f"{ep.address}/v1/predict", {"inputs": {"input": [[1.0, 2.0]]}})
+        assert code == 400 and "input" in body["error"]
+        assert _call(f"{ep.address}/v1/predict", b"not json")[0] == 400
+        assert _call(f"{ep.address}/v1/predict", {"nope": 1})[0] == 400
+        assert _call(f"{ep.address}/v1/nothing")[0] == 404
+        assert _call(f"{ep.address}/v1/metrics")[1]["calls"] >= 2
+        assert ep.traffic() == (1, 0)  # only successful/ runtime-failed calls count
+    finally:
+        ep.stop()
+        active.close()
+
+
+def test_local_endpoint_on_unix_socket(store, tmp_path):
+    import http.client
+    import socket
+
+    sock_path = tmp_path / "agent.sock"
+    ep = LocalEndpoint(ActiveModel(store), f"unix:{sock_path}").start()
+
+    class UnixConn(http.client.HTTPConnection):
+        def connect(self):
+            self.sock = socket.socket(socket.AF_UNIX)
+            self.sock.connect(str(sock_path))
+
+    try:
+        conn = UnixConn("localhost")
+        conn.request(
+            "POST", "/v1/predict", json.dumps({"inputs": {"input": tiny_inputs(1).tolist()}})
+        )
+        r = conn.getresponse()
+        assert r.status == 200 and len(json.loads(r.read())["outputs"]["logits"][0]) == 10
+        conn.close()
+    finally:
+        ep.stop()
+        ep.active.close()
+
+
+def test_agent_imports_no_torch_fastapi_sqlalchemy():
+    code = (
+        "import sys, edgefleet.device_agents, edgefleet.device_agents._cli; "
+        "from edgefleet.device_agents import _agent, _simulate, _endpoint; "
+        "print(sorted(m for m in ('torch', 'fastapi', 'sqlalchemy') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

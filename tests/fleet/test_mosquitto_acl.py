@@ -1,0 +1,86 @@
+"""Generated Mosquitto credentials and ACLs, enforced by a real Mosquitto."""
+
+from __future__ import annotations
+
+import threading
+
+import paho.mqtt.client as mqtt
+import pytest
+from edgefleet.fleet import hash_mqtt_password, render_acl, render_password_file
+from edgefleet.sdk import protocol as p
+
+from tests.support.mosquitto import Mosquitto
+
+from .fake_device import wait_until
+
+pytestmark = pytest.mark.broker
+
+
+class Client:
+    def __init__(self, port: int, user: str, password: str) -> None:
+        self.got: list[tuple[str, bytes]] = []
+        self.rc = None
+        self.ready = threading.Event()
+        self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"c-{user}")
+        self.c.username_pw_set(user, password)
+        self.c.on_connect = self._conn
+        self.c.on_message = lambda c, u, m: self.got.append((m.topic, m.payload))
+        self.c.connect("127.0.0.1", port)
+        self.c.loop_start()
+
+    def _conn(self, c, u, f, rc, props) -> None:
+        self.rc = rc
+        self.ready.set()
+
+    def sub(self, topic: str) -> None:
+        self.c.subscribe(topic, 1)
+
+    def pub(self, topic: str, payload: bytes) -> None:
+        self.c.publish(topic, payload, qos=1).wait_for_publish(5)
+
+    def close(self) -> None:
+        self.c.disconnect()
+        self.c.loop_stop()
+
+
+def test_device_cannot_publish_as_another_nor_read_its_commands(tmp_path):
+    users = {"fleet-svc": "fleetpw", "dev-a": "apw", "dev-b": "bpw"}
+    (tmp_path / "passwd").write_text(
+        render_password_file((u, hash_mqtt_password(pw)) for u, pw in users.items())
+    )
+    (tmp_path / "acl").write_text(render_acl("fleet-svc"))
+    # "user root": mosquitto would drop to its own user and not read pytest tmp dirs.
+    conf = [
+        "user root",
+        "allow_anonymous false",
+        f"password_file {tmp_path / 'passwd'}",
+        f"acl_file {tmp_path / 'acl'}",
+    ]
+    with Mosquitto(extra_conf=conf) as broker:
+        bad = Client(broker.port, "dev-a", "wrong")
+        assert bad.ready.wait(5) and bad.rc.is_failure
+        bad.close()
+        fleet = Client(broker.port, "fleet-svc", "fleetpw")
+        a = Client(broker.port, "dev-a", "apw")
+        b = Client(broker.port, "dev-b", "bpw")
+        for c in (fleet, a, b):
+            assert c.ready.wait(5) and not c.rc.is_failure
+        fleet.sub("edgefleet/v1/devices/+/state")
+        a.sub(p.cmd_topic("dev-b"))  # silently not granted
+        a.sub(p.cmd_topic("dev-a"))
+        b.sub(p.cmd_topic("dev-b"))
+        import time
+
+        time.sleep(0.3)
+        a.pub(p.state_topic("dev-b"), b"forged")  # denied by the ACL
+        a.pub(p.state_topic("dev-a"), b"mine")
+        fleet.pub(p.cmd_topic("dev-b"), b"for-b")
+        fleet.pub(p.cmd_topic("dev-a"), b"for-a")
+        assert wait_until(lambda: (p.cmd_topic("dev-b"), b"for-b") in b.got, 5)
+        assert wait_until(lambda: (p.state_topic("dev-a"), b"mine") in fleet.got, 5)
+        assert wait_until(lambda: (p.cmd_topic("dev-a"), b"for-a") in a.got, 5)
+        time.sleep(0.3)
+        assert (p.state_topic("dev-b"), b"forged") not in fleet.got
+        assert all(t != p.cmd_topic("dev-b") for t, _ in a.got)
+        for c in (fleet, a, b):
+            c.close()

@@ -1,0 +1,73 @@
+"""Recipe parsing and validation: errors name the field and say what came."""
+
+from __future__ import annotations
+
+import pytest
+
+from edgefleet.sdk import ConfigError
+from edgefleet.trainer import (
+    LowRank,
+    PruneChannels,
+    RecipeError,
+    builtin_recipe,
+    load_recipe,
+    parse_recipe,
+    recipe_digest,
+)
+
+
+def test_builtin_digits_recipe_parses_in_order():
+    r = load_recipe("digits")
+    assert r.name == "digits"
+    assert r.model.name == "digits_cnn"
+    assert [type(s) for s in r.compress] == [PruneChannels, LowRank]
+    assert "raspberry-pi-4" in r.targets
+    assert set(r.export.formats) == {"onnx", "tflite", "pte"}
+
+
+def test_builtin_mobilenet_recipe_parses():
+    assert load_recipe(builtin_recipe("mobilenet_v2")).model.name == "mobilenet_v2"
+
+
+@pytest.mark.parametrize(
+    ("toml", "field", "got"),
+    [
+        ('name = "x"\n[[compress]]\nstep = "prune_channels"\namount = 1.5\n',
+         "compress.0.prune_channels.amount", "1.5"),
+        ('name = "x"\n[[compress]]\nstep = "shrink"\n', "compress.0", "shrink"),
+        ('name = "x"\n[model]\nname = "resnet"\n', "model.name", "resnet"),
+        ('name = "x"\n[train]\nepochs = -1\n', "train.epochs", "-1"),
+        ('name = "x"\n[export]\nformats = ["onnx", "coreml"]\n', "export.formats.1", "coreml"),
+        ('name = "x"\nbogus = 1\n', "bogus", "1"),
+        ('name = "bad name!"\n', "name", "bad name!"),
+        ("version = '1'\n", "name", ""),
+    ],
+)  # fmt: skip
+def test_validation_errors_name_the_field(toml, field, got):
+    with pytest.raises(RecipeError) as exc:
+        parse_recipe(toml, "r.toml")
+    msg = str(exc.value)
+    assert f"  {field}:" in msg, msg
+    assert got in msg
+    assert "r.toml" in msg
+
+
+def test_recipe_error_is_an_edgefleet_config_error():
+    assert issubclass(RecipeError, ConfigError)
+
+
+def test_bad_toml_and_missing_file_are_clear(tmp_path):
+    with pytest.raises(RecipeError, match="not valid TOML"):
+        parse_recipe("name = ", "broken.toml")
+    with pytest.raises(RecipeError, match="cannot read recipe"):
+        load_recipe(tmp_path / "nope.toml")
+    with pytest.raises(RecipeError, match="no built-in recipe 'nope'"):
+        load_recipe("nope")
+
+
+def test_digest_changes_with_content():
+    a = parse_recipe('name = "x"\n')
+    b = parse_recipe('name = "x"\n[train]\nepochs = 3\n')
+    assert recipe_digest(a) == recipe_digest(parse_recipe('name = "x"\n'))
+    assert recipe_digest(a) != recipe_digest(b)
+    assert recipe_digest(a).startswith("sha256:")
