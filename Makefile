@@ -18,12 +18,12 @@ test: $(STAMP)
 # torch is pinned in pyproject (a looser pin pulls a multi-GB CUDA build) and installed
 # first, on its own: with it in place the resolver keeps it instead of backtracking into
 # another 2.13.0 build (seen: a CPU wheel from a local find-links swapped for the CUDA one).
-$(STAMP): pyproject.toml setup.py
+$(STAMP): pyproject.toml setup.py requirements/dev.lock
 	./scripts/system-deps.sh demo
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q -U pip
 	$(BIN)/pip install -q 'torch==2.13.0'
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev]' -c requirements/dev.lock
 	touch $(STAMP)
 
 lint: $(STAMP)

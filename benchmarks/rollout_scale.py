@@ -24,12 +24,37 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
+def run_agents(args: argparse.Namespace) -> None:
+    """Child process: N simulated agents (edgefleet.device_agents.Simulation) until stdin
+    closes."""
+    from edgefleet.device_agents import Simulation
+
+    base = {
+        "broker_url": args.broker,
+        "profile": "raspberry-pi-4",
+        "fleet_keys": [args.fleet_key],
+        "telemetry_interval_s": 60.0,
+        "smoke_test": True,
+    }
+    sim = Simulation(args.devices, args.data_dir, base, workers=args.sim_workers).start()
+    sys.stdin.read()
+    sim.stop()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--devices", type=int, default=1000)
     ap.add_argument("--json", action="store_true", help="print only the JSON line")
     ap.add_argument("--timeout", type=float, default=300)
+    ap.add_argument("--sim-workers", type=int, default=16, help="agent simulator worker threads")
+    ap.add_argument("--agents-child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--broker", help=argparse.SUPPRESS)
+    ap.add_argument("--data-dir", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--fleet-key", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.agents_child:
+        run_agents(args)
+        return
 
     import httpx
     import uvicorn
@@ -64,28 +89,24 @@ def main() -> None:
         threading.Thread(target=server.run, daemon=True).start()
         while not server.started:
             time.sleep(0.05)
+        # The agents run in their own process (the other core), as a field would.
         sim = subprocess.Popen(
             [
                 sys.executable,
-                "-m",
-                "edgefleet",
-                "agent",
-                "simulate",
-                "--count",
+                __file__,
+                "--agents-child",
+                "--devices",
                 str(args.devices),
                 "--broker",
                 broker.url,
                 "--data-dir",
                 str(tmp / "agents"),
-                "--prefix",
-                "sim",
                 "--fleet-key",
                 str(pub),
-                "--telemetry-interval",
-                "60",
-                "--duration",
-                str(args.timeout + 120),
+                "--sim-workers",
+                str(args.sim_workers),
             ],
+            stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL if args.json else None,
             env={**os.environ, "EDGEFLEET_LOG_LEVEL": "ERROR"},
@@ -143,7 +164,7 @@ def main() -> None:
                 goal_s=60,
             )
         finally:
-            sim.terminate()
+            sim.stdin.close()  # the child stops its agents when stdin closes
             try:
                 sim.wait(60)
             except subprocess.TimeoutExpired:

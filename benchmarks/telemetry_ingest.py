@@ -14,7 +14,6 @@ import json
 import multiprocessing as mp
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -22,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def publisher(port: int, count: int, devices: int, offset: int) -> None:
+def publisher(port: int, count: int, devices: int, offset: int, qos: int) -> None:
     import paho.mqtt.client as mqtt
     from edgefleet.sdk import protocol as p
 
@@ -53,16 +52,34 @@ def publisher(port: int, count: int, devices: int, offset: int) -> None:
     last = None
     for i in range(count):
         topic, data = payloads[i % len(payloads)]
-        last = c.publish(topic, data, qos=1)
+        last = c.publish(topic, data, qos=qos)
     last.wait_for_publish(300)
     c.loop_stop()
     c.disconnect()
 
 
-def run_publishers(port: int, total: int, procs: int) -> float:
+QOS = 0  # telemetry is QoS 0 or 1 (DESIGN section 4); set by --qos
+
+
+def wait_progress(count, target: int, stall_s: float = 5.0) -> None:
+    """Wait until ``count() >= target`` or nothing moved for ``stall_s`` (lost messages)."""
+    last, since = -1, time.monotonic()
+    while True:
+        n = count()
+        if n >= target:
+            return
+        if n != last:
+            last, since = n, time.monotonic()
+        elif time.monotonic() - since > stall_s:
+            return
+        time.sleep(0.01)
+
+
+def run_publishers(port: int, total: int, procs: int) -> tuple[float, list]:
     ctx = mp.get_context("spawn")
     ps = [
-        ctx.Process(target=publisher, args=(port, total // procs, 50, k * 50)) for k in range(procs)
+        ctx.Process(target=publisher, args=(port, total // procs, 50, k * 50, QOS))
+        for k in range(procs)
     ]
     t0 = time.monotonic()
     for pr in ps:
@@ -75,16 +92,10 @@ def raw_pipe(port: int, total: int, procs: int) -> float:
     import paho.mqtt.client as mqtt
 
     got = 0
-    done = threading.Event()
-    first = [0.0]
 
     def on_message(c, u, m) -> None:
         nonlocal got
-        if got == 0:
-            first[0] = time.monotonic()
         got += 1
-        if got >= (total // procs) * procs:
-            done.set()
 
     c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="raw-counter")
     c.on_message = on_message
@@ -93,21 +104,24 @@ def raw_pipe(port: int, total: int, procs: int) -> float:
     c.loop_start()
     time.sleep(0.5)
     t0, ps = run_publishers(port, total, procs)
-    done.wait(600)
+    wait_progress(lambda: got, total)
     elapsed = time.monotonic() - t0
     for pr in ps:
         pr.join()
     c.loop_stop()
     c.disconnect()
-    return got / elapsed
+    return got / elapsed, got
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--messages", type=int, default=100_000)
     ap.add_argument("--publishers", type=int, default=2)
+    ap.add_argument("--qos", type=int, choices=(0, 1), default=0)
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
+    global QOS
+    QOS = args.qos
 
     from edgefleet.fleet import FleetService, FleetSettings
 
@@ -115,7 +129,7 @@ def main() -> None:
 
     total = (args.messages // args.publishers) * args.publishers
     with Mosquitto() as broker:
-        raw = raw_pipe(broker.port, total, args.publishers)
+        raw, raw_got = raw_pipe(broker.port, total, args.publishers)
         tmp = Path(tempfile.mkdtemp(prefix="telemetry-ingest-"))
         service = FleetService(
             FleetSettings(data_dir=tmp, broker_url=broker.url, telemetry_batch_size=5000)
@@ -123,9 +137,7 @@ def main() -> None:
         try:
             base = service.telemetry.rows_written
             t0, ps = run_publishers(broker.port, total, args.publishers)
-            deadline = time.monotonic() + 600
-            while service.telemetry.rows_written - base < total and time.monotonic() < deadline:
-                time.sleep(0.02)
+            wait_progress(lambda: service.telemetry.rows_written - base, total)
             elapsed = time.monotonic() - t0
             for pr in ps:
                 pr.join()
@@ -139,6 +151,8 @@ def main() -> None:
         "stored": stored,
         "ingest_msgs_per_s": round(ingest),
         "raw_broker_msgs_per_s": round(raw),
+        "raw_received": raw_got,
+        "qos": QOS,
         "ratio": round(ingest / raw, 3),
         "dropped_overload": rejected,
         "goal_msgs_per_s": 20_000,

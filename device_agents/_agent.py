@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
 from concurrent.futures import Executor, ThreadPoolExecutor
 
@@ -113,6 +114,7 @@ class Agent:
         self._work_lock = threading.Lock()
         self._inflight: tuple[int, PendingBatch] | None = None
         self._tel_lock = threading.Lock()
+        self._closed = self._stopping = False
         self.connected = threading.Event()
         self.client = self._make_client()
         self.link: Link | None = None
@@ -192,18 +194,27 @@ class Agent:
         self.submit(self.deployer.resume)
         return self
 
-    def stop(self, graceful: bool = True) -> None:
-        if graceful and self.connected.is_set():
-            info = self.publish(state_topic(self.device_id), self.state(False), retain=True)
-            self.mux.wake()
-            info.wait_for_publish(2.0)
-            self.client.disconnect()
-            self.mux.wake()
+    def begin_stop(self):
+        """Publish the retained offline state; returns its MQTTMessageInfo (or None)."""
+        self._stopping = True
+        if not self.connected.is_set():
+            return None
+        info = self.publish(state_topic(self.device_id), self.state(False), retain=True)
+        self.mux.wake()
+        return info
+
+    def finish_stop(self, wait_disconnect: bool = True) -> None:
+        if self.link is not None:
+            self.link.closed = True  # the loop must not reconnect it
+        self.client.disconnect()
+        self.mux.wake()
+        deadline = time.monotonic() + (1.0 if wait_disconnect else 0.0)
+        while self.client.socket() is not None and time.monotonic() < deadline:
+            time.sleep(0.01)  # let the loop thread write DISCONNECT (no Will then)
         if self.link is not None:
             self.mux.remove(self.link)
         if self._timer is not None:
-            self._timer[1] = float("inf")
-            self._timer[0] = float("inf")
+            self._timer[0] = self._timer[1] = float("inf")
         if self._own_mux:
             self.mux.stop()
         if self._own_executor:
@@ -211,7 +222,15 @@ class Agent:
         if self.endpoint is not None:
             self.endpoint.stop()
         self.active.close()
-        self.queue.close()
+        with self._tel_lock:
+            self._closed = True
+            self.queue.close()
+
+    def stop(self, graceful: bool = True) -> None:
+        info = self.begin_stop() if graceful else None
+        if info is not None:
+            info.wait_for_publish(2.0)
+        self.finish_stop()
 
     # -- work queue: one job at a time per agent on a (possibly shared) executor
     def submit(self, fn, *args) -> None:
@@ -312,10 +331,10 @@ class Agent:
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
         with self._tel_lock:
             inflight = self._inflight
-            if inflight is None or inflight[0] != mid:
+            if self._closed or inflight is None or inflight[0] != mid:
                 return
             self._inflight = None
-        self.queue.ack(inflight[1])
+            self.queue.ack(inflight[1])
         self._send_telemetry()
 
     # -- commands
@@ -441,14 +460,18 @@ class Agent:
         model = self.active.loaded
         snap = model.metrics.snapshot(reset=True) if model is not None else None
         label = f"{model.info.name}@{model.info.version}" if model is not None else None
-        self.queue.append(system_sample(self._process, snap, label))
+        sample = system_sample(self._process, snap, label)
+        with self._tel_lock:
+            if self._closed:
+                return
+            self.queue.append(sample)
         self._send_telemetry()
 
     def _send_telemetry(self) -> None:
-        if not self.connected.is_set():
+        if not self.connected.is_set() or self._stopping:
             return
         with self._tel_lock:
-            if self._inflight is not None:
+            if self._closed or self._inflight is not None:
                 return
             pending = self.queue.next_batch(self.settings.telemetry_batch_max)
             if pending is None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,6 +26,16 @@ __all__ = ["DemoOptions", "DemoUi", "Demo", "rollout_body"]
 log = logging.getLogger(__name__)
 
 _MARKER = ".edgefleet-demo"
+# The figures a reader looks for first lead the JSON line.
+_FIRST = (
+    "rollout_state",
+    "devices_active",
+    "predictions",
+    "cache_hit_rate",
+    "telemetry_messages",
+    "accuracy",
+    "wall_s",
+)
 
 
 @dataclass(frozen=True)
@@ -77,9 +88,10 @@ def rollout_body(name: str, version: str, device_ids: list[str], soak_s: float) 
     }
 
 
-def _prepare_out(out: Path) -> None:
+def _prepare_out(out: Path, keep_fleet: bool = False) -> None:
     """Refuse to write into a non-empty directory the demo did not create; clear the state
-    of a previous demo run (keys and the trained package are kept and reused)."""
+    of a previous demo run (keys and the trained package are kept and reused). With an
+    external database the fleet's files stay: its package registry points at them."""
     out.mkdir(parents=True, exist_ok=True)
     marker = out / _MARKER
     if not marker.exists():
@@ -89,7 +101,7 @@ def _prepare_out(out: Path) -> None:
                 "expected a new or a previous demo directory"
             )
         marker.write_text("made by edgefleet demo; safe to delete\n")
-    for stale in ("fleet", "devices"):
+    for stale in ("devices",) if keep_fleet else ("fleet", "devices"):
         shutil.rmtree(out / stale, ignore_errors=True)
 
 
@@ -126,17 +138,21 @@ class Demo:
                 shutil.rmtree(o.out / "package", ignore_errors=True)
                 self.ui.step("training digits CNN, pruning, low-rank, int8, export, sign")
                 t = train_digits(
-                    o.out / "package", priv, epochs=o.epochs, formats=o.formats,
+                    o.out / "package",
+                    priv,
+                    epochs=o.epochs,
+                    formats=o.formats,
                     quiet=o.quiet_training,
-                )  # fmt: skip
+                )
                 pkg = t.path
                 self.summary["train_s"] = round(t.seconds, 1)
                 self.summary["model_accuracy"] = t.accuracy
                 self.summary["artifacts"] = list(t.artifacts)
                 if t.failed:
                     self.summary["failed_exports"] = list(t.failed)
-                self.ui.done(f"trained + signed {pkg.name} in {t.seconds:.0f}s: "
-                             + ", ".join(t.artifacts))  # fmt: skip
+                self.ui.done(
+                    f"trained + signed {pkg.name} in {t.seconds:.0f}s: " + ", ".join(t.artifacts)
+                )
         with open_package(pkg, TrustPolicy.device(load_public_key(pub))) as p:
             return pkg, pub, p.manifest.name, p.manifest.version
 
@@ -145,7 +161,7 @@ class Demo:
         port = o.port
         if port:
             try:
-                with __import__("socket").create_server(("127.0.0.1", port)):
+                with socket.create_server(("127.0.0.1", port)):
                     pass
             except OSError:
                 port = free_port()
@@ -157,7 +173,12 @@ class Demo:
         self.client = FleetClient(self.fleet.url, self.fleet.admin_token)
         health = self.client.health()
         broker = o.broker or f"embedded amqtt {self.fleet.mqtt_url}"
-        self.ui.done(f"fleet at {self.fleet.url} (database {health['database']}, broker {broker})")
+        url = self.fleet.url
+        self.ui.done(f"fleet at {url} (database {health['database']}, broker {broker})")
+        self.ui.done(
+            f"dashboard {url}/ and API docs {url}/docs; admin API token for both: "
+            f"{self.fleet.admin_token}"
+        )
 
     def upload(self, pkg: Path) -> None:
         try:
@@ -173,11 +194,15 @@ class Demo:
         n = o.per_profile * len(o.profiles)
         self.ui.step(f"starting {n} simulated devices ({', '.join(o.profiles)})")
         self.devices = DemoDevices(
-            o.out / "devices", broker_url=self.fleet.mqtt_url, fleet_keys=[self.fleet.fleet_key],
-            package_keys=[pub], profiles=o.profiles, per_profile=o.per_profile,
+            o.out / "devices",
+            broker_url=self.fleet.mqtt_url,
+            fleet_keys=[self.fleet.fleet_key],
+            package_keys=[pub],
+            profiles=o.profiles,
+            per_profile=o.per_profile,
             # amqtt (the embedded broker) speaks MQTT 3.1.1 only.
             mqtt_version="5" if o.broker else "3.1.1",
-        ).start()  # fmt: skip
+        ).start()
         wait_for(lambda: self.devices.online() == n, 60, f"{n} devices online on the broker")
         ids = set(self.devices.ids)
 
@@ -194,10 +219,14 @@ class Demo:
         t0 = time.perf_counter()
         body = rollout_body(name, version, self.devices.ids, self.opts.soak_s)
         ro = self.client.create_rollout(body)
-        ro = self.client.wait_rollout(ro["id"], timeout=self.opts.timeout_s, on_poll=self.ui.rollout)
+        ro = self.client.wait_rollout(
+            ro["id"], timeout=self.opts.timeout_s, on_poll=self.ui.rollout
+        )
         self.summary["rollout_s"] = round(time.perf_counter() - t0, 1)
-        self.ui.done(f"rollout {ro['id']} {ro['status']} in {self.summary['rollout_s']}s "
-                     f"({ro['wave_count']} waves)")  # fmt: skip
+        self.ui.done(
+            f"rollout {ro['id']} {ro['status']} in {self.summary['rollout_s']}s "
+            f"({ro['wave_count']} waves)"
+        )
         return ro
 
     def traffic(self, seconds: float, min_predictions: int = 1) -> None:
@@ -205,8 +234,11 @@ class Demo:
         self.ui.step(f"device apps running inference for {seconds:.0f}s")
         time.sleep(seconds)
         wait_for(lambda: self.apps.totals().predictions >= min_predictions, 30, "predictions")
-        wait_for(lambda: self.client.metrics().get("edgefleet_fleet_telemetry_rows_total", 0), 30,
-                 "telemetry at the fleet")  # fmt: skip
+        wait_for(
+            lambda: self.client.metrics().get("edgefleet_fleet_telemetry_rows_total", 0),
+            30,
+            "telemetry at the fleet",
+        )
 
     # -- results
     def collect(self, ro: dict, name: str, version: str) -> dict:
@@ -245,11 +277,13 @@ class Demo:
             broker="mosquitto/external" if self.opts.broker else "embedded amqtt",
             database=self.client.health()["database"],
         )
+        first = {k: self.summary[k] for k in _FIRST if k in self.summary}
+        self.summary = {**first, **self.summary}
         return self.summary
 
     def run(self, on_ready: Callable[[Demo], None] | None = None) -> dict:
         """Every step up to a completed rollout plus some traffic; returns the summary."""
-        _prepare_out(self.opts.out)
+        _prepare_out(self.opts.out, keep_fleet=bool(self.opts.db))
         pkg, pub, name, version = self.package()
         self.start_fleet(pub)
         self.upload(pkg)

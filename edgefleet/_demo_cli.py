@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import signal
 import time
 from collections import Counter
 from pathlib import Path
@@ -29,9 +31,12 @@ class RichUi:
     def __init__(self, console: Console) -> None:
         self.console = console
         self.progress = Progress(
-            SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
-            console=console, transient=True,
-        )  # fmt: skip
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        )
         self._task = None
 
     def __enter__(self) -> RichUi:
@@ -69,7 +74,7 @@ class RichUi:
 
 def _table(demo) -> Table:
     t = Table(title=f"edgefleet demo — dashboard {demo.fleet.url}/  (Ctrl-C to stop)")
-    for col in ("device", "profile", "active", "predictions", "accuracy", "cache hits", "queued"):
+    for col in ("device", "profile", "model", "runtime", "predictions", "accuracy", "cache"):
         t.add_column(col)
     versions = demo.devices.versions()
     for a in demo.devices.agents:
@@ -80,12 +85,16 @@ def _table(demo) -> Table:
             a.device_id,
             a.profile_name or "?",
             versions.get(a.device_id) or "-",
+            a.active.loaded.info.backend if a.active.loaded is not None else "-",
             str(st.predictions),
             f"{st.accuracy:.1%}" if st.accuracy is not None else "-",
             f"{hr:.0%}" if hr is not None else "-",
-            str(len(a.queue)),
         )
     return t
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _serve_forever(demo, console: Console) -> None:
@@ -99,17 +108,25 @@ def _serve_forever(demo, console: Console) -> None:
 
 @app.command("demo")
 def demo(
-    out: Path = typer.Option(Path("demo-out"), "--out", help="Work directory (keys, package, "
-                             "fleet data, device stores); never the repository."),  # fmt: skip
+    out: Path = typer.Option(
+        Path("demo-out"),
+        "--out",
+        help="Work directory (keys, package, fleet data, device stores); never the repository.",
+    ),
     headless: bool = typer.Option(False, "--headless", help="Run to completion and exit."),
     as_json: bool = typer.Option(False, "--json", help="Last stdout line: one JSON summary."),
-    broker: str = typer.Option("", "--broker", help="mqtt://host:port of a real broker "
-                               "(default: the fleet's embedded amqtt broker)."),  # fmt: skip
-    db: str = typer.Option("", "--db", help="Database URL, e.g. postgresql+psycopg://... "
-                           "(default: SQLite in --out)."),  # fmt: skip
+    broker: str = typer.Option(
+        "",
+        "--broker",
+        help="mqtt://host:port of a real broker (default: the fleet's embedded amqtt broker).",
+    ),
+    db: str = typer.Option(
+        "", "--db", help="Database URL, e.g. postgresql+psycopg://... (default: SQLite in --out)."
+    ),
     port: int = typer.Option(8700, "--port", help="Fleet HTTP port (0: any free port)."),
-    per_profile: int = typer.Option(2, "--per-profile", min=1, max=50,
-                                    help="Simulated devices per hardware profile."),  # fmt: skip
+    per_profile: int = typer.Option(
+        2, "--per-profile", min=1, max=50, help="Simulated devices per hardware profile."
+    ),
     epochs: int = typer.Option(3, "--epochs", min=1, max=100, help="Training epochs."),
     formats: str = typer.Option("onnx,tflite", "--formats", help="Export formats: onnx,tflite,pte"),
     retrain: bool = typer.Option(False, "--retrain", help="Train again even if --out has one."),
@@ -123,18 +140,31 @@ def demo(
     from ._demo import Demo, DemoOptions
 
     console = Console(stderr=True)
-    # amqtt logs every probe and disconnect at WARNING/ERROR; the demo shows its own status.
+    # amqtt logs every probe and disconnect at WARNING/ERROR, torch/torchao and the TFLite
+    # converter chat during export; the demo shows its own status lines instead.
     logging.getLogger("amqtt").setLevel(logging.CRITICAL)
+    for noisy in ("torch", "torchao"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill` shuts down as cleanly as Ctrl-C
     fmts = tuple(f.strip() for f in formats.split(",") if f.strip())
     bad = [f for f in fmts if f not in ("onnx", "tflite", "pte")]
     if bad or not fmts:
         console.print(f"[red]error:[/red] --formats expects onnx,tflite,pte; got {formats!r}")
         raise typer.Exit(2)
     opts = DemoOptions(
-        out=out.resolve(), broker=broker, db=db, port=port, per_profile=per_profile,
-        epochs=epochs, formats=fmts, retrain=retrain, package=package,
-        package_key=package_key, timeout_s=timeout,
-    )  # fmt: skip
+        out=out.resolve(),
+        broker=broker,
+        db=db,
+        port=port,
+        per_profile=per_profile,
+        epochs=epochs,
+        formats=fmts,
+        retrain=retrain,
+        package=package,
+        package_key=package_key,
+        timeout_s=timeout,
+    )
     code = 0
     summary: dict = {}
     with RichUi(console) as ui:
@@ -147,14 +177,17 @@ def demo(
         except (EdgefleetError, TimeoutError, OSError) as e:
             console.print(f"[red]demo failed:[/red] {e}")
             code = 1
+        except Exception:  # a bug: show it, but still stop what was started
+            console.print_exception(show_locals=False)
+            code = 1
         if code or headless:
             ui.step("shutting down")
             d.close()
     if code == 0 and not headless:
-        console.print(f"\n[bold]Dashboard:[/bold] {d.fleet.url}/   API docs: {d.fleet.url}/docs")
-        console.print(f"[bold]Admin API token:[/bold] {d.fleet.admin_token}")
-        console.print(f"[dim]{json.dumps(summary)}[/dim]")
-        try:
+        try:  # Ctrl-C may come at any point from here on: always shut down
+            console.print(f"\n[bold]Dashboard:[/bold] {d.fleet.url}/  (paste the token there)")
+            console.print(f"[bold]Admin API token:[/bold] {d.fleet.admin_token}")
+            console.print(f"[bold]API:[/bold] {d.fleet.url}/docs   [dim]Ctrl-C stops it all[/dim]")
             _serve_forever(d, console)
         except KeyboardInterrupt:
             console.print("[yellow]stopping the demo[/yellow]")

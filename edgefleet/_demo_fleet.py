@@ -92,7 +92,9 @@ class FleetClient:
         return self._call("GET", f"/api/v1/rollouts/{rollout_id}")
 
     def act(self, rollout_id: int, action: str, reason: str = "") -> dict:
-        return self._call("POST", f"/api/v1/rollouts/{rollout_id}/{action}", json={"reason": reason})
+        return self._call(
+            "POST", f"/api/v1/rollouts/{rollout_id}/{action}", json={"reason": reason}
+        )
 
     def metrics(self) -> dict[str, float]:
         """Prometheus text as {name: value summed over labels}."""
@@ -125,9 +127,10 @@ class FleetClient:
                     f"expected {'/'.join(states)}"
                 )
             if time.monotonic() > deadline:
+                states = [(d["device_id"], d["state"]) for d in ro["devices"]]
                 raise TimeoutError(
                     f"rollout {rollout_id} still {ro['status']} after {timeout:.0f}s: "
-                    f"{ro['reason']}; devices {[(d['device_id'], d['state']) for d in ro['devices']]}"
+                    f"{ro['reason']}; devices {states}"
                 )
             time.sleep(0.25)
 

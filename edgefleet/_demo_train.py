@@ -79,6 +79,11 @@ def train_digits(
 
         raise PackageError("the trainer produced no package")
     return TrainedPackage(
-        result.package, recipe.name, recipe.version, seconds, result.compressed_accuracy,
-        tuple(ok), tuple(failed),
-    )  # fmt: skip
+        result.package,
+        recipe.name,
+        recipe.version,
+        seconds,
+        result.compressed_accuracy,
+        tuple(ok),
+        tuple(failed),
+    )

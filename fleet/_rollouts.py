@@ -9,6 +9,7 @@ from collections import Counter
 from datetime import UTC, datetime
 
 from edgefleet.sdk.protocol import (
+    CancelCommand,
     DeployCommand,
     ManifestSignature,
     RollbackCommand,
@@ -176,12 +177,26 @@ class Rollouts:
             elif action == "resume":
                 r.override_wave = r.current_wave  # the operator accepted this wave's failures
             rollback: list[str] = []
+            cancel: list[str] = []
             if action == "rollback":
                 rollback = self._touched(db, r.id)
+            elif action == "abort":
+                # In-flight deployments are canceled; devices already ACTIVE keep the version.
+                cancel = list(
+                    db.scalars(
+                        select(RolloutDevice.device_id).where(
+                            RolloutDevice.rollout_id == r.id,
+                            RolloutDevice.state.in_(sorted(IN_FLIGHT)),
+                        )
+                    )
+                )
             self._event(db, r, r.status, new, why, actor)
             db.commit()
         if rollback:
             self._send_rollbacks(r, rollback)
+        for dev in cancel:
+            fields = command_fields(dev, ttl_s=self.ctx.settings.command_ttl_s)
+            self._sign_publish(CancelCommand(**fields, deployment_id=deployment_id(r.id)))
         if new == "RUNNING":
             self.tick_one(rollout_id)
         return self.get(rollout_id)
@@ -245,7 +260,8 @@ class Rollouts:
             return GateInputs()
         rds = list(db.scalars(select(RolloutDevice).where(RolloutDevice.rollout_id == r.id)))
         ids = [d.device_id for d in rds if d.state == "ACTIVE"]
-        since = r.soak_started_at or r.wave_started_at or now
+        # From the wave start, not the soak start: samples sent right after activation count.
+        since = r.wave_started_at or now
         new_calls, new_p95, new_err = aggregate(
             self.ctx.engine,
             model=model_ref(mv.name, mv.version),
@@ -326,6 +342,19 @@ class Rollouts:
             self._send_rollbacks(r, dec.rollback_devices)
 
     # ------------------------------------------------------------------ device reports
+
+    @staticmethod
+    def reject(db: Session, device_id: str, command_id: str, why: str, now: float) -> bool:
+        """A device refused a deploy command (signature, expiry, policy): REJECTED."""
+        rd = db.scalar(
+            select(RolloutDevice).where(
+                RolloutDevice.device_id == device_id, RolloutDevice.command_id == command_id
+            )
+        )
+        if rd is None or rd.state in TERMINAL_STATES:
+            return False
+        rd.state, rd.updated_at, rd.detail = "REJECTED", now, why[:2000]
+        return True
 
     @staticmethod
     def rollout_of(dep_id: str) -> int | None:

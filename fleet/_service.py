@@ -182,10 +182,20 @@ class FleetService:
                     progressed |= self.rollouts.apply_event(
                         db, m.device_id, m.deployment_id, m.state.value, m.reason, now, rds
                     )
-                elif isinstance(m, CommandAck) and not m.accepted and m.action == "deploy":
+                elif isinstance(m, CommandAck) and not m.accepted:
                     log.warning(
-                        "device %s refused command %s: %s", m.device_id, m.command_id, m.detail
+                        "device %s refused %s %s: %s %s",
+                        m.device_id,
+                        m.action,
+                        m.command_id,
+                        m.reason,
+                        m.detail,
                     )
+                    # "replayed" = a QoS 1 redelivery of a command the device already took.
+                    if m.action == "cmd.deploy" and m.reason != "replayed":
+                        progressed |= self.rollouts.reject(
+                            db, m.device_id, m.command_id, f"{m.reason}: {m.detail}", now
+                        )
             db.commit()
         self.metrics.inc("edgefleet_fleet_ingested_total", len(msgs))
         if progressed:

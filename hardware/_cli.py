@@ -99,12 +99,19 @@ def run(
     targets: list[str] = typer.Option(None, "--targets", "-t", help="Profile names (a,b)."),
     runtimes: list[str] = typer.Option(None, "--runtimes", "-r", help="Backends (a,b)."),
     executor: list[str] = typer.Option(
-        None, "--executor", "-e", help="TARGET=EXECUTOR[+EXECUTOR] (local/limited/emulated)."
+        None, "--executor", "-e", help="TARGET=EXECUTOR[+EXECUTOR] (local/limited/emulated/fleet)."
     ),
     emulator_cache: Path | None = typer.Option(None, help="Prepared emulator directory."),
-    latency_runs: int = typer.Option(50, min=1, help="Batch-1 calls timed per cell."),
-    timeout: float = typer.Option(300.0, min=1.0, help="Seconds per cell (x4 when emulated)."),
+    latency_runs: int | None = typer.Option(
+        None, min=1, help="Batch-1 calls timed per cell [default: 50]."
+    ),
+    timeout: float | None = typer.Option(
+        None, min=1.0, help="Seconds per cell, x4 when emulated [default: 300]."
+    ),
     trusted_key: list[Path] = typer.Option(None, help="Public key(s) to verify signatures."),
+    broker_url: str = typer.Option("", help="Fleet executor: the fleet's MQTT broker URL."),
+    command_key: Path | None = typer.Option(None, help="Fleet executor: command signing key."),
+    fleet_device: list[str] = typer.Option(None, help="Fleet executor: only these device ids."),
 ) -> None:
     """Run the matrix; exit 1 if any cell failed or errored (not-run cells are listed)."""
     from edgefleet.hardware.hil import HilError, MatrixSpec, load_matrix, run_matrix
@@ -118,14 +125,17 @@ def run(
         executors=_executors(_split(executor)),
         emulator_cache=emulator_cache,
         trusted_keys=tuple(trusted_key or ()),
+        broker_url=broker_url,
+        command_key=command_key,
+        fleet_devices=_split(fleet_device),
+        latency_runs=latency_runs,
+        timeout_s=timeout,
     )
     try:
         if matrix is not None:
             spec = load_matrix(matrix, **chosen)
         else:
             spec = MatrixSpec(**{k: v for k, v in chosen.items() if v})
-        spec = spec.__class__(**{**spec.__dict__, "latency_runs": latency_runs,
-                                 "timeout_s": timeout})  # fmt: skip
         if matrix is None:
             spec.validate("command line")
     except (HilError, ProfileError, TypeError) as e:

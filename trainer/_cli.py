@@ -23,7 +23,10 @@ def train(
     ),
     out: Path = typer.Option(Path("out"), "--out", "-o", help="Output directory."),
     key: Path | None = typer.Option(
-        None, "--key", "-k", help=f"Ed25519 private key (edgefleet keys new); default {_DEFAULT_KEY}"
+        None,
+        "--key",
+        "-k",
+        help=f"Ed25519 private key (edgefleet keys new); default {_DEFAULT_KEY}",
     ),
     checkpoint: Path | None = typer.Option(
         None, "--checkpoint", help="Trained weights (e.g. from torchrun ... _ddp); skips training."
@@ -32,10 +35,9 @@ def train(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
     """Train, compress, export (ONNX, LiteRT, ExecuTorch), verify, package, sign, report."""
+    from edgefleet.sdk import EdgefleetError
     from rich.console import Console
     from rich.table import Table
-
-    from edgefleet.sdk import EdgefleetError
 
     from ._recipe import load_recipe
     from ._run import run_recipe

@@ -89,8 +89,13 @@ def quantize_onnx_static(
     """Static QDQ int8: quant_pre_process (shape inference + ORT graph optimisation,
     BN folded), then per-channel symmetric int8 weights, uint8 activations calibrated on
     ``calib``."""
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType
-    from onnxruntime.quantization import quant_pre_process, quantize_static
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quant_pre_process,
+        quantize_static,
+    )
 
     pre = out.with_suffix(".pre.onnx")
     reader = type("Reader", (_Reader, CalibrationDataReader), {})(calib, on_item)
@@ -193,7 +198,9 @@ def export_pte(
             )
             from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-            q = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
+            q = XNNPACKQuantizer().set_global(
+                get_symmetric_quantization_config(is_per_channel=True)
+            )
             prepared = prepare_pt2e(torch.export.export(model, args).module(), q)
             _calibrate(prepared, calib if calib is not None else sample, on_item)
             model = convert_pt2e(prepared)

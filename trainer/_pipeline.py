@@ -14,10 +14,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from edgefleet.sdk import (
+    ArtifactMetrics,
+    PackageBuilder,
+    Preprocessing,
+    TensorSpec,
+    load_private_key,
+)
 from torch import nn
-
-from edgefleet.sdk import ArtifactMetrics, PackageBuilder, Preprocessing, TensorSpec
-from edgefleet.sdk._signing import Ed25519PrivateKey, load_private_key
 
 from . import _export
 from ._progress import Reporter
@@ -97,9 +102,15 @@ class CompressResult:
             "package_bytes": self.package.stat().st_size if self.package else None,
             "steps": [s.__dict__ for s in self.steps],
             "artifacts": [
-                {"name": r.name, "format": r.format, "precision": r.precision, "size": r.size,
-                 "seconds": round(r.seconds, 2), "error": r.error,
-                 "metrics": r.metrics.model_dump() if r.metrics else None}  # fmt: skip
+                {
+                    "name": r.name,
+                    "format": r.format,
+                    "precision": r.precision,
+                    "size": r.size,
+                    "seconds": round(r.seconds, 2),
+                    "error": r.error,
+                    "metrics": r.metrics.model_dump() if r.metrics else None,
+                }  # fmt: skip
                 for r in self.exports
             ],
         }
@@ -225,7 +236,7 @@ def compress(
                             golden_x=golden_x, latency_runs=opts.verify.latency_runs,
                             eval_fn=eval_fn,
                         )  # fmt: skip
-                    except Exception as e:  # noqa: BLE001 - a failed format must not be fatal
+                    except Exception as e:
                         rec.error = _short(e)
                         rec.seconds = time.perf_counter() - t0
                         log.warning("export %s failed: %s", name, rec.error, exc_info=True)

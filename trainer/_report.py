@@ -36,6 +36,7 @@ def _plot(result: CompressResult, png: Path) -> None:
             ax.annotate(r.name, (xs, ys), textcoords="offset points", xytext=(5, 5), fontsize=8)
         fig.colorbar(sc, ax=ax, label="held-out accuracy")
     ax.set_xscale("log")
+    ax.margins(x=0.3, y=0.15)  # room for the artifact labels
     ax.set_xlabel("artifact size (KiB, log)")
     ax.set_ylabel("host latency p50, batch 1 (ms)")
     ax.set_title(f"{result.name} {result.version}: size vs latency vs accuracy")

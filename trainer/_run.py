@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from edgefleet.sdk import Preprocessing
 
 from ._data import load_dataset
@@ -66,7 +65,8 @@ def run_recipe(
         export=recipe.export,
         verify=recipe.verify,
         preprocessing=Preprocessing(
-            layout="NCHW", scale=ds.scale,
+            layout="NCHW",
+            scale=ds.scale,
             notes=f"{recipe.data.dataset}: float32 input = raw pixel value * scale",
         ),  # fmt: skip
         recipe_digest=recipe_digest(recipe),

@@ -7,9 +7,8 @@ import logging
 from dataclasses import dataclass
 
 import numpy as np
-from torch import nn
-
 from edgefleet.sdk import ConfigError
+from torch import nn
 
 from ._distill import distill
 from ._lowrank import factorize_linears
@@ -81,11 +80,14 @@ def apply_steps(
             if step.finetune_epochs and any(c.factorized for c in choices):
                 fit(model, *train, train_spec, epochs=step.finetune_epochs, reporter=reporter,
                     description="fine-tune (low-rank)", seed=seed)  # fmt: skip
-            detail = ", ".join(
-                f"{c.layer} {c.out_features}x{c.in_features} rank {c.rank}"
-                + ("" if c.factorized else " (kept dense)")
-                for c in choices
-            ) or "no Linear layer large enough"
+            detail = (
+                ", ".join(
+                    f"{c.layer} {c.out_features}x{c.in_features} rank {c.rank}"
+                    + ("" if c.factorized else " (kept dense)")
+                    for c in choices
+                )
+                or "no Linear layer large enough"
+            )
         elif isinstance(step, Distill):
             _need_data(step.step, train, step.epochs)
             student = build_model(step.student.name, **step.student.args)

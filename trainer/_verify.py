@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
 from edgefleet.sdk import Artifact, ArtifactMetrics, TensorSpec, sha256_file
 from edgefleet.sdk.backends import OnnxRuntimeOptions, get_backend
 

@@ -8,6 +8,7 @@
 from ._emulator import DEBS, WHEELS, EmulatorRoot, find_emulator, prepare_emulator
 from ._errors import EmulatorError, HilError, MatrixError
 from ._executors import EMULATED_NOT_RUN, CellPlan, package_bytes, plan_cells, run_process_cell
+from ._fleet import FleetSession, run_fleet_cells
 from ._reports import cell_figures, html_page, junit_xml, markdown, write_reports
 from ._results import CHECKS, CellResult, CheckResult, MatrixResult, cell_status
 from ._runner import run_matrix
@@ -24,6 +25,7 @@ __all__ = [
     "CheckResult",
     "EmulatorError",
     "EmulatorRoot",
+    "FleetSession",
     "HilError",
     "MatrixError",
     "MatrixResult",
@@ -41,6 +43,7 @@ __all__ = [
     "plan_cells",
     "prepare_emulator",
     "run_matrix",
+    "run_fleet_cells",
     "run_process_cell",
     "write_reports",
 ]

@@ -137,7 +137,7 @@ def _ensure_apt_arm64() -> None:
 
 def _debs(cache: Path, progress: Progress) -> None:
     done = _marker(cache, "debs", DEBS)
-    if done.exists():
+    if done.exists() and (cache / "root/usr/bin/python3.11").exists():
         return
     _ensure_apt_arm64()
     debdir, root = cache / "debs", cache / "root"
@@ -146,11 +146,15 @@ def _debs(cache: Path, progress: Progress) -> None:
     missing = [f"{d}:arm64" for d in DEBS if d not in have]
     if missing:
         progress(f"downloading {len(missing)} arm64 .debs")
-        _run(
-            ["apt-get", "download", "-o", "APT::Architecture=arm64", *missing],
-            "apt-get download",
-            cwd=debdir,
-        )
+        cmd = ["apt-get", "download", "-o", "APT::Architecture=arm64", *missing]
+        try:
+            _run(cmd, "apt-get download", cwd=debdir)
+        except EmulatorError:
+            if os.geteuid() != 0:
+                raise
+            # Stale package lists (arm64 added without an update since): refresh once.
+            _run(["apt-get", "update", "-qq"], "apt-get update")
+            _run(cmd, "apt-get download", cwd=debdir)
     progress("unpacking the arm64 userland")
     root.mkdir(parents=True, exist_ok=True)
     for deb in sorted(debdir.glob("*.deb")):

@@ -62,6 +62,8 @@ def plan_cells(spec: MatrixSpec) -> list[CellPlan]:
     cells = []
     for target in spec.targets:
         for executor in spec.executors_for(target):
+            if executor == "fleet":
+                continue  # fleet cells are per device, found at run time (see _fleet)
             for runtime in spec.runtimes_for(target):
                 for package in spec.packages:
                     cells.append(

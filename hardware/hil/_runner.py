@@ -41,27 +41,22 @@ def run_matrix(spec: MatrixSpec, out: str | Path, progress: Progress | None = No
     if spec.emulator_cache and emulator is None:
         log.warning("no prepared emulator in %s; emulated cells will not run", spec.emulator_cache)
     plans = plan_cells(spec)
-    fleet_plans = [p for p in plans if p.executor == "fleet"]
+    fleet_targets = [t for t in spec.targets if "fleet" in spec.executors_for(t)]
     started = datetime.now(UTC).isoformat(timespec="seconds")
     t0 = time.monotonic()
     results: list[CellResult] = []
-    fleet_results: dict[int, CellResult] = {}
-    if fleet_plans:
-        from ._fleet import run_fleet_cells
-
-        for plan, res in zip(fleet_plans, run_fleet_cells(fleet_plans, spec), strict=True):
-            fleet_results[id(plan)] = res
     for i, plan in enumerate(plans):
         if progress:
             progress(plan, i, len(plans), None)
-        if plan.executor == "fleet":
-            res = fleet_results[id(plan)]
-        else:
-            res = run_process_cell(plan, spec, out / "cells" / _slug(plan), emulator)
+        res = run_process_cell(plan, spec, out / "cells" / _slug(plan), emulator)
         log.info("cell %s: %s", res.id, res.status)
         results.append(res)
         if progress:
             progress(plan, i, len(plans), res)
+    if fleet_targets:
+        from ._fleet import run_fleet_cells
+
+        results += run_fleet_cells(spec, fleet_targets)
     host = {
         "machine": platform.machine(),
         "cpus": len(os.sched_getaffinity(0)),

@@ -44,7 +44,7 @@ def default_executors(target: str) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class MatrixSpec:
-    packages: tuple[Path, ...]
+    packages: tuple[Path, ...] = ()
     targets: tuple[str, ...] = ("x86_64-cpu",)
     # Empty: each target's own runtime preference list.
     runtimes: tuple[str, ...] = ()
@@ -57,9 +57,15 @@ class MatrixSpec:
     timeout_s: float = 300.0
     emulator_cache: Path | None = None
     trusted_keys: tuple[Path, ...] = ()
-    # The fleet executor: fleet URL + API token, and how long to wait for devices.
-    fleet_url: str = ""
-    fleet_token: str = ""
+    # The fleet executor: the fleet's MQTT broker, the key that signs commands (the devices
+    # trust its public half), and how long to collect retained inventories.
+    broker_url: str = ""
+    broker_username: str | None = None
+    broker_password: str | None = None
+    command_key: Path | None = None
+    fleet_wait_s: float = 1.0
+    # Only these device ids (empty: every online device of the target's profile).
+    fleet_devices: tuple[str, ...] = ()
 
     def executors_for(self, target: str) -> tuple[str, ...]:
         return tuple(self.executors.get(target) or default_executors(target))
@@ -79,7 +85,8 @@ class MatrixSpec:
         def fail(where: str, expected: str, got: Any) -> MatrixError:
             return MatrixError(f"{source}: {where}: expected {expected}, got {got!r}")
 
-        if not self.packages:
+        fleet_only = all(self.executors_for(t) == ("fleet",) for t in self.targets if t in known)
+        if not self.packages and not fleet_only:
             raise fail("packages", "at least one package path", list(self.packages))
         for p in self.packages:
             if not Path(p).exists():
@@ -124,7 +131,8 @@ def _strs(data: Mapping[str, Any], key: str, source: str) -> tuple[str, ...]:
 
 _KEYS = {
     "packages", "targets", "runtimes", "checks", "executors", "budgets", "latency_runs",
-    "timeout_s", "emulator_cache", "trusted_keys", "fleet_url", "fleet_token",
+    "timeout_s", "emulator_cache", "trusted_keys", "broker_url", "broker_username",
+    "broker_password", "command_key", "fleet_wait_s", "fleet_devices",
 }  # fmt: skip
 
 
@@ -164,8 +172,12 @@ def load_matrix(path: str | Path, **overrides: Any) -> MatrixSpec:
             timeout_s=float(data.get("timeout_s", 300.0)),
             emulator_cache=rel(data["emulator_cache"]) if data.get("emulator_cache") else None,
             trusted_keys=tuple(rel(p) for p in _strs(data, "trusted_keys", source)),
-            fleet_url=str(data.get("fleet_url", "")),
-            fleet_token=str(data.get("fleet_token", "")),
+            broker_url=str(data.get("broker_url", "")),
+            broker_username=data.get("broker_username"),
+            broker_password=data.get("broker_password"),
+            command_key=rel(data["command_key"]) if data.get("command_key") else None,
+            fleet_wait_s=float(data.get("fleet_wait_s", 1.0)),
+            fleet_devices=_strs(data, "fleet_devices", source),
         )
     except (TypeError, ValueError, AttributeError) as e:
         if isinstance(e, MatrixError):

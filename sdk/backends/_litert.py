@@ -131,10 +131,12 @@ class LiteRTSession:
         interp = self._interp
         with self._lock:
             try:
+                # Resize every input before setting any: allocate_tensors drops tensor data.
+                for entry in self._in:
+                    if inputs[entry[0]].shape != entry[4]:
+                        self._resize(entry, inputs[entry[0]].shape)
                 for entry in self._in:
                     x = inputs[entry[0]]
-                    if x.shape != entry[4]:
-                        self._resize(entry, x.shape)
                     if entry[2] is not None:
                         x = entry[2].quantize(x)
                     interp.set_tensor(entry[1], x)
@@ -165,7 +167,8 @@ class LiteRTBackend:
     options_type = LiteRTOptions
 
     def available(self) -> str | None:
-        return missing_runtime(self.name, [m for m, _, _ in _RUNTIMES])
+        # Top-level names only: find_spec of "a.b" imports package "a" (slow, and not lazy).
+        return missing_runtime(self.name, [m.split(".")[0] for m, _, _ in _RUNTIMES])
 
     def load(
         self,

@@ -122,8 +122,16 @@ def start_agent(
     fleet_pub: Path | None,
     env: dict[str, str],
 ) -> subprocess.Popen:
-    args = ["agent", "run", "--device-id", device_id, "--broker", broker_url,
-            "--data-dir", str(data_dir)]  # fmt: skip
+    args = [
+        "agent",
+        "run",
+        "--device-id",
+        device_id,
+        "--broker",
+        broker_url,
+        "--data-dir",
+        str(data_dir),
+    ]
     if fleet_pub is not None:
         args += ["--fleet-key", str(fleet_pub)]
     return procs.spawn(device_id, args, env)

@@ -86,21 +86,33 @@ def test_v1_then_v2_in_waves_then_rollback(tmp_path, procs, mosquitto, signing_k
             env = agent_env(pub, profile=profile, endpoint_port=ports[dev])
             start_agent(procs, dev, dirs[dev], mosquitto.url, fleet.fleet_pub, env)
 
+        seen: dict = {}
+
         def registered() -> bool:
-            fleet_devs = {d["id"]: d for d in client.devices()}
+            fleet_devs = seen["devices"] = {d["id"]: d for d in client.devices()}
             return all(
-                dev in fleet_devs and fleet_devs[dev]["online"]
+                dev in fleet_devs
+                and fleet_devs[dev]["online"]
                 and fleet_devs[dev]["profile"] == profile
                 for dev, profile in DEVICES.items()
-            )  # fmt: skip
+            )
 
-        wait_for(registered, 60, "three agents registered and online")
+        try:
+            wait_for(registered, 90, "three agents registered and online")
+        except TimeoutError as e:
+            raise AssertionError(f"{e}; the fleet knows {seen.get('devices')}") from None
 
         ids = sorted(DEVICES)
         spec = {"health_window_s": 0.5}
         r1 = client.create_rollout(
-            {"name": "v1", "model": "tiny", "version": "1.0.0", "target": {"device_ids": ids},
-             "spec": {"strategy": "all_at_once", **spec}, "start": True}  # fmt: skip
+            {
+                "name": "v1",
+                "model": "tiny",
+                "version": "1.0.0",
+                "target": {"device_ids": ids},
+                "spec": {"strategy": "all_at_once", **spec},
+                "start": True,
+            }
         )
         assert r1["device_count"] == 3
         client.wait_rollout(r1["id"], timeout=90)
@@ -108,10 +120,14 @@ def test_v1_then_v2_in_waves_then_rollback(tmp_path, procs, mosquitto, signing_k
         _check_version(client, dirs, ports, "1.0.0")
 
         r2 = client.create_rollout(
-            {"name": "v2 waves", "model": "tiny", "version": "2.0.0",
-             "target": {"device_ids": ids},
-             "spec": {"strategy": "waves", "waves": [{"count": 1}, {"count": 1}], **spec},
-             "start": True}  # fmt: skip
+            {
+                "name": "v2 waves",
+                "model": "tiny",
+                "version": "2.0.0",
+                "target": {"device_ids": ids},
+                "spec": {"strategy": "waves", "waves": [{"count": 1}, {"count": 1}], **spec},
+                "start": True,
+            }
         )
         done = client.wait_rollout(r2["id"], timeout=120)
         assert [w["size"] for w in done["waves"]] == [1, 1, 1]

@@ -116,9 +116,22 @@ class FakeDevice:
 
     def _on_message(self, client, userdata, m) -> None:
         try:
-            cmd = self.verifier.verify(p.decode(m.topic, m.payload))
-        except (p.ProtocolError, p.CommandRejected) as e:
+            cmd = p.decode(m.topic, m.payload)
+            self.verifier.verify(cmd)
+        except p.ProtocolError as e:
             self.rejected.append(str(e))
+            return
+        except p.CommandRejected as e:
+            self.rejected.append(str(e))
+            ack = p.CommandAck(
+                device_id=self.id,
+                command_id=cmd.command_id,
+                action=cmd.type,
+                accepted=False,
+                reason=e.reason,
+                detail=str(e),
+            )
+            self.client.publish(p.events_topic(self.id), p.encode(ack), 1, False)
             return
         self.received.append(cmd)
         if isinstance(cmd, p.DeployCommand):

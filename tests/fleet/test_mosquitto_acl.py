@@ -84,3 +84,62 @@ def test_device_cannot_publish_as_another_nor_read_its_commands(tmp_path):
         assert all(t != p.cmd_topic("dev-b") for t, _ in a.got)
         for c in (fleet, a, b):
             c.close()
+
+
+def test_fleet_generated_files_work_with_a_real_mosquitto(tmp_path, signing_keys):
+    """Provision through the fleet, start Mosquitto on the files it wrote, connect the fleet
+    and a device with the generated credentials; the device only sees its own commands."""
+    from edgefleet.fleet import FleetService, FleetSettings
+
+    settings = FleetSettings(
+        data_dir=tmp_path / "fleet", mqtt_enabled=False, mqtt_client_id="fleet-main"
+    )
+    gen = FleetService(settings)
+    _, _, pw_a = gen.devices.provision("dev-a", ["lab"])
+    _, _, pw_b = gen.devices.provision("dev-b", ["lab"])
+    fleet_pw = gen.devices.broker_credentials()
+    gen.ctx.engine.dispose()
+    mdir = settings.data_dir / "mqtt"
+    assert "dev-a:$7$" in (mdir / "passwd").read_text()
+    conf = [
+        "user root",
+        "allow_anonymous false",
+        f"password_file {mdir / 'passwd'}",
+        f"acl_file {mdir / 'acl'}",
+    ]
+    with Mosquitto(extra_conf=conf) as broker:
+        live = FleetService(
+            settings.model_copy(
+                update={
+                    "mqtt_enabled": True,
+                    "broker_url": broker.url,
+                    "mqtt_username": "fleet-main",
+                    "mqtt_password": fleet_pw,
+                }
+            )
+        ).start()
+        a = Client(broker.port, "dev-a", pw_a)
+        b = Client(broker.port, "dev-b", pw_b)
+        try:
+            assert a.ready.wait(5) and not a.rc.is_failure
+            assert b.ready.wait(5) and not b.rc.is_failure
+            a.sub(p.cmd_topic("dev-a"))
+            a.sub(p.cmd_topic("dev-b"))
+            import time
+
+            time.sleep(0.3)
+            st = p.State(device_id="dev-b", online=True, agent_version="forged")
+            a.pub(p.state_topic("dev-b"), p.encode(st))  # denied: not a's topic
+            st = p.State(device_id="dev-a", online=True, agent_version="real")
+            a.pub(p.state_topic("dev-a"), p.encode(st))
+            live.ctx.publish(p.cmd_topic("dev-b"), b"for-b", 1, False)
+            live.ctx.publish(p.cmd_topic("dev-a"), b"for-a", 1, False)
+            assert wait_until(lambda: live.devices.get("dev-a").agent_version == "real", 5)
+            assert wait_until(lambda: (p.cmd_topic("dev-a"), b"for-a") in a.got, 5)
+            time.sleep(0.3)
+            assert live.devices.get("dev-b").agent_version is None
+            assert all(t != p.cmd_topic("dev-b") for t, _ in a.got)
+        finally:
+            a.close()
+            b.close()
+            live.stop()

@@ -213,3 +213,21 @@ def test_malformed_and_oversized_payloads_are_counted_not_fatal(live, mosquitto)
     with live.client(live.viewer) as v:
         assert v.get("/health").json()["mqtt_connected"]
         assert v.get("/api/v1/devices/junk-1").status_code == 404
+
+
+def test_device_refusing_the_command_signature_is_rejected(models, live, mosquitto, package_pub):
+    from edgefleet.sdk._signing import Ed25519PrivateKey
+
+    stranger = Ed25519PrivateKey.generate().public_key()
+    dev = FakeDevice("untrusting-0", mosquitto.port, stranger, package_pub, tags=("untrusting",))
+    dev.start()
+    try:
+        with live.client(live.operator) as c:
+            _wait_registered(c, "untrusting", 1)
+            rid = _rollout(c, "untrusting", "1.0.0", {"strategy": "all_at_once"})["id"]
+            assert wait_until(lambda: c.get(f"/api/v1/rollouts/{rid}").json()["status"] == "PAUSED")
+            (d,) = c.get(f"/api/v1/rollouts/{rid}").json()["devices"]
+            assert d["state"] == "REJECTED" and "unknown_key" in d["detail"]
+            assert dev.active is None
+    finally:
+        dev.stop()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -22,12 +23,42 @@ def hil_packages(tmp_path_factory) -> dict[str, Path]:
     }
 
 
-@pytest.fixture(scope="session")
-def emulator(tmp_path_factory):
-    """The prepared aarch64 root: downloads ~60 MB of arm64 .debs and wheels once.
+class _Background(threading.Thread):
+    """Prepares the emulator root while the other hardware tests run (it is mostly
+    downloading); test_qemu.py sorts last and joins it."""
 
-    EDGEFLEET_HIL_EMULATOR_CACHE points at a directory kept between sessions (local dev)."""
-    from edgefleet.hardware.hil import prepare_emulator
+    def __init__(self, cache: Path) -> None:
+        super().__init__(name="prepare-emulator", daemon=True)
+        self.cache, self.result, self.error = cache, None, None
 
+    def run(self) -> None:
+        from edgefleet.hardware.hil import prepare_emulator
+
+        try:
+            self.result = prepare_emulator(self.cache)
+        except BaseException as e:  # handed to the test that needs it
+            self.error = e
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _emulator_in_background(request, tmp_path_factory):
+    """Start the ~60 MB download of arm64 .debs and wheels early, if an emulated test is
+    selected. EDGEFLEET_HIL_EMULATOR_CACHE keeps the root between sessions (local dev)."""
+    if not any(item.get_closest_marker("emulated") for item in request.session.items):
+        return None
     cache = os.environ.get("EDGEFLEET_HIL_EMULATOR_CACHE") or tmp_path_factory.mktemp("emulator")
-    return prepare_emulator(cache)
+    job = _Background(Path(cache))
+    job.start()
+    return job
+
+
+@pytest.fixture(scope="session")
+def emulator(_emulator_in_background):
+    """The prepared aarch64 root."""
+    job = _emulator_in_background
+    assert job is not None, "the emulator fixture is only for tests marked emulated"
+    job.join(timeout=600)
+    if job.error is not None:
+        raise job.error
+    assert job.result is not None, "preparing the emulator did not finish within 600 s"
+    return job.result

@@ -175,3 +175,25 @@ def test_cli_rejects_an_unknown_target(hil_packages, tmp_path):
     )
     assert res.exit_code == 2
     assert "targets: expected profile names" in res.output
+
+
+@pytest.mark.slow
+def test_litert_cell_passes_on_the_local_host(tmp_path_factory):
+    """The reference conv net exported to .tflite (10-40 s of litert-torch export)."""
+    pytest.importorskip("ai_edge_litert")
+    from tests.support.torch_models import build_reference_package
+
+    pkg = build_reference_package(tmp_path_factory.mktemp("ref"), formats=("tflite",))
+    spec = MatrixSpec(
+        packages=(pkg,),
+        targets=("x86_64-cpu",),
+        runtimes=("litert", "onnxruntime"),
+        budgets={"x86_64-cpu": {"p95_latency_ms": CI_LATENCY_MS}},
+        latency_runs=20,
+    )
+    result = run_matrix(spec, tmp_path_factory.mktemp("ref-out"))
+    litert, ort = result.cells
+    assert litert.status == "passed", litert.checks
+    assert litert.check("load").detail == "model.fp32.tflite on litert"
+    assert litert.check("parity").figures["max_abs_error"] < 1e-4
+    assert ort.status == "not run" and "no artifact for onnxruntime" in ort.not_run_reason

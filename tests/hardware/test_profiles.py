@@ -191,3 +191,19 @@ def test_empty_root_cannot_be_detected(tmp_path):
 
 def test_this_host_is_x86_64():
     assert detect_profile("/").arch == "x86_64"
+
+
+def test_cli_lists_profiles_and_detects_a_sample():
+    from edgefleet.hardware._cli import app
+    from typer.testing import CliRunner
+
+    runner = CliRunner()
+    res = runner.invoke(app, ["profiles"], env={"COLUMNS": "200"})
+    assert res.exit_code == 0
+    for name in TARGETS:
+        assert name in res.output
+    res = runner.invoke(app, ["detect", "--root", str(SAMPLES / "jetson-xavier-nx")])
+    assert res.exit_code == 0
+    assert "jetson-xavier-nx: by device-tree model" in res.output
+    res = runner.invoke(app, ["detect", "--root", str(SAMPLES / "unknown-arm64")])
+    assert "rockchip-rk3588 (generic fallback)" in res.output

@@ -135,3 +135,22 @@ def test_mock_handler_drives_outputs_and_its_errors_are_wrapped():
     boom.close()
     with pytest.raises(BackendError, match="closed"):
         boom.run({"x": np.ones((1, 3), np.float32)})
+
+
+def test_backend_modules_and_cli_import_no_runtime():
+    """Importing every backend adapter and the CLI pulls no runtime (a device has no torch)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import edgefleet.sdk._cli\n"
+        "from edgefleet.sdk.backends import BACKENDS, get_backend\n"
+        "for name in BACKENDS: get_backend(name).available()\n"
+        "heavy = [m for m in ('torch', 'onnxruntime', 'ai_edge_litert', 'executorch')"
+        " if m in sys.modules]\n"
+        "print(heavy)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from edgefleet.sdk import load_private_key, open_package, sign_manifest
+from edgefleet.sdk import load_private_key, open_package, sign_manifest, write_archive
 from edgefleet.sdk._cli import app
 from typer.testing import CliRunner
 
@@ -109,6 +109,20 @@ def test_bench_json(reference_package):
     assert res["backend"] == "onnxruntime" and res["iterations"] == 30
     assert 0 < res["p50_ms"] <= res["p95_ms"]
     assert res["throughput_per_s"] > 0 and res["peak_rss_bytes"] > 10 * 2**20
+
+
+def test_archive_package_inspect_and_run(reference_package, tmp_path):
+    archive = write_archive(reference_package.path, tmp_path / "tiny.efpkg")
+    r = _invoke("inspect", archive, "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["digest"] == open_package(reference_package.path).digest
+    x = tmp_path / "x.npz"
+    np.savez(x, input=reference_package.golden_inputs["input"])
+    out = tmp_path / "out.npz"
+    r = _invoke("run", archive, "-i", x, "-b", "executorch", "-o", out)
+    assert r.exit_code == 0, r.output
+    with np.load(out) as z:
+        np.testing.assert_allclose(z["logits"], reference_package.reference, atol=1e-4)
 
 
 def test_bench_table(reference_package):

@@ -133,14 +133,14 @@ def export_artifact(model, fmt: str, out: Path) -> Path:
 def _run_exported(fmt: str, path: Path, x: np.ndarray) -> np.ndarray:
     """The artifact's own runtime output on ``x`` (through our backend, sample by sample
     for fixed-batch artifacts)."""
-    from edgefleet.sdk import Artifact, TensorSpec
+    from edgefleet.sdk import Artifact
     from edgefleet.sdk.backends import get_backend
 
     backend = {"onnx": "onnxruntime", "tflite": "litert", "pte": "executorch", "pt2": "torch"}
     art = Artifact(
         name=path.name, path=path.name, format=fmt, precision="fp32", sha256="0" * 64, size=1
     )
-    sess = get_backend(backend[fmt]).load(path, art, *_specs(TensorSpec), None)
+    sess = get_backend(backend[fmt]).load(path, art, *_specs(), None)
     try:
         step = _FIXED_BATCH.get(fmt, len(x))
         parts = [sess.run({"input": x[i : i + step]})["logits"] for i in range(0, len(x), step)]
@@ -149,7 +149,9 @@ def _run_exported(fmt: str, path: Path, x: np.ndarray) -> np.ndarray:
     return np.concatenate(parts)
 
 
-def _specs(TensorSpec) -> tuple[list, list]:
+def _specs() -> tuple[list, list]:
+    from edgefleet.sdk import TensorSpec
+
     return (
         [TensorSpec(name="input", dtype="float32", shape=["batch", *INPUT_SHAPE])],
         [TensorSpec(name="logits", dtype="float32", shape=["batch", NUM_CLASSES])],
@@ -163,17 +165,20 @@ def build_reference_package(
     signing_key=None,
     name: str = "tiny-digits",
     version: str = "1.0.0",
+    archive: bool = False,
 ) -> Path:
-    """Build the reference package directory ``out_dir/<name>`` and return its path.
+    """Build the reference package ``out_dir/<name>`` (a directory, or ``<name>.efpkg`` with
+    ``archive=True``), signed when ``signing_key`` (a key or a key path) is given.
 
     Each artifact's golden outputs are its own runtime's outputs; ``reference_outputs.npz``
     in ``out_dir`` holds the torch fp32 outputs on the same golden inputs.
     """
     import torch
-    from edgefleet.sdk import ArtifactMetrics, PackageBuilder, TensorSpec
-    from edgefleet.sdk._manifest import Preprocessing
+    from edgefleet.sdk import ArtifactMetrics, PackageBuilder, Preprocessing, load_private_key
 
     out_dir = Path(out_dir)
+    if signing_key is not None and not hasattr(signing_key, "sign"):
+        signing_key = load_private_key(signing_key)
     work = out_dir / "exports"
     work.mkdir(parents=True, exist_ok=True)
     unknown = set(formats) - set(FORMATS)
@@ -186,7 +191,7 @@ def build_reference_package(
         reference = model(torch.from_numpy(golden)).numpy()
     np.savez(out_dir / "reference_outputs.npz", logits=reference)
 
-    inputs, outputs = _specs(TensorSpec)
+    inputs, outputs = _specs()
     builder = PackageBuilder(
         name,
         version,
@@ -215,7 +220,8 @@ def build_reference_package(
                 golden_outputs={"logits": got},
             )
             log.info("exported %s: max |diff| vs torch %.2e", fmt, np.abs(got - reference).max())
-        return builder.build(out_dir / name, signing_key=signing_key)
+        target = out_dir / (f"{name}.efpkg" if archive else name)
+        return builder.build(target, signing_key=signing_key)
 
 
 def _suffix(fmt: str) -> str:

@@ -37,10 +37,10 @@ class TrainRun:
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory, signing_keys) -> TrainRun:
     pytest.importorskip("torch")
+    from edgefleet.trainer import _export, builtin_recipe
     from typer.testing import CliRunner
 
     from edgefleet._cli import _register, app
-    from edgefleet.trainer import _export, builtin_recipe
 
     tmp = tmp_path_factory.mktemp("train")
     text = builtin_recipe("digits").read_text()

@@ -5,8 +5,6 @@ from __future__ import annotations
 import pytest
 
 torch = pytest.importorskip("torch")
-from torch import nn  # noqa: E402
-
 from edgefleet.trainer import (  # noqa: E402
     DataSpec,
     DigitsCNN,
@@ -23,6 +21,7 @@ from edgefleet.trainer import (  # noqa: E402
 from edgefleet.trainer._data import load_dataset  # noqa: E402
 from edgefleet.trainer._steps import apply_steps  # noqa: E402
 from edgefleet.trainer._train import evaluate, fit  # noqa: E402
+from torch import nn  # noqa: E402
 
 FAST = TrainSpec(epochs=6, batch_size=64, lr=5e-3)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from edgefleet.sdk import ConfigError
 from edgefleet.trainer import (
     LowRank,
@@ -71,3 +70,19 @@ def test_digest_changes_with_content():
     assert recipe_digest(a) == recipe_digest(parse_recipe('name = "x"\n'))
     assert recipe_digest(a) != recipe_digest(b)
     assert recipe_digest(a).startswith("sha256:")
+
+
+def test_cli_reports_recipe_errors_without_a_traceback(tmp_path):
+    from typer.testing import CliRunner
+
+    from edgefleet._cli import _register, app
+
+    if not app.registered_commands:
+        _register()
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "x"\n[[compress]]\nstep = "lowrank"\nenergy = 2.0\n')
+    res = CliRunner().invoke(app, ["train", str(bad), "--out", str(tmp_path / "o")])
+    assert res.exit_code == 1
+    assert "compress.0.lowrank.energy" in res.output and "2.0" in res.output
+    assert "Traceback" not in res.output
+    assert not (tmp_path / "o").exists()  # nothing written for a recipe that does not validate

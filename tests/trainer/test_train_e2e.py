@@ -8,7 +8,6 @@ import json
 
 import numpy as np
 import pytest
-
 from edgefleet.sdk import LoadOptions, TrustPolicy, load, open_package
 from edgefleet.trainer import DataSpec, load_recipe, recipe_digest
 

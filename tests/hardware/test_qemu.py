@@ -47,3 +47,12 @@ def test_onnxruntime_cell_on_emulated_aarch64_passes_parity(emulator, hil_packag
     assert ort.check("memory").status == "not run"
     assert litert.status == "not run" and litert.not_run_reason == EMULATED_NOT_RUN["litert"]
     assert result.host["emulator"]["onnxruntime"] == "1.20.1"
+
+
+def test_prepare_emulator_command_reuses_the_cache(emulator):
+    from edgefleet.hardware._cli import app
+    from typer.testing import CliRunner
+
+    res = CliRunner().invoke(app, ["prepare-emulator", "--cache", str(emulator.cache)])
+    assert res.exit_code == 0, res.output
+    assert "emulator ready" in res.output and "onnxruntime 1.20.1" in res.output
