@@ -36,7 +36,9 @@ def run_agents(args: argparse.Namespace) -> None:
         "telemetry_interval_s": 60.0,
         "smoke_test": True,
     }
-    sim = Simulation(args.devices, args.data_dir, base, workers=args.sim_workers).start()
+    sim = Simulation(
+        args.devices, args.data_dir, base, prefix=args.prefix, workers=args.sim_workers
+    ).start()
     sys.stdin.read()
     sim.stop()
 
@@ -47,7 +49,9 @@ def main() -> None:
     ap.add_argument("--json", action="store_true", help="print only the JSON line")
     ap.add_argument("--timeout", type=float, default=300)
     ap.add_argument("--sim-workers", type=int, default=16, help="agent simulator worker threads")
+    ap.add_argument("--sim-procs", type=int, default=2, help="agent simulator processes")
     ap.add_argument("--agents-child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--prefix", default="sim", help=argparse.SUPPRESS)
     ap.add_argument("--broker", help=argparse.SUPPRESS)
     ap.add_argument("--data-dir", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--fleet-key", type=Path, help=argparse.SUPPRESS)
@@ -90,33 +94,46 @@ def main() -> None:
         while not server.started:
             time.sleep(0.05)
         # The agents run in their own process (the other core), as a field would.
-        sim = subprocess.Popen(
-            [
-                sys.executable,
-                __file__,
-                "--agents-child",
-                "--devices",
-                str(args.devices),
-                "--broker",
-                broker.url,
-                "--data-dir",
-                str(tmp / "agents"),
-                "--fleet-key",
-                str(pub),
-                "--sim-workers",
-                str(args.sim_workers),
-            ],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL if args.json else None,
-            env={**os.environ, "EDGEFLEET_LOG_LEVEL": "ERROR"},
-        )
+        # Agents run in child processes (one GIL each), as a field of devices would.
+        per = [args.devices // args.sim_procs] * args.sim_procs
+        per[-1] += args.devices - sum(per)
+        sims = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    __file__,
+                    "--agents-child",
+                    "--devices",
+                    str(n),
+                    "--prefix",
+                    f"sim{k}",
+                    "--broker",
+                    broker.url,
+                    "--data-dir",
+                    str(tmp / "agents"),
+                    "--fleet-key",
+                    str(pub),
+                    "--sim-workers",
+                    str(args.sim_workers),
+                ],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL if args.json else None,
+                env={**os.environ, "EDGEFLEET_LOG_LEVEL": "ERROR"},
+            )
+            for k, n in enumerate(per)
+        ]
         c = httpx.Client(
             base_url=f"http://127.0.0.1:{port}",
             timeout=60,
             headers={"Authorization": "Bearer eft_00000000000000aa_bench-admin"},
         )
-        result: dict = {"devices": args.devices, "broker": "mosquitto", "all_active_s": None}
+        result: dict = {
+            "devices": args.devices,
+            "broker": "mosquitto",
+            "all_active_s": None,
+            "sim_procs": args.sim_procs,
+        }
         try:
             t0 = time.monotonic()
             while time.monotonic() - t0 < args.timeout:
@@ -164,11 +181,13 @@ def main() -> None:
                 goal_s=60,
             )
         finally:
-            sim.stdin.close()  # the child stops its agents when stdin closes
-            try:
-                sim.wait(60)
-            except subprocess.TimeoutExpired:
-                sim.kill()
+            for sim in sims:
+                sim.stdin.close()  # the child stops its agents when stdin closes
+            for sim in sims:
+                try:
+                    sim.wait(60)
+                except subprocess.TimeoutExpired:
+                    sim.kill()
             server.should_exit = True
             service.stop()
     print(json.dumps(result))

@@ -311,6 +311,8 @@ class Agent:
         if reason_code.is_failure:
             log.error("%s: broker refused the connection: %s", self.device_id, reason_code)
             return
+        if self.link is not None:
+            Mux.connected(self.link)
         client.subscribe(cmd_topic(self.device_id), qos=1)
         self.publish_state()
         inv = build_inventory(

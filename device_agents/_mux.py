@@ -76,6 +76,10 @@ class Mux:
             self._timers.append(timer)
         return timer
 
+    @staticmethod
+    def connected(link: Link) -> None:
+        link.delay = link.min_delay
+
     def start(self) -> Mux:
         self._thread = threading.Thread(target=self.run, name="edgefleet-mqtt", daemon=True)
         self._thread.start()
@@ -95,7 +99,9 @@ class Mux:
                 link.started = True
             else:
                 c.reconnect()
-            link.delay = link.min_delay
+            # The delay resets only on an accepted CONNACK (see connected()), so a broker
+            # refusing credentials is retried with backoff, not hammered.
+            link.next_attempt = now + link.delay
         except (OSError, ValueError) as e:
             log.debug("connect to %s:%s failed: %s", link.host, link.port, e)
             link.next_attempt = now + link.delay

@@ -146,7 +146,10 @@ def demo(
     for noisy in ("torch", "torchao"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    signal.signal(signal.SIGTERM, _interrupt)  # `kill` shuts down as cleanly as Ctrl-C
+    # `kill` shuts down as cleanly as Ctrl-C; and Ctrl-C works even when started from a
+    # shell that left SIGINT ignored (background jobs of non-interactive shells).
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _interrupt)
     fmts = tuple(f.strip() for f in formats.split(",") if f.strip())
     bad = [f for f in fmts if f not in ("onnx", "tflite", "pte")]
     if bad or not fmts:

@@ -66,10 +66,21 @@ class FleetClient:
     def _call(self, method: str, path: str, **kw: Any) -> Any:
         import httpx
 
-        try:
-            r = self._http.request(method, path, **kw)
-        except httpx.HTTPError as e:
-            raise FleetApiError(f"{method} {self.base_url}{path} failed: {e}") from e
+        # Reads are retried a little (a busy server, a restart); writes are not: they may
+        # have taken effect.
+        attempts = 3 if method == "GET" else 1
+        for attempt in range(attempts):
+            try:
+                r = self._http.request(method, path, **kw)
+            except httpx.HTTPError as e:
+                if attempt + 1 < attempts:
+                    time.sleep(0.5)
+                    continue
+                raise FleetApiError(f"{method} {self.base_url}{path} failed: {e}") from e
+            if r.status_code < 500 or attempt + 1 == attempts:
+                break
+            log.warning("%s %s -> %s; retrying", method, path, r.status_code)
+            time.sleep(0.5)
         if r.status_code >= 400:
             raise FleetApiError(f"{method} {path} -> {r.status_code}: {r.text[:500]}")
         return r.json() if r.content and "json" in r.headers.get("content-type", "") else r.text

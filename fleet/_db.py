@@ -162,6 +162,7 @@ class Telemetry(Base):
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
     # WAL lets the API read while the telemetry writer commits; NORMAL sync is safe in WAL.
+    dbapi_conn.isolation_level = None  # we emit BEGIN ourselves (see _sqlite_begin)
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
@@ -170,10 +171,18 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.close()
 
 
+def _sqlite_begin(conn) -> None:
+    # A deferred transaction that reads, then writes after another connection committed, fails
+    # at once with "database is locked" (WAL snapshot conflict; the busy timeout does not
+    # apply). IMMEDIATE takes the write lock up front, so writers queue on busy_timeout.
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin)
     else:
         if url.startswith("postgresql://"):
             url = "postgresql+psycopg://" + url[len("postgresql://") :]

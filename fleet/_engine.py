@@ -278,7 +278,7 @@ def step(
     if any(state(d) not in TERMINAL_STATES for d in members):
         return dec
     need = math.ceil(spec.success_threshold * n)
-    if len(active) < need:
+    if len(active) < need and wave > snap.override_wave:
         halted = _halt(
             spec,
             devices,

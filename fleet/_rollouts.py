@@ -263,7 +263,7 @@ class Rollouts:
         # From the wave start, not the soak start: samples sent right after activation count.
         since = r.wave_started_at or now
         new_calls, new_p95, new_err = aggregate(
-            self.ctx.engine,
+            db.connection(),
             model=model_ref(mv.name, mv.version),
             device_ids=ids,
             since=since,
@@ -274,7 +274,7 @@ class Rollouts:
         if prev:
             old_model = prev.most_common(1)[0][0]
             _, old_p95, old_err = aggregate(
-                self.ctx.engine, model=old_model, device_ids=None, since=now - 3600, until=now
+                db.connection(), model=old_model, device_ids=None, since=now - 3600, until=now
             )
         return GateInputs(new_p95, old_p95, new_err, old_err, new_calls)
 

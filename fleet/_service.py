@@ -147,12 +147,15 @@ class FleetService:
                 except queue.Empty:
                     break
             msgs = [m for m in batch if m is not None and not isinstance(m, threading.Event)]
-            try:
-                if msgs:
-                    self._ingest(msgs)
-            except Exception:  # keep ingesting; the batch is logged and counted
-                log.exception("ingesting %d messages failed", len(msgs))
-                self.metrics.inc("edgefleet_fleet_ingest_errors_total")
+            for attempt in range(3):
+                try:
+                    if msgs:
+                        self._ingest(msgs)
+                    break
+                except Exception:  # keep ingesting; a batch that keeps failing is counted
+                    log.exception("ingesting %d messages failed (attempt %d)", len(msgs), attempt)
+                    self.metrics.inc("edgefleet_fleet_ingest_errors_total")
+                    time.sleep(0.1 * (attempt + 1))
             for m in batch:
                 if isinstance(m, threading.Event):
                     m.set()

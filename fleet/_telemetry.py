@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass
 
 from sqlalchemy import and_, func, insert, select
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from ._db import Telemetry
 from ._metrics import Metrics
@@ -139,6 +139,15 @@ class TelemetryPoint:
     cache_hit_rate: float | None
 
 
+def _rows(bind: Engine | Connection, stmt) -> list:
+    """Run ``stmt`` on an engine (own connection) or inside the caller's transaction (a
+    connection): with SQLite a second connection would wait for the caller's write lock."""
+    if isinstance(bind, Connection):
+        return list(bind.execute(stmt))
+    with bind.connect() as conn:
+        return list(conn.execute(stmt))
+
+
 def _filters(model: str | None, device_ids: list[str] | None, since: float, until: float):
     conds = [Telemetry.ts >= since, Telemetry.ts <= until]
     if model:
@@ -172,25 +181,24 @@ def query_series(
         .order_by(bucket)
     )
     out = []
-    with engine.connect() as conn:
-        for b, calls, errors, p95w, hitw in conn.execute(stmt):
-            calls = int(calls or 0)
-            out.append(
-                {
-                    "t": float(b) * bucket_s,
-                    "calls": calls,
-                    "errors": int(errors or 0),
-                    "throughput_per_s": calls / bucket_s,
-                    "error_rate": (errors or 0) / calls if calls else None,
-                    "p95_ms": float(p95w) / calls if calls and p95w is not None else None,
-                    "cache_hit_rate": float(hitw) / calls if calls else None,
-                }
-            )
+    for b, calls, errors, p95w, hitw in _rows(engine, stmt):
+        calls = int(calls or 0)
+        out.append(
+            {
+                "t": float(b) * bucket_s,
+                "calls": calls,
+                "errors": int(errors or 0),
+                "throughput_per_s": calls / bucket_s,
+                "error_rate": (errors or 0) / calls if calls else None,
+                "p95_ms": float(p95w) / calls if calls and p95w is not None else None,
+                "cache_hit_rate": float(hitw) / calls if calls else None,
+            }
+        )
     return out
 
 
 def aggregate(
-    engine: Engine,
+    engine: Engine | Connection,
     *,
     model: str,
     device_ids: list[str] | None,
@@ -203,8 +211,7 @@ def aggregate(
         func.sum(Telemetry.errors),
         func.sum(Telemetry.p95_ms * Telemetry.calls),
     ).where(_filters(model, device_ids, since, until))
-    with engine.connect() as conn:
-        calls, errors, p95w = conn.execute(stmt).one()
+    ((calls, errors, p95w),) = _rows(engine, stmt)
     calls = int(calls or 0)
     if not calls:
         return 0, None, None

@@ -178,10 +178,21 @@ def run_cell(spec: dict[str, Any]) -> dict[str, Any]:
             checks.append(_memory(spec, detail if _is_memory_error(e) else ""))
         return result
     load_ms = round((time.perf_counter() - t0) * 1000.0, 1)
-    env["providers"] = list(getattr(model._session, "providers", []) or [])
+    used = list(getattr(model._session, "providers", []) or [])
+    env["providers"] = used
     info = model.info
-    checks.append(_check("load", "passed", f"{info.artifact.name} on {info.backend}",
-                         load_ms=load_ms, artifact=info.artifact.name))  # fmt: skip
+    detail = f"{info.artifact.name} on {info.backend}"
+    if used:
+        # A Jetson profile asks for TensorRT/CUDA; say so when this host could not give them.
+        from edgefleet.hardware.profiles import get_profile
+
+        choice = get_profile(spec["target"]).runtime(runtime)
+        missing = [
+            x for x in (choice.options.get("providers", ()) if choice else ()) if x not in used
+        ]
+        if missing:
+            detail += f" with {used} ({', '.join(missing)} not available here)"
+    checks.append(_check("load", "passed", detail, load_ms=load_ms, artifact=info.artifact.name))
     alloc_failure = ""
     try:
         golden = model.package.golden_inputs()

@@ -141,12 +141,19 @@ def run_fleet_cells(spec: MatrixSpec, targets: list[str]) -> list[CellResult]:
     except ImportError:
         why = "paho-mqtt is not installed: pip install 'edgefleet[agent]'"
         return [_cell(t, "*", r, "-", not_run_reason=why) for t in targets for r in runtimes[t]]
+    except OSError as e:
+        why = f"cannot reach the broker {spec.broker_url}: {e}"
+        return [_cell(t, "*", r, "-", not_run_reason=why) for t in targets for r in runtimes[t]]
     from edgefleet.sdk import load_private_key
 
     key = load_private_key(Path(spec.command_key))
     out: list[CellResult] = []
     try:
-        devices = session.discover(spec.fleet_wait_s)
+        try:
+            devices = session.discover(spec.fleet_wait_s)
+        except TimeoutError as e:
+            why = f"broker {spec.broker_url}: {e}"
+            return [_cell(t, "*", r, "-", not_run_reason=why) for t in targets for r in runtimes[t]]
         pending: list[tuple[str, str, str, str]] = []  # (target, device, runtime, command id)
         for t in targets:
             mine = sorted(

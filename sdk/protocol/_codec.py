@@ -31,7 +31,6 @@ ALLOWED_TYPES: dict[str, frozenset[str]] = {
 }
 
 
-
 @functools.cache
 def _adapter() -> TypeAdapter[Any]:
     # Built on first decode, not at import (agent start-up time).

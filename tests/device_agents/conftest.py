@@ -57,7 +57,7 @@ def make_agent(tmp_path, mosquitto, signing_keys, packages):
 
     started = []
 
-    def factory(install: str | None = "v1", broker=None, **overrides):
+    def factory(install: str | None = "v1", broker=None, wait_online=True, **overrides):
         device_id = overrides.pop("device_id", f"t-{uuid.uuid4().hex[:10]}")
         data_dir = overrides.pop("data_dir", tmp_path / device_id)
         settings = AgentSettings(
@@ -79,7 +79,8 @@ def make_agent(tmp_path, mosquitto, signing_keys, packages):
             )
         agent = Agent(settings).start()
         started.append(agent)
-        wait_until(agent.connected.is_set, 10, what="agent online")
+        if wait_online:
+            wait_until(agent.connected.is_set, 10, what="agent online")
         return agent
 
     yield factory

@@ -161,3 +161,17 @@ def test_agent_imports_no_torch_fastapi_sqlalchemy():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_systemd_unit_is_shipped_and_runs_the_agent():
+    import configparser
+
+    from edgefleet.device_agents.systemd import UNIT
+
+    unit = configparser.ConfigParser(strict=False, interpolation=None)
+    unit.optionxform = str
+    unit.read_string(UNIT.read_text())
+    exec_start = unit["Service"]["ExecStart"]
+    assert "-m edgefleet.device_agents run --config /etc/edgefleet/agent.toml" in exec_start
+    assert unit["Service"]["KillSignal"] == "SIGTERM" and unit["Service"]["Restart"] == "always"
+    assert unit["Install"]["WantedBy"] == "multi-user.target"

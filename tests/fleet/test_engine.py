@@ -136,3 +136,19 @@ def test_non_running_rollouts_are_left_alone():
             step(snap(spec, waves, status=status), progress(waves, {}), GateInputs(), 1).dispatch
             == []
         )
+
+
+def test_resume_after_a_halt_accepts_that_waves_failures():
+    spec = RolloutSpec(strategy="canary")
+    waves = plan_waves(IDS[:3], spec)
+    states = {"d00": "FAILED"}
+    halted = step(snap(spec, waves), progress(waves, states), GateInputs(), 1)
+    assert halted.status == "PAUSED"
+    # The operator resumed: the service records override_wave = current wave.
+    resumed = RolloutSnapshot("RUNNING", spec, len(waves), 0, None, override_wave=0)
+    d = step(resumed, progress(waves, states), GateInputs(), 2)
+    assert d.status is None and d.current_wave == 1 and d.dispatch == ["d01", "d02"]
+    # The next wave is judged normally again.
+    later = RolloutSnapshot("RUNNING", spec, len(waves), 1, None, override_wave=0)
+    d = step(later, progress(waves, {**states, "d01": "FAILED"}), GateInputs(), 3)
+    assert d.status == "PAUSED" and "wave 2" in d.reason

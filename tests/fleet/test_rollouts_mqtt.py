@@ -231,3 +231,25 @@ def test_device_refusing_the_command_signature_is_rejected(models, live, mosquit
             assert dev.active is None
     finally:
         dev.stop()
+
+
+def test_offline_device_gets_the_command_from_its_persistent_session(
+    models, live, mosquitto, fleet_pub, package_pub
+):
+    dev = FakeDevice("offline-0", mosquitto.port, fleet_pub, package_pub, tags=("offline",))
+    dev.start()
+    with live.client(live.operator) as c:
+        _wait_registered(c, "offline", 1)
+        dev.stop()  # persistent session: the broker queues QoS 1 commands meanwhile
+        rid = _rollout(c, "offline", "1.0.0", {"strategy": "all_at_once"})["id"]
+        detail = c.get(f"/api/v1/rollouts/{rid}").json()
+        assert detail["devices"][0]["state"] == "SENT"
+        back = FakeDevice("offline-0", mosquitto.port, fleet_pub, package_pub, tags=("offline",))
+        back.start()
+        try:
+            assert wait_until(
+                lambda: c.get(f"/api/v1/rollouts/{rid}").json()["status"] == "COMPLETED"
+            )
+            assert back.active == "tiny@1.0.0"
+        finally:
+            back.stop()
