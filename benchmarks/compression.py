@@ -185,7 +185,7 @@ def main() -> int:
         "mobilenet_params": mb["params"],
         "int8_pipeline": (
             f"prune_channels {args.prune} (+3 epochs fine-tune on digits), magnitude_prune "
-            f"{args.sparsity}, quant_pre_process, static QDQ int8 per-channel (ORT)"
+            f"{args.sparsity}, quant_pre_process, static QDQ int8 per-channel, 7-bit weights (ORT)"
         ),
         "notes": (
             "speedup = fp32 MobileNetV2 vs the whole int8 pipeline; quant_only_speedup is "

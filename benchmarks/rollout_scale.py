@@ -18,6 +18,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -149,7 +150,7 @@ def main() -> None:
                 "strategy": "waves",
                 "waves": [{"count": 1}],
                 "health_window_s": 0,
-                "max_concurrent_downloads": 1000,
+                "max_concurrent_downloads": 64,
                 "failure_threshold": 0.01,
                 "stuck_timeout_s": 120,
             }
@@ -178,6 +179,13 @@ def main() -> None:
                 active=active,
                 failed=sum(w["failed"] for w in ro["waves"]),
                 all_active_s=round(elapsed, 2) if active == args.devices else None,
+                failures=dict(
+                    Counter(
+                        f"{d['state']}: {d['detail'][:120]}"
+                        for d in ro["devices"]
+                        if d["state"] not in ("ACTIVE", "PENDING")
+                    ).most_common(3)
+                ),
                 goal_s=60,
             )
         finally:

@@ -6,9 +6,7 @@ Only typer/rich/stdlib at module level; the agent loads inside the commands.
 from __future__ import annotations
 
 import logging
-import signal
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -28,13 +26,6 @@ def _fail(e: Exception) -> None:
     raise typer.Exit(2)
 
 
-def _wait_for_signal(stop_after: float | None) -> None:
-    done = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: done.set())
-    done.wait(stop_after)
-
-
 @app.command()
 def run(
     config: Path | None = _CONFIG,
@@ -46,25 +37,21 @@ def run(
     """Run the agent until SIGTERM/SIGINT (what the systemd unit starts)."""
     from edgefleet.sdk import EdgefleetError
 
-    from ._agent import Agent
-    from ._settings import AgentSettings
+    from ._run import run_agent
 
     logging.getLogger("edgefleet").setLevel(
         min(logging.getLogger("edgefleet").getEffectiveLevel(), logging.INFO)
     )
     try:
-        settings = AgentSettings.load(
+        run_agent(
             config,
             device_id=device_id,
             broker_url=broker,
             data_dir=data_dir,
             fleet_keys=fleet_key or None,
         )
-        agent = Agent(settings).start()
     except EdgefleetError as e:
         _fail(e)
-    _wait_for_signal(None)
-    agent.stop(graceful=True)
 
 
 @app.command()
@@ -125,5 +112,7 @@ def simulate(
             time.sleep(0.2)
     _err.print(f"{sim.online()}/{count} agents online in {time.monotonic() - t0:.1f}s")
     sys.stderr.flush()
-    _wait_for_signal(duration)
+    from ._run import wait_for_signal
+
+    wait_for_signal(duration)
     sim.stop()

@@ -123,6 +123,8 @@ class Mux:
                 if sock is None:
                     continue
             fd = sock.fileno()
+            if fd < 0:  # closed under us (agent stopping); never poison the whole poll
+                continue
             by_fd[fd] = link
             poller.register(fd, select.POLLIN | (select.POLLOUT if link.client.want_write() else 0))
         poller.register(self._r, select.POLLIN)

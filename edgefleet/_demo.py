@@ -12,6 +12,7 @@ import shutil
 import socket
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -60,6 +61,10 @@ class DemoOptions:
 
 class DemoUi(Protocol):
     def step(self, text: str) -> None: ...
+
+    def paused(self) -> AbstractContextManager[None]:
+        """While inside, another progress display (the trainer's bars) owns the terminal."""
+        ...
 
     def done(self, text: str) -> None: ...
 
@@ -137,13 +142,14 @@ class Demo:
             else:
                 shutil.rmtree(o.out / "package", ignore_errors=True)
                 self.ui.step("training digits CNN, pruning, low-rank, int8, export, sign")
-                t = train_digits(
-                    o.out / "package",
-                    priv,
-                    epochs=o.epochs,
-                    formats=o.formats,
-                    quiet=o.quiet_training,
-                )
+                with self.ui.paused():
+                    t = train_digits(
+                        o.out / "package",
+                        priv,
+                        epochs=o.epochs,
+                        formats=o.formats,
+                        quiet=o.quiet_training,
+                    )
                 pkg = t.path
                 self.summary["train_s"] = round(t.seconds, 1)
                 self.summary["model_accuracy"] = t.accuracy
@@ -253,6 +259,7 @@ class Demo:
                 st = a.active.cache.stats()
                 hits, misses = hits + st.hits, misses + st.misses
         metrics = self.client.metrics()
+        fleet_calls, fleet_hit_rate = self.client.telemetry_totals(ref)
         backends = {}
         for a in self.devices.agents:
             loaded = a.active.loaded
@@ -272,9 +279,12 @@ class Demo:
             cache_hit_rate=round(hits / (hits + misses), 4) if hits + misses else None,
             telemetry_messages=int(metrics.get("edgefleet_fleet_telemetry_rows_total", 0)),
             mqtt_messages=int(metrics.get("edgefleet_fleet_mqtt_messages_total", 0)),
+            # The same inference as the fleet learnt it from telemetry (lags by one interval).
+            fleet_seen_calls=fleet_calls,
+            fleet_seen_cache_hit_rate=round(fleet_hit_rate, 4) if fleet_hit_rate else None,
             backends=backends,
             dashboard=f"{self.fleet.url}/",
-            broker="mosquitto/external" if self.opts.broker else "embedded amqtt",
+            broker="external" if self.opts.broker else "embedded amqtt",
             database=self.client.health()["database"],
         )
         first = {k: self.summary[k] for k in _FIRST if k in self.summary}

@@ -11,6 +11,8 @@ import os
 import signal
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
@@ -50,6 +52,14 @@ class RichUi:
         if self._task is not None:
             self.progress.remove_task(self._task)
         self._task = self.progress.add_task(text)
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        self.progress.stop()
+        try:
+            yield
+        finally:
+            self.progress.start()
 
     def done(self, text: str) -> None:
         if self._task is not None:
@@ -130,7 +140,9 @@ def demo(
     epochs: int = typer.Option(3, "--epochs", min=1, max=100, help="Training epochs."),
     formats: str = typer.Option("onnx,tflite", "--formats", help="Export formats: onnx,tflite,pte"),
     retrain: bool = typer.Option(False, "--retrain", help="Train again even if --out has one."),
-    package: Path | None = typer.Option(None, "--package", help="Use this signed .efpkg."),
+    package: Path | None = typer.Option(
+        None, "--package", help="A signed digits .efpkg to use instead of training."
+    ),
     package_key: Path | None = typer.Option(None, "--package-key", help="Its public key."),
     timeout: float = typer.Option(300.0, "--timeout", help="Seconds allowed for the rollout."),
 ) -> None:
@@ -139,17 +151,13 @@ def demo(
 
     from ._demo import Demo, DemoOptions
 
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True)  # unwrapped lines stay grep-able in logs
     # amqtt logs every probe and disconnect at WARNING/ERROR, torch/torchao and the TFLite
     # converter chat during export; the demo shows its own status lines instead.
     logging.getLogger("amqtt").setLevel(logging.CRITICAL)
     for noisy in ("torch", "torchao"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    # `kill` shuts down as cleanly as Ctrl-C; and Ctrl-C works even when started from a
-    # shell that left SIGINT ignored (background jobs of non-interactive shells).
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, _interrupt)
     fmts = tuple(f.strip() for f in formats.split(",") if f.strip())
     bad = [f for f in fmts if f not in ("onnx", "tflite", "pte")]
     if bad or not fmts:
@@ -167,7 +175,12 @@ def demo(
         package=package,
         package_key=package_key,
         timeout_s=timeout,
+        quiet_training=headless,  # the trainer's own progress bars when someone watches
     )
+    # `kill` shuts down as cleanly as Ctrl-C; and Ctrl-C works even when started from a
+    # shell that left SIGINT ignored (background jobs of non-interactive shells).
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _interrupt)
     code = 0
     summary: dict = {}
     with RichUi(console) as ui:
@@ -191,6 +204,12 @@ def demo(
             console.print(f"\n[bold]Dashboard:[/bold] {d.fleet.url}/  (paste the token there)")
             console.print(f"[bold]Admin API token:[/bold] {d.fleet.admin_token}")
             console.print(f"[bold]API:[/bold] {d.fleet.url}/docs   [dim]Ctrl-C stops it all[/dim]")
+            console.print(
+                f"[dim]Next version: edgefleet train digits --out v2 --key "
+                f"{opts.out / 'keys' / 'demo.key'} --version 1.1.0 -q; upload it with curl -H "
+                f"'Authorization: Bearer <token>' -F file=@v2/digits-1.1.0.efpkg "
+                f"{d.fleet.url}/api/v1/models; then roll it out from the dashboard.[/dim]"
+            )
             _serve_forever(d, console)
         except KeyboardInterrupt:
             console.print("[yellow]stopping the demo[/yellow]")

@@ -107,6 +107,16 @@ class FleetClient:
             "POST", f"/api/v1/rollouts/{rollout_id}/{action}", json={"reason": reason}
         )
 
+    def telemetry_totals(self, model: str, hours: float = 1.0) -> tuple[int, float | None]:
+        """(inference calls, calls-weighted cache hit rate) the fleet received for ``model``."""
+        now = time.time()
+        params = {"model": model, "since": now - hours * 3600, "until": now, "bucket_s": 86400}
+        calls = hits = 0.0
+        for b in self._call("GET", "/api/v1/telemetry", params=params):
+            calls += b["calls"]
+            hits += (b["cache_hit_rate"] or 0.0) * b["calls"]
+        return int(calls), (hits / calls if calls else None)
+
     def metrics(self) -> dict[str, float]:
         """Prometheus text as {name: value summed over labels}."""
         out: dict[str, float] = {}
@@ -164,6 +174,11 @@ class LocalFleet:
         from edgefleet.fleet import FleetService, FleetSettings, create_app
 
         self.port = self.port or free_port(self.host)
+        keys = self.data_dir / "keys"
+        if not (keys / "fleet.key").exists():  # made here, so devices can be handed its .pub
+            from edgefleet.sdk import generate_keypair
+
+            generate_keypair(keys, "fleet")
         settings = FleetSettings(
             data_dir=self.data_dir,
             database_url=self.database_url,

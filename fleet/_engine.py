@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Literal
-
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ._errors import InvalidTransitionError
+from ._spec import RolloutSpec, TargetSpec, WaveSize
 
 __all__ = [
     "STATUSES",
@@ -49,68 +47,6 @@ _ACTIONS: dict[str, dict[str, str]] = {
     "abort": {"DRAFT": "ABORTED", "RUNNING": "ABORTED", "PAUSED": "ABORTED"},
     "rollback": {"RUNNING": "ROLLED_BACK", "PAUSED": "ROLLED_BACK", "COMPLETED": "ROLLED_BACK"},
 }
-
-
-class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class WaveSize(_Spec):
-    """One wave: an absolute ``count`` or a ``percent`` of the targeted devices."""
-
-    count: int | None = Field(default=None, ge=1)
-    percent: float | None = Field(default=None, gt=0, le=100)
-
-    @model_validator(mode="after")
-    def _one(self) -> WaveSize:
-        if (self.count is None) == (self.percent is None):
-            raise ValueError("a wave needs exactly one of 'count' or 'percent'")
-        return self
-
-    def size(self, total: int) -> int:
-        if self.count is not None:
-            return self.count
-        return max(1, math.ceil(total * self.percent / 100))
-
-
-class TargetSpec(_Spec):
-    """Devices a rollout reaches: union of explicit ids, then filtered by tags and profile."""
-
-    device_ids: list[str] = Field(default_factory=list, max_length=100_000)
-    tags: list[str] = Field(default_factory=list, description="devices having ALL these tags")
-    profile: str | None = None
-
-    @model_validator(mode="after")
-    def _something(self) -> TargetSpec:
-        if not (self.device_ids or self.tags or self.profile):
-            raise ValueError("target needs device_ids, tags or profile")
-        return self
-
-
-class RolloutSpec(_Spec):
-    strategy: Literal["all_at_once", "canary", "waves"] = "all_at_once"
-    canary: WaveSize = Field(default_factory=lambda: WaveSize(count=1))
-    waves: list[WaveSize] = Field(default_factory=list, max_length=100)
-    success_threshold: float = Field(default=1.0, ge=0, le=1, description="fraction ACTIVE")
-    failure_threshold: float = Field(default=0.0, ge=0, le=1, description="halt above this")
-    on_failure: Literal["pause", "rollback"] = "pause"
-    soak_s: float = Field(default=0.0, ge=0, le=7 * 86400)
-    max_p95_regression: float | None = Field(
-        default=None, gt=0, description="halt if new p95 > old p95 * (1 + this)"
-    )
-    max_error_rate_increase: float | None = Field(
-        default=None, ge=0, le=1, description="halt if new error rate - old > this"
-    )
-    min_gate_calls: int = Field(default=1, ge=0)
-    max_concurrent_downloads: int = Field(default=100, ge=1)
-    stuck_timeout_s: float = Field(default=600.0, gt=0)
-    health_window_s: float = Field(default=10.0, ge=0, le=86400, description="sent to devices")
-
-    @model_validator(mode="after")
-    def _waves(self) -> RolloutSpec:
-        if self.strategy == "waves" and not self.waves:
-            raise ValueError("strategy 'waves' needs at least one wave size in 'waves'")
-        return self
 
 
 def plan_waves(device_ids: list[str], spec: RolloutSpec) -> list[list[str]]:

@@ -12,6 +12,7 @@ __all__ = [
     "ConflictError",
     "BadRequestError",
     "InvalidTransitionError",
+    "PayloadTooLargeError",
 ]
 
 
@@ -37,6 +38,10 @@ class NotFoundError(FleetError):
 
 class ConflictError(FleetError):
     status_code = 409
+
+
+class PayloadTooLargeError(FleetError):
+    status_code = 413
 
 
 class InvalidTransitionError(ConflictError):

@@ -11,7 +11,7 @@ import re
 import threading
 from collections.abc import Callable
 
-__all__ = ["Metrics"]
+__all__ = ["Metrics", "register_fleet_metrics"]
 
 log = logging.getLogger(__name__)
 
@@ -66,3 +66,38 @@ class Metrics:
                 lab = ",".join(f'{k}="{_esc(str(val))}"' for k, val in labels)
                 lines.append(f"{name}{{{lab}}} {v:g}" if lab else f"{name} {v:g}")
         return "\n".join(lines) + "\n"
+
+
+def register_fleet_metrics(m: Metrics, Session, queue_size: Callable[[], int]) -> None:
+    """Describe the fleet's counters and register its scrape-time gauges."""
+    from sqlalchemy import func, select
+
+    from ._db import Device, Rollout
+
+    m.describe("edgefleet_fleet_mqtt_messages_total", "counter", "MQTT messages received")
+    m.describe("edgefleet_fleet_mqtt_rejected_total", "counter", "MQTT payloads dropped, by reason")
+    m.describe("edgefleet_fleet_telemetry_rows_total", "counter", "telemetry rows stored")
+    m.describe("edgefleet_fleet_commands_sent_total", "counter", "signed commands published")
+    m.describe("edgefleet_fleet_http_requests_total", "counter", "HTTP requests by status")
+
+    def devices() -> dict:
+        with Session() as db:
+            rows = db.execute(
+                select(Device.online, func.count())
+                .where(Device.decommissioned.is_(False))
+                .group_by(Device.online)
+            ).all()
+        return {(("online", str(bool(o)).lower()),): float(n) for o, n in rows}
+
+    def rollouts() -> dict:
+        with Session() as db:
+            rows = db.execute(select(Rollout.status, func.count()).group_by(Rollout.status))
+            return {(("status", st),): float(n) for st, n in rows}
+
+    m.gauge("edgefleet_fleet_devices", "known devices by online state", devices)
+    m.gauge("edgefleet_fleet_rollouts", "rollouts by status", rollouts)
+    m.gauge(
+        "edgefleet_fleet_ingest_queue",
+        "messages waiting for ingest",
+        lambda: {(): float(queue_size())},
+    )

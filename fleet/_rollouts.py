@@ -2,30 +2,18 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 from collections import Counter
 from datetime import UTC, datetime
 
-from edgefleet.sdk.protocol import (
-    CancelCommand,
-    DeployCommand,
-    ManifestSignature,
-    RollbackCommand,
-    cmd_topic,
-    command_fields,
-    encode,
-    sign_command,
-)
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from ._commands import Commands, deployment_id, download_ticket
 from ._context import Context
 from ._db import Device, ModelVersion, Rollout, RolloutDevice, RolloutEvent
 from ._engine import (
     IN_FLIGHT,
-    TERMINAL_STATES,
     DeviceProgress,
     GateInputs,
     RolloutSnapshot,
@@ -37,6 +25,7 @@ from ._engine import (
 )
 from ._errors import BadRequestError, NotFoundError
 from ._registry import model_ref
+from ._reports import Reports
 from ._telemetry import aggregate
 
 __all__ = ["Rollouts", "deployment_id", "download_ticket"]
@@ -44,17 +33,7 @@ __all__ = ["Rollouts", "deployment_id", "download_ticket"]
 log = logging.getLogger(__name__)
 
 
-def deployment_id(rollout_id: int) -> str:
-    return f"rollout-{rollout_id}"
-
-
-def download_ticket(secret: bytes, device_id: str, name: str, version: str, exp: int) -> str:
-    """Per-device download token bound to one package and an expiry (HMAC-SHA256)."""
-    msg = f"{device_id}\n{name}\n{version}\n{exp}".encode()
-    return hmac.new(secret, msg, hashlib.sha256).hexdigest()
-
-
-class Rollouts:
+class Rollouts(Commands, Reports):
     def __init__(self, ctx: Context, ticket_secret: bytes) -> None:
         self.ctx = ctx
         self.ticket_secret = ticket_secret
@@ -194,9 +173,8 @@ class Rollouts:
             db.commit()
         if rollback:
             self._send_rollbacks(r, rollback)
-        for dev in cancel:
-            fields = command_fields(dev, ttl_s=self.ctx.settings.command_ttl_s)
-            self._sign_publish(CancelCommand(**fields, deployment_id=deployment_id(r.id)))
+        if cancel:
+            self._send_cancels(r, cancel)
         if new == "RUNNING":
             self.tick_one(rollout_id)
         return self.get(rollout_id)
@@ -210,47 +188,6 @@ class Rollouts:
                 )
             )
         )
-
-    # ------------------------------------------------------------------ commands
-
-    def _sign_publish(self, cmd) -> None:
-        signed = sign_command(cmd, self.ctx.signing_key)
-        self.ctx.publish(cmd_topic(cmd.device_id), encode(signed), 1, False)
-        self.ctx.metrics.inc("edgefleet_fleet_commands_sent_total", type=cmd.type)
-
-    def _send_deploys(self, r: Rollout, mv: ModelVersion, device_ids: list[str]) -> dict[str, str]:
-        s = self.ctx.settings
-        sig = mv.manifest.get("signature") or {}
-        ids: dict[str, str] = {}
-        for dev in device_ids:
-            fields = command_fields(dev, ttl_s=s.command_ttl_s)
-            exp = int(fields["expires_at"].timestamp())
-            ticket = download_ticket(self.ticket_secret, dev, mv.name, mv.version, exp)
-            url = (
-                f"{s.base_url}/api/v1/artifacts/{mv.name}/{mv.version}"
-                f"?device={dev}&exp={exp}&ticket={ticket}"
-            )
-            cmd = DeployCommand(
-                **fields,
-                deployment_id=deployment_id(r.id),
-                package_name=mv.name,
-                package_version=mv.version,
-                artifact_url=url,
-                sha256=mv.file_sha256,
-                size=mv.size,
-                manifest_signature=ManifestSignature(
-                    key_id=sig.get("key_id", ""), value=sig.get("value", "")
-                ),
-                health_window_s=float(r.spec.get("health_window_s", 0.0) or 0.0),
-            )
-            self._sign_publish(cmd)
-            ids[dev] = fields["command_id"]
-        return ids
-
-    def _send_rollbacks(self, r: Rollout, device_ids: list[str]) -> None:
-        for dev in device_ids:
-            fields = command_fields(dev, ttl_s=self.ctx.settings.command_ttl_s)
-            self._sign_publish(RollbackCommand(**fields, deployment_id=deployment_id(r.id)))
 
     # ------------------------------------------------------------------ engine tick
 
@@ -340,70 +277,3 @@ class Rollouts:
                 db.commit()
         if dec.rollback_devices:
             self._send_rollbacks(r, dec.rollback_devices)
-
-    # ------------------------------------------------------------------ device reports
-
-    @staticmethod
-    def reject(db: Session, device_id: str, command_id: str, why: str, now: float) -> bool:
-        """A device refused a deploy command (signature, expiry, policy): REJECTED."""
-        rd = db.scalar(
-            select(RolloutDevice).where(
-                RolloutDevice.device_id == device_id, RolloutDevice.command_id == command_id
-            )
-        )
-        if rd is None or rd.state in TERMINAL_STATES:
-            return False
-        rd.state, rd.updated_at, rd.detail = "REJECTED", now, why[:2000]
-        return True
-
-    @staticmethod
-    def rollout_of(dep_id: str) -> int | None:
-        if dep_id.startswith("rollout-") and dep_id[8:].isdigit() and len(dep_id) < 20:
-            return int(dep_id[8:])
-        return None
-
-    @staticmethod
-    def prefetch(db: Session, pairs: set[tuple[int, str]]) -> dict[tuple[int, str], RolloutDevice]:
-        """RolloutDevice rows for (rollout id, device id) pairs, in one query per rollout."""
-        out: dict[tuple[int, str], RolloutDevice] = {}
-        by_rollout: dict[int, list[str]] = {}
-        for rid, dev in pairs:
-            by_rollout.setdefault(rid, []).append(dev)
-        for rid, devs in by_rollout.items():
-            stmt = select(RolloutDevice).where(
-                RolloutDevice.rollout_id == rid, RolloutDevice.device_id.in_(devs)
-            )
-            out.update({(rid, rd.device_id): rd for rd in db.scalars(stmt)})
-        return out
-
-    @classmethod
-    def apply_event(
-        cls,
-        db: Session,
-        device_id: str,
-        dep_id: str,
-        state: str,
-        reason: str,
-        now: float,
-        known: dict[tuple[int, str], RolloutDevice] | None = None,
-    ) -> bool:
-        """Record a device's deployment state for the rollout named by ``dep_id``."""
-        rid = cls.rollout_of(dep_id)
-        if rid is None:
-            return False
-        if known is not None:
-            rd = known.get((rid, device_id))
-        else:
-            rd = db.get(RolloutDevice, (rid, device_id))
-        if rd is None:
-            return False
-        # Messages can arrive out of order; never move a terminal device back in flight,
-        # except ACTIVE -> ROLLED_BACK (failed health window after activation).
-        if rd.state in TERMINAL_STATES and state in IN_FLIGHT:
-            return False
-        if rd.state in TERMINAL_STATES and rd.state != "ACTIVE":
-            return False
-        rd.state, rd.updated_at = state, now
-        if reason:
-            rd.detail = reason[:2000]
-        return True

@@ -2,7 +2,6 @@
 
 import hmac
 import logging
-import math
 import shutil
 import tempfile
 import time
@@ -15,8 +14,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import FileResponse
 
 from ._auth import Principal
-from ._db import ModelVersion
-from ._errors import AuthError, BadRequestError
+from ._errors import AuthError, PayloadTooLargeError
 from ._registry import model_ref
 from ._rollouts import download_ticket
 from ._schemas import (
@@ -34,6 +32,8 @@ from ._schemas import (
     TokenInfo,
     TokenOut,
     VersionSummary,
+    mv_out,
+    time_window,
 )
 from ._telemetry import query_series
 
@@ -52,36 +52,6 @@ ERRORS = {
     409: {"description": "conflict (duplicate, invalid state transition)"},
     422: {"description": "validation error"},
 }
-
-
-def mv_out(mv: ModelVersion) -> dict:
-    return {
-        "id": mv.id,
-        "name": mv.name,
-        "version": mv.version,
-        "digest": mv.digest,
-        "file_sha256": mv.file_sha256,
-        "size": mv.size,
-        "signed_by": mv.signed_by,
-        "created_at": mv.created_at,
-        "artifacts": [
-            {k: a.get(k) for k in ("name", "format", "precision", "size", "sha256", "targets")}
-            for a in mv.manifest.get("artifacts", [])
-        ],
-        "task": mv.manifest.get("task", ""),
-    }
-
-
-def _window(since: float | None, until: float | None, hours: float) -> tuple[float, float]:
-    now = time.time()
-    for name, v in (("since", since), ("until", until)):
-        if v is not None and not math.isfinite(v):
-            raise BadRequestError(f"{name} must be a finite unix time")
-    until = until if until is not None else now
-    since = since if since is not None else until - hours * 3600
-    if since > until:
-        raise BadRequestError(f"since ({since}) is after until ({until})")
-    return since, until
 
 
 def build_router(
@@ -111,7 +81,7 @@ def build_router(
             with open(dest, "wb") as out:
                 shutil.copyfileobj(file.file, out, 1 << 20)
             if dest.stat().st_size > limit:
-                raise BadRequestError(f"upload is over the {limit} byte limit")
+                raise PayloadTooLargeError(f"upload is over the {limit} byte limit")
             return mv_out(service.registry.upload(dest))
 
     @r.get("/models", tags=["models"], response_model=list[ModelVersionOut])
@@ -250,7 +220,7 @@ def build_router(
         bucket_s: Annotated[float, Query(ge=1, le=86400)] = 60,
     ):
         """Aggregated time buckets (calls, errors, throughput, p95, cache hit rate)."""
-        lo, hi = _window(since, until, 1)
+        lo, hi = time_window(since, until, 1)
         return query_series(
             service.ctx.engine, model=model, device_id=device, since=lo, until=hi, bucket_s=bucket_s
         )
@@ -262,7 +232,7 @@ def build_router(
         bucket_s: Annotated[float, Query(ge=1, le=86400)] = 10,
     ):
         """One series per model version (for the dashboard charts)."""
-        lo, hi = _window(None, None, hours)
+        lo, hi = time_window(None, None, hours)
         from sqlalchemy import select
 
         from ._db import Telemetry

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import math
+import time
 from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from ._db import ModelVersion
 from ._engine import RolloutSpec, TargetSpec
+from ._errors import BadRequestError
 
 __all__ = [
     "ErrorOut",
@@ -30,6 +33,8 @@ __all__ = [
     "TelemetryPointOut",
     "VersionSummary",
     "HealthOut",
+    "mv_out",
+    "time_window",
 ]
 
 _ID = r"^[A-Za-z0-9._-]{1,64}$"
@@ -193,7 +198,31 @@ class VersionSummary(BaseModel):
     series: list[TelemetryPointOut]
 
 
-def finite(v: float | None, name: str) -> float | None:
-    if v is not None and not math.isfinite(v):
-        raise ValueError(f"{name} must be a finite number")
-    return v
+def mv_out(mv: ModelVersion) -> dict:
+    return {
+        "id": mv.id,
+        "name": mv.name,
+        "version": mv.version,
+        "digest": mv.digest,
+        "file_sha256": mv.file_sha256,
+        "size": mv.size,
+        "signed_by": mv.signed_by,
+        "created_at": mv.created_at,
+        "artifacts": [
+            {k: a.get(k) for k in ("name", "format", "precision", "size", "sha256", "targets")}
+            for a in mv.manifest.get("artifacts", [])
+        ],
+        "task": mv.manifest.get("task", ""),
+    }
+
+
+def time_window(since: float | None, until: float | None, hours: float) -> tuple[float, float]:
+    now = time.time()
+    for name, v in (("since", since), ("until", until)):
+        if v is not None and not math.isfinite(v):
+            raise BadRequestError(f"{name} must be a finite unix time")
+    until = until if until is not None else now
+    since = since if since is not None else until - hours * 3600
+    if since > until:
+        raise BadRequestError(f"since ({since}) is after until ({until})")
+    return since, until

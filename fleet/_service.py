@@ -24,7 +24,7 @@ from ._context import Context, load_or_create_signing_key
 from ._db import ApiToken, Device, make_engine, make_sessionmaker
 from ._devices import Devices, apply_inventory, apply_state
 from ._errors import AuthError, BadRequestError, NotFoundError
-from ._metrics import Metrics
+from ._metrics import Metrics, register_fleet_metrics
 from ._migrate import upgrade_database
 from ._mqtt import MqttBridge
 from ._registry import Registry
@@ -102,7 +102,10 @@ class FleetService:
             )
             self.ctx.publish = self.mqtt.publish
             self.mqtt.start()
-        for target, name in ((self._ingest_loop, "fleet-ingest"), (self._tick_loop, "fleet-tick")):
+        loops = [(self._ingest_loop, "fleet-ingest")]
+        if s.run_engine:
+            loops.append((self._tick_loop, "fleet-tick"))
+        for target, name in loops:
             t = threading.Thread(target=target, name=name, daemon=True)
             t.start()
             self._threads.append(t)
@@ -259,44 +262,7 @@ class FleetService:
     # ------------------------------------------------------------------ metrics
 
     def _describe_metrics(self) -> None:
-        m = self.metrics
-        m.describe("edgefleet_fleet_mqtt_messages_total", "counter", "MQTT messages received")
-        m.describe(
-            "edgefleet_fleet_mqtt_rejected_total", "counter", "MQTT payloads dropped, by reason"
-        )
-        m.describe("edgefleet_fleet_telemetry_rows_total", "counter", "telemetry rows stored")
-        m.describe("edgefleet_fleet_commands_sent_total", "counter", "signed commands published")
-        m.describe("edgefleet_fleet_http_requests_total", "counter", "HTTP requests by status")
-
-        def devices() -> dict:
-            from sqlalchemy import func
-
-            from ._db import Device
-
-            with self.ctx.Session() as db:
-                rows = db.execute(
-                    select(Device.online, func.count())
-                    .where(Device.decommissioned.is_(False))
-                    .group_by(Device.online)
-                ).all()
-            return {(("online", str(bool(o)).lower()),): float(n) for o, n in rows}
-
-        def rollouts() -> dict:
-            from sqlalchemy import func
-
-            from ._db import Rollout
-
-            with self.ctx.Session() as db:
-                rows = db.execute(select(Rollout.status, func.count()).group_by(Rollout.status))
-                return {(("status", st),): float(n) for st, n in rows}
-
-        m.gauge("edgefleet_fleet_devices", "known devices by online state", devices)
-        m.gauge("edgefleet_fleet_rollouts", "rollouts by status", rollouts)
-        m.gauge(
-            "edgefleet_fleet_ingest_queue",
-            "messages waiting for ingest",
-            lambda: {(): float(self._inbox.qsize())},
-        )
+        register_fleet_metrics(self.metrics, self.ctx.Session, self._inbox.qsize)
 
     def wait_for(self, predicate, timeout: float = 30.0, interval: float = 0.05) -> bool:
         deadline = time.monotonic() + timeout

@@ -41,9 +41,11 @@ class FleetSettings(BaseSettings):
     telemetry_flush_interval_s: float = Field(default=0.2, gt=0)
     max_payload_bytes: int = Field(default=256 * 1024, ge=1024)
     max_upload_bytes: int = Field(default=512 * 1024 * 1024, ge=1024)
-    online_timeout_s: float = Field(default=120.0, gt=0)
     bootstrap_admin_token: str = ""  # set -> ensured on start (demo, tests)
     mqtt_enabled: bool = True
+    # Scale-out: extra replicas share ingestion (shared subscriptions) but only one replica
+    # runs the rollout engine, so commands are never dispatched twice.
+    run_engine: bool = True
 
     @property
     def db_url(self) -> str:

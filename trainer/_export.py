@@ -84,6 +84,7 @@ def quantize_onnx_static(
     out: Path,
     *,
     per_channel: bool = True,
+    reduce_range: bool = True,
     on_item: Callable[[], None] | None = None,
 ) -> Path:
     """Static QDQ int8: quant_pre_process (shape inference + ORT graph optimisation,
@@ -107,6 +108,7 @@ def quantize_onnx_static(
             reader,
             quant_format=QuantFormat.QDQ,
             per_channel=per_channel,
+            reduce_range=reduce_range,
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             extra_options={"WeightSymmetric": True, "ActivationSymmetric": False},
@@ -115,14 +117,14 @@ def quantize_onnx_static(
     return out
 
 
-def quantize_onnx_dynamic(fp32_onnx: Path, out: Path) -> Path:
+def quantize_onnx_dynamic(fp32_onnx: Path, out: Path, reduce_range: bool = True) -> Path:
     """Dynamic int8: weights int8 ahead of time, activation ranges computed per call."""
     from onnxruntime.quantization import QuantType, quant_pre_process, quantize_dynamic
 
     pre = out.with_suffix(".pre.onnx")
     with _quiet():
         quant_pre_process(str(fp32_onnx), str(pre))
-        quantize_dynamic(str(pre), str(out), weight_type=QuantType.QInt8)
+        quantize_dynamic(str(pre), str(out), weight_type=QuantType.QInt8, reduce_range=reduce_range)
     pre.unlink(missing_ok=True)
     return out
 

@@ -147,10 +147,15 @@ def _export_one(
         if prec == "fp32":
             return fp32_onnx
         if "dynamic" in name:
-            return _export.quantize_onnx_dynamic(fp32_onnx, out)
+            return _export.quantize_onnx_dynamic(fp32_onnx, out, opts.quantize.reduce_range)
         with reporter.task("calibrate onnx int8", len(calib)) as advance:
             return _export.quantize_onnx_static(
-                fp32_onnx, calib, out, per_channel=opts.quantize.per_channel, on_item=advance
+                fp32_onnx,
+                calib,
+                out,
+                per_channel=opts.quantize.per_channel,
+                reduce_range=opts.quantize.reduce_range,
+                on_item=advance,
             )
     exporter = _export.EXPORTERS[fmt]
     if prec == "fp32":

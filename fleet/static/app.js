@@ -49,7 +49,18 @@ function waveBar(w) {
     <span class="wave-text">${w.active}/${w.size} active, ${w.failed} failed</span></div>`;
 }
 
+function deviceList(devs) {
+  // Devices that are not (yet) ACTIVE, with the reason they reported: why a wave halted.
+  const notable = devs.filter((d) => d.state !== "ACTIVE" && d.state !== "PENDING");
+  if (!notable.length) return "";
+  return `<details class="devices"><summary>${notable.length} device(s) not active</summary><ul>
+    ${notable.slice(0, 50).map((d) => `<li data-device-state="${esc(d.state)}">${esc(d.device_id)} (wave ${d.wave + 1}): <b>${esc(d.state)}</b> ${esc(d.detail)}</li>`).join("")}</ul></details>`;
+}
+
 function renderRollouts(list) {
+  // Re-rendering every second must not close a device list the operator opened.
+  const open = new Set([...document.querySelectorAll(".rollout details[open]")]
+    .map((d) => d.closest(".rollout").dataset.rollout));
   $("#rollouts").innerHTML = list.map((r) => {
     const gates = Object.entries(r.gates || {}).filter(([, v]) => v !== null)
       .map(([k, v]) => `${esc(k)}=${typeof v === "number" ? v.toFixed(3) : esc(v)}`).join(" · ");
@@ -58,8 +69,13 @@ function renderRollouts(list) {
       ${(ACTIONS[r.status] || []).map((a) => `<button data-action="${a}" data-id="${r.id}">${a}</button>`).join(" ")}
       <div class="reason">${esc(r.reason)}</div>
       ${(r.waves || []).map(waveBar).join("")}
-      <div class="gates">${gates ? "gates: " + gates : ""}</div></div>`;
+      <div class="gates">${gates ? "gates: " + gates : ""}</div>
+      ${deviceList(r.devices || [])}</div>`;
   }).join("") || "<p>No rollouts yet.</p>";
+  open.forEach((id) => {
+    const d = document.querySelector(`.rollout[data-rollout="${id}"] details`);
+    if (d) d.open = true;
+  });
 }
 
 function lineChart(title, series, key, fmt) {

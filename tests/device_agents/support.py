@@ -138,7 +138,7 @@ class Collector:
             if e.deployment_id == deployment_id
         ]
 
-    def wait_terminal(self, device_id: str, deployment_id: str, timeout: float = 30.0) -> str:
+    def wait_terminal(self, device_id: str, deployment_id: str, timeout: float = 60.0) -> str:
         terminal = {s.value for s in p.TERMINAL_STATES}
 
         def done():

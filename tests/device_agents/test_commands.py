@@ -88,7 +88,7 @@ def test_command_sent_while_offline_arrives_on_reconnect(make_agent, collector, 
     agent = make_agent(install=None, local_endpoint=None, mqtt_version=version)
     dev, data_dir = agent.device_id, agent.settings.data_dir
     agent.stop(graceful=True)
-    wait_until(lambda: not collector.of(p.State, dev)[-1].online, what="offline state")
+    wait_until(lambda: not collector.of(p.State, dev)[-1].online, 30, what="offline state")
     config = p.sign_command(
         p.ConfigCommand(**p.command_fields(dev), telemetry_interval_s=42.0), fleet_key
     )

@@ -109,7 +109,7 @@ def test_kill_at_each_step(
             cmds[d.fault] = cmd
             collector.publish(p.cmd_topic(d.device_id), p.encode(cmd))
         for d in devices:
-            assert d.proc.wait(30) == 137, d.tail()
+            assert d.proc.wait(60) == 137, d.tail()
             # Killed: the device still has a model to serve, the old or the new one.
             assert _serving(d.store_dir, signing_keys[1]) in (0, 1), d.tail()
         for d in devices:

@@ -175,3 +175,19 @@ def test_systemd_unit_is_shipped_and_runs_the_agent():
     assert "-m edgefleet.device_agents run --config /etc/edgefleet/agent.toml" in exec_start
     assert unit["Service"]["KillSignal"] == "SIGTERM" and unit["Service"]["Restart"] == "always"
     assert unit["Install"]["WantedBy"] == "multi-user.target"
+
+
+def test_install_cli_and_clear_errors(tmp_path, packages, signing_keys):
+    from edgefleet.device_agents._cli import app
+    from typer.testing import CliRunner
+
+    runner = CliRunner()
+    ok = runner.invoke(app, ["install", str(packages["v1"]), "--data-dir", str(tmp_path),
+                             "--package-key", str(signing_keys[1])])  # fmt: skip
+    assert ok.exit_code == 0 and "tiny 1.0.0 in slot A" in ok.output
+    bad = runner.invoke(app, ["install", str(packages["untrusted"]), "--data-dir",
+                              str(tmp_path), "--package-key", str(signing_keys[1])])  # fmt: skip
+    assert bad.exit_code == 2 and "not among the trusted" in " ".join(bad.output.split())
+    assert ModelStore(tmp_path / "store").active_slot() == "A"
+    missing = runner.invoke(app, ["run", "--config", str(tmp_path / "nope.toml")])
+    assert missing.exit_code == 2 and "does not exist" in " ".join(missing.output.split())

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.mosquitto import free_port
+from tests.support.mosquitto import Mosquitto, free_port
 
 EDGEFLEET = [sys.executable, "-m", "edgefleet"]
 
@@ -55,6 +55,15 @@ class Procs:
     def stop_all(self) -> None:
         for _, p in reversed(self.started):
             self.stop(p)
+
+
+@pytest.fixture(scope="module")
+def broker():
+    """A real Mosquitto of this module's own. Not the session one: fleets keep persistent
+    sessions in the shared-subscription group, so a fleet from an earlier test would still
+    be handed its share of device reports after it is gone."""
+    with Mosquitto() as b:
+        yield b
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.broker]
 
 
 @pytest.fixture(scope="module")
-def headless(tmp_path_factory, mosquitto):
+def headless(tmp_path_factory, broker):
     """One headless demo run: (output dir, completed process, JSON summary)."""
     cwd = tmp_path_factory.mktemp("demo-cwd")
     out = cwd / "demo-out"
@@ -30,7 +30,7 @@ def headless(tmp_path_factory, mosquitto):
             "--headless",
             "--json",
             "--broker",
-            mosquitto.url,
+            broker.url,
             "--out",
             str(out),
             "--port",
@@ -57,11 +57,14 @@ def test_headless_demo_summary(headless):
     assert s["devices"] == 6
     assert s["devices_active"] == 6  # as the fleet sees them ...
     assert s["devices_active_local"] == 6  # ... and as the devices' stores say
-    assert s["broker"] == "mosquitto/external" and s["database"] == "sqlite"
+    assert s["broker"] == "external" and s["database"] == "sqlite"
     assert s["predictions"] > 100 and s["prediction_errors"] == 0
     assert s["accuracy"] > 0.9  # held-out digits through the int8 model on the devices
     assert 0.2 < s["cache_hit_rate"] < 1.0  # repeated frames hit, new ones miss
     assert s["telemetry_messages"] > 6
+    # The devices' inference reached the fleet through telemetry (minus the last interval).
+    assert 0.5 * s["predictions"] < s["fleet_seen_calls"] <= 1.1 * s["predictions"]
+    assert abs(s["fleet_seen_cache_hit_rate"] - s["cache_hit_rate"]) < 0.15
     assert s["model_accuracy"] > 0.9 and any("int8.onnx" in a for a in s["artifacts"])
     assert set(s["backends"]) == {"raspberry-pi-4", "jetson-orin-nano", "rockchip-rk3588"}
     # Everything it wrote is under --out.
@@ -77,12 +80,13 @@ def _port_open(port: int) -> bool:
         return False
 
 
-def test_interactive_demo_stops_cleanly_on_ctrl_c(headless, mosquitto):
+def test_interactive_demo_stops_cleanly_on_ctrl_c(headless):
+    """The default set-up (`make demo`): embedded amqtt broker, SQLite; Ctrl-C ends it all."""
     out, _, _ = headless
     port = free_port()
     # Same --out: the trained package is reused, so this run does not train again.
     proc = subprocess.Popen(
-        [*EDGEFLEET, "demo", "--broker", mosquitto.url, "--out", str(out), "--port", str(port)],
+        [*EDGEFLEET, "demo", "--out", str(out), "--port", str(port)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -100,6 +104,7 @@ def test_interactive_demo_stops_cleanly_on_ctrl_c(headless, mosquitto):
         text = "".join(lines)
         assert "Dashboard:" in text, text[-3000:]
         assert "reusing the trained package" in text
+        assert "embedded amqtt" in text and "rollout 1 COMPLETED" in text
         assert _port_open(port)
         proc.send_signal(signal.SIGINT)
         t0 = time.monotonic()

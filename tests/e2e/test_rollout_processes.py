@@ -67,13 +67,13 @@ def _check_version(client, dirs, ports, version: str) -> None:
         )
 
 
-def test_v1_then_v2_in_waves_then_rollback(tmp_path, procs, mosquitto, signing_keys):
+def test_v1_then_v2_in_waves_then_rollback(tmp_path, procs, broker, signing_keys):
     priv, pub = signing_keys
     pkgs = {
         v: make_package(tmp_path / f"tiny-{v}.efpkg", version=v, seed=s, signing_key=priv)
         for v, s in SEEDS.items()
     }
-    fleet = start_fleet(procs, tmp_path, mosquitto.url, pub)
+    fleet = start_fleet(procs, tmp_path, broker.url, pub)
     client = FleetClient(fleet.url, fleet.token)
     try:
         wait_for(lambda: _healthy(client), 60, "the fleet process to answer")
@@ -84,7 +84,7 @@ def test_v1_then_v2_in_waves_then_rollback(tmp_path, procs, mosquitto, signing_k
         for dev, profile in DEVICES.items():
             dirs[dev], ports[dev] = tmp_path / dev, free_port()
             env = agent_env(pub, profile=profile, endpoint_port=ports[dev])
-            start_agent(procs, dev, dirs[dev], mosquitto.url, fleet.fleet_pub, env)
+            start_agent(procs, dev, dirs[dev], broker.url, fleet.fleet_pub, env)
 
         seen: dict = {}
 

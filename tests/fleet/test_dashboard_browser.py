@@ -29,6 +29,8 @@ def page(live):
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         pg = browser.new_page()
         pg.set_default_timeout(20_000)
+        pg.js_errors = []
+        pg.on("pageerror", lambda e: pg.js_errors.append(str(e)))
         yield pg
         browser.close()
 
@@ -87,6 +89,7 @@ def test_pages_load_and_a_rollout_started_from_the_page_progresses(
             '#charts .version[data-model="tiny@1.0.0"] svg circle', state="attached"
         )
         assert page.inner_text("#error") == ""
+        assert page.js_errors == []
     finally:
         for d in devs:
             d.stop()

@@ -1,0 +1,34 @@
+"""Run one agent until SIGTERM/SIGINT: shared by ``edgefleet agent run`` and the lean
+``python -m edgefleet.device_agents run`` entry the systemd unit uses."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from pathlib import Path
+
+__all__ = ["run_agent", "wait_for_signal"]
+
+log = logging.getLogger(__name__)
+
+
+def wait_for_signal(stop_after: float | None = None) -> None:
+    done = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: done.set())
+    done.wait(stop_after)
+
+
+def run_agent(config: Path | None, **overrides: object) -> None:
+    """Start the agent from ``config`` + environment + ``overrides``; stop it gracefully
+    (retained offline state, clean disconnect) on SIGTERM/SIGINT."""
+    from ._agent import Agent
+    from ._settings import AgentSettings
+
+    settings = AgentSettings.load(config, **overrides)
+    agent = Agent(settings).start()
+    try:
+        wait_for_signal()
+    finally:
+        agent.stop(graceful=True)

@@ -1,0 +1,1 @@
+"""Dashboard files served by the fleet at /ui (package data; no CDN)."""
