@@ -25,6 +25,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
+def _cpu(proc) -> float:
+    t = proc.cpu_times()
+    return t.user + t.system
+
+
 def run_agents(args: argparse.Namespace) -> None:
     """Child process: N simulated agents (edgefleet.device_agents.Simulation) until stdin
     closes."""
@@ -62,6 +67,7 @@ def main() -> None:
         return
 
     import httpx
+    import psutil
     import uvicorn
     from edgefleet.fleet import FleetService, FleetSettings, create_app
     from edgefleet.sdk import generate_keypair
@@ -162,6 +168,10 @@ def main() -> None:
                 "spec": spec,
                 "start": True,
             }
+            # CPU seconds spent by the fleet (this process: fleet + the polling client) and by
+            # the simulated agents during the rollout: shows which side is the bottleneck.
+            agents = [psutil.Process(sim.pid) for sim in sims]
+            cpu0 = (_cpu(psutil.Process()), sum(_cpu(a) for a in agents))
             t1 = time.monotonic()
             rid = c.post("/api/v1/rollouts", json=body).json()["id"]
             status = ""
@@ -174,6 +184,10 @@ def main() -> None:
                 say(f"  {time.monotonic() - t1:6.1f}s  {active} ACTIVE")
                 time.sleep(0.5)
             elapsed = time.monotonic() - t1
+            result.update(
+                fleet_cpu_s=round(_cpu(psutil.Process()) - cpu0[0], 1),
+                agents_cpu_s=round(sum(_cpu(a) for a in agents) - cpu0[1], 1),
+            )
             result.update(
                 status=status,
                 active=active,

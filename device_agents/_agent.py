@@ -25,6 +25,7 @@ from edgefleet.sdk.protocol import (
 )
 
 from ._active import ActiveModel
+from ._client import connect_kwargs, make_client
 from ._deploy import Deployer, DeployHooks
 from ._fsutil import read_json
 from ._handlers import AgentHandlers
@@ -102,6 +103,7 @@ class Agent(AgentHandlers):
         self._tel_lock = threading.Lock()
         self._closed = self._stopping = False
         self._state_lock = threading.Lock()
+        self._sub_mid = -1
         self.connected = threading.Event()
         self.client = self._make_client()
         self.link: Link | None = None
@@ -127,41 +129,14 @@ class Agent(AgentHandlers):
         return ResultCache(max_entries=self.cache_entries, max_bytes=self.cache_bytes)
 
     def _make_client(self):
-        import paho.mqtt.client as mqtt
-
-        s = self.settings
-        v5 = s.mqtt_version == "5"
-        c = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2,
-            client_id=self.device_id,
-            protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
-            clean_session=None if v5 else False,  # persistent session: no lost commands
-        )
-        if s.username:
-            c.username_pw_set(s.username, s.password)
-        if s.use_tls:
-            c.tls_set(
-                ca_certs=str(s.tls_ca) if s.tls_ca else None,
-                certfile=str(s.tls_cert) if s.tls_cert else None,
-                keyfile=str(s.tls_key) if s.tls_key else None,
-            )
-            c.tls_insecure_set(s.tls_insecure)
-        c.will_set(state_topic(self.device_id), encode(self.state(False)), qos=1, retain=True)
+        will = encode(self.state(False))
+        c = make_client(self.settings, will)
         c.on_connect = self._on_connect
+        c.on_subscribe = self._on_subscribe
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message
         c.on_publish = self._on_publish
         return c
-
-    def _connect_kwargs(self) -> dict:
-        if self.settings.mqtt_version != "5":
-            return {}
-        from paho.mqtt.packettypes import PacketTypes
-        from paho.mqtt.properties import Properties
-
-        props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = self.settings.session_expiry_s
-        return {"clean_start": False, "properties": props}
 
     def start(self) -> Agent:
         s = self.settings
@@ -171,7 +146,7 @@ class Agent(AgentHandlers):
                 s.broker_host,
                 s.broker_port,
                 s.keepalive_s,
-                self._connect_kwargs(),
+                connect_kwargs(self.settings),
                 min_delay=s.reconnect_min_s,
                 max_delay=s.reconnect_max_s,
             )
@@ -223,6 +198,8 @@ class Agent(AgentHandlers):
             self.queue.close()
 
     def stop(self, graceful: bool = True) -> None:
+        if self._closed:
+            return
         info = self.begin_stop() if graceful else None
         if info is not None:
             info.wait_for_publish(5.0)
@@ -280,12 +257,21 @@ class Agent(AgentHandlers):
             return
         if self.link is not None:
             Mux.connected(self.link)
-        client.subscribe(cmd_topic(self.device_id), qos=1)
+        self._sub_mid = client.subscribe(cmd_topic(self.device_id), qos=1)[1]
         self.publish_state()
         inv = build_inventory(
             self.device_id, self.settings.data_dir, self.settings.profile, self.settings.tags
         )
         self.publish(inventory_topic(self.device_id), inv, retain=True)
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        if mid != self._sub_mid:
+            return
+        if any(rc.is_failure for rc in reason_codes):
+            log.error("%s: broker refused the command subscription: %s", self.device_id,
+                      reason_codes)  # fmt: skip
+        # Ready only once the command subscription is in place: before that a command
+        # published to us could be dropped by the broker.
         self.connected.set()
         log.info("%s: online at %s", self.device_id, self.settings.broker_url)
         self._send_telemetry()

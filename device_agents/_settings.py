@@ -17,8 +17,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict, TomlConfigSettin
 
 __all__ = ["AgentSettings", "FAULT_RE"]
 
-# Test-only fault injection: "after:STAGED" (exit right after STAGED is persisted),
-# "during:DOWNLOADING" (exit half-way through the download), "health:fail".
+# Test-only fault injection (os._exit(137), like kill -9): "after:<STATE>" right after that
+# state is persisted, "after:SWITCH" right after the current pointer moved, "during:DOWNLOADING"
+# half-way through the download; "health:fail" makes the post-activation probes fail.
 FAULT_RE = re.compile(r"^(after:[A-Z_]+|during:DOWNLOADING|health:fail)$")
 
 

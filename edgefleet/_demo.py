@@ -19,14 +19,14 @@ from typing import Any, Protocol
 
 from edgefleet.sdk import ConfigError
 
-from ._demo_devices import DEMO_PROFILES, DemoDevices, DeviceApps
+from ._demo_devices import DemoDevices, DeviceApps
 from ._demo_fleet import FleetApiError, FleetClient, LocalFleet, free_port, wait_for
+from ._demo_plan import DemoOptions, prepare_out, rollout_body
 
-__all__ = ["DemoOptions", "DemoUi", "Demo", "rollout_body"]
+__all__ = ["DemoOptions", "DemoUi", "Demo"]
 
 log = logging.getLogger(__name__)
 
-_MARKER = ".edgefleet-demo"
 # The figures a reader looks for first lead the JSON line.
 _FIRST = (
     "rollout_state",
@@ -39,26 +39,6 @@ _FIRST = (
 )
 
 
-@dataclass(frozen=True)
-class DemoOptions:
-    out: Path = Path("demo-out")
-    broker: str = ""  # "" -> the fleet's embedded amqtt broker
-    db: str = ""  # "" -> SQLite in the output directory
-    port: int = 8700  # 0 -> any free port
-    per_profile: int = 2
-    profiles: tuple[str, ...] = DEMO_PROFILES
-    epochs: int = 3
-    formats: tuple[str, ...] = ("onnx", "tflite")
-    retrain: bool = False
-    package: Path | None = None  # an existing signed package (skips training) ...
-    package_key: Path | None = None  # ... and the public key it is signed with
-    rate: float = 20.0  # predictions per second per device app
-    soak_s: float = 2.0
-    traffic_s: float = 6.0  # headless: inference after the rollout, so telemetry flows
-    timeout_s: float = 300.0
-    quiet_training: bool = True
-
-
 class DemoUi(Protocol):
     def step(self, text: str) -> None: ...
 
@@ -69,45 +49,6 @@ class DemoUi(Protocol):
     def done(self, text: str) -> None: ...
 
     def rollout(self, ro: dict) -> None: ...
-
-
-def rollout_body(name: str, version: str, device_ids: list[str], soak_s: float) -> dict:
-    """A canary (one device) then waves of 50 % and the rest, gated on telemetry."""
-    return {
-        "name": f"{name} {version}: canary then waves",
-        "model": name,
-        "version": version,
-        "target": {"device_ids": device_ids},
-        "spec": {
-            "strategy": "waves",
-            "waves": [{"count": 1}, {"percent": 50}],
-            "success_threshold": 1.0,
-            "failure_threshold": 0.0,
-            "on_failure": "pause",
-            "soak_s": soak_s,
-            "max_error_rate_increase": 0.05,
-            "min_gate_calls": 1,
-            "health_window_s": 1.0,
-        },
-        "start": True,
-    }
-
-
-def _prepare_out(out: Path, keep_fleet: bool = False) -> None:
-    """Refuse to write into a non-empty directory the demo did not create; clear the state
-    of a previous demo run (keys and the trained package are kept and reused). With an
-    external database the fleet's files stay: its package registry points at them."""
-    out.mkdir(parents=True, exist_ok=True)
-    marker = out / _MARKER
-    if not marker.exists():
-        if any(out.iterdir()):
-            raise ConfigError(
-                f"--out {out} is not empty and was not made by the demo; "
-                "expected a new or a previous demo directory"
-            )
-        marker.write_text("made by edgefleet demo; safe to delete\n")
-    for stale in ("devices",) if keep_fleet else ("fleet", "devices"):
-        shutil.rmtree(out / stale, ignore_errors=True)
 
 
 @dataclass
@@ -293,7 +234,7 @@ class Demo:
 
     def run(self, on_ready: Callable[[Demo], None] | None = None) -> dict:
         """Every step up to a completed rollout plus some traffic; returns the summary."""
-        _prepare_out(self.opts.out, keep_fleet=bool(self.opts.db))
+        prepare_out(self.opts.out, keep_fleet=bool(self.opts.db))
         pkg, pub, name, version = self.package()
         self.start_fleet(pub)
         self.upload(pkg)

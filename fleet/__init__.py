@@ -26,6 +26,7 @@ from ._errors import (
     ForbiddenError,
     InvalidTransitionError,
     NotFoundError,
+    PayloadTooLargeError,
 )
 from ._mosquitto import hash_mqtt_password, render_acl, render_password_file
 from ._service import FleetService
@@ -44,6 +45,7 @@ __all__ = [
     "GateInputs",
     "InvalidTransitionError",
     "NotFoundError",
+    "PayloadTooLargeError",
     "RolloutSnapshot",
     "RolloutSpec",
     "TargetSpec",

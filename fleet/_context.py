@@ -35,9 +35,15 @@ class Context:
     Session: sessionmaker
     metrics: Metrics
     signing_key: Ed25519PrivateKey
+    ReadSession: sessionmaker  # never writes; on SQLite it does not queue behind writers
     tokens: TokenCache = field(default_factory=TokenCache)
     publish: Publisher = _no_publish
     clock: Callable[[], float] = time.time
+
+    @property
+    def read_engine(self) -> Engine:
+        """The engine with the read-only option (deferred transactions on SQLite)."""
+        return self.ReadSession.kw["bind"]
 
 
 def load_or_create_signing_key(settings: FleetSettings) -> Ed25519PrivateKey:

@@ -38,6 +38,7 @@ __all__ = [
     "Telemetry",
     "make_engine",
     "make_sessionmaker",
+    "READ_ONLY",
     "utcnow",
 ]
 
@@ -171,11 +172,16 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.close()
 
 
+READ_ONLY = {"edgefleet_read_only": True}
+
+
 def _sqlite_begin(conn) -> None:
     # A deferred transaction that reads, then writes after another connection committed, fails
     # at once with "database is locked" (WAL snapshot conflict; the busy timeout does not
     # apply). IMMEDIATE takes the write lock up front, so writers queue on busy_timeout.
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    # Read-only sessions (READ_ONLY execution option) stay deferred: WAL readers never wait.
+    read_only = conn.get_execution_options().get("edgefleet_read_only", False)
+    conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 def make_engine(url: str) -> Engine:

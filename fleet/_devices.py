@@ -86,14 +86,14 @@ class Devices:
         self.ctx = ctx
 
     def get(self, device_id: str) -> Device:
-        with self.ctx.Session() as db:
+        with self.ctx.ReadSession() as db:
             dev = db.get(Device, device_id)
         if dev is None:
             raise NotFoundError(f"device {device_id!r} is not known to this fleet")
         return dev
 
     def list(self, *, tag: str | None = None, include_decommissioned: bool = False) -> list[Device]:
-        with self.ctx.Session() as db:
+        with self.ctx.ReadSession() as db:
             stmt = select(Device).order_by(Device.id)
             if not include_decommissioned:
                 stmt = stmt.where(Device.decommissioned.is_(False))
@@ -146,7 +146,7 @@ class Devices:
         return dev
 
     def check_token(self, device_id: str, token: str) -> bool:
-        with self.ctx.Session() as db:
+        with self.ctx.ReadSession() as db:
             dev = db.get(Device, device_id)
         if dev is None or dev.decommissioned or not dev.token_hash:
             return False
@@ -157,7 +157,7 @@ class Devices:
         on SIGHUP)."""
         s = self.ctx.settings
         mdir = s.data_dir / "mqtt"
-        with self.ctx.Session() as db:
+        with self.ctx.ReadSession() as db:
             rows = db.execute(
                 select(Device.id, Device.mqtt_password_hash).where(
                     Device.mqtt_password_hash.is_not(None), Device.decommissioned.is_(False)

@@ -68,7 +68,7 @@ class Metrics:
         return "\n".join(lines) + "\n"
 
 
-def register_fleet_metrics(m: Metrics, Session, queue_size: Callable[[], int]) -> None:
+def register_fleet_metrics(m: Metrics, ReadSession, queue_size: Callable[[], int]) -> None:
     """Describe the fleet's counters and register its scrape-time gauges."""
     from sqlalchemy import func, select
 
@@ -81,7 +81,7 @@ def register_fleet_metrics(m: Metrics, Session, queue_size: Callable[[], int]) -
     m.describe("edgefleet_fleet_http_requests_total", "counter", "HTTP requests by status")
 
     def devices() -> dict:
-        with Session() as db:
+        with ReadSession() as db:
             rows = db.execute(
                 select(Device.online, func.count())
                 .where(Device.decommissioned.is_(False))
@@ -90,7 +90,7 @@ def register_fleet_metrics(m: Metrics, Session, queue_size: Callable[[], int]) -
         return {(("online", str(bool(o)).lower()),): float(n) for o, n in rows}
 
     def rollouts() -> dict:
-        with Session() as db:
+        with ReadSession() as db:
             rows = db.execute(select(Rollout.status, func.count()).group_by(Rollout.status))
             return {(("status", st),): float(n) for st, n in rows}
 

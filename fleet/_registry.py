@@ -95,7 +95,7 @@ class Registry:
         return mv
 
     def get(self, name: str, version: str) -> ModelVersion:
-        with self.ctx.Session() as db:
+        with self.ctx.ReadSession() as db:
             mv = db.scalar(
                 select(ModelVersion).where(
                     ModelVersion.name == name, ModelVersion.version == version
@@ -106,7 +106,7 @@ class Registry:
         return mv
 
     def by_id(self, mv_id: int) -> ModelVersion:
-        with self.ctx.Session() as db:
+        with self.ctx.ReadSession() as db:
             mv = db.get(ModelVersion, mv_id)
         if mv is None:
             raise NotFoundError(f"model version id {mv_id} does not exist")
@@ -116,5 +116,5 @@ class Registry:
         stmt = select(ModelVersion).order_by(ModelVersion.name, ModelVersion.id)
         if name:
             stmt = stmt.where(ModelVersion.name == name)
-        with self.ctx.Session() as db:
+        with self.ctx.ReadSession() as db:
             return list(db.scalars(stmt))

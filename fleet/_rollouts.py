@@ -87,18 +87,18 @@ class Rollouts(Commands, Reports):
             return r
 
     def get(self, rollout_id: int) -> Rollout:
-        with self.ctx.Session() as db:
+        with self.ctx.ReadSession() as db:
             r = db.get(Rollout, rollout_id)
         if r is None:
             raise NotFoundError(f"rollout {rollout_id} does not exist")
         return r
 
     def list(self) -> list[Rollout]:
-        with self.ctx.Session() as db:
+        with self.ctx.ReadSession() as db:
             return list(db.scalars(select(Rollout).order_by(Rollout.id.desc())))
 
     def devices(self, rollout_id: int) -> list[RolloutDevice]:
-        with self.ctx.Session() as db:
+        with self.ctx.ReadSession() as db:
             return list(
                 db.scalars(
                     select(RolloutDevice)
@@ -108,7 +108,7 @@ class Rollouts(Commands, Reports):
             )
 
     def events(self, rollout_id: int) -> list[RolloutEvent]:
-        with self.ctx.Session() as db:
+        with self.ctx.ReadSession() as db:
             return list(
                 db.scalars(
                     select(RolloutEvent)
@@ -216,7 +216,7 @@ class Rollouts(Commands, Reports):
         return GateInputs(new_p95, old_p95, new_err, old_err, new_calls)
 
     def tick(self) -> None:
-        with self.ctx.Session() as db:
+        with self.ctx.ReadSession() as db:
             running = list(db.scalars(select(Rollout.id).where(Rollout.status == "RUNNING")))
         for rid in running:
             try:

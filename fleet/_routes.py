@@ -222,7 +222,12 @@ def build_router(
         """Aggregated time buckets (calls, errors, throughput, p95, cache hit rate)."""
         lo, hi = time_window(since, until, 1)
         return query_series(
-            service.ctx.engine, model=model, device_id=device, since=lo, until=hi, bucket_s=bucket_s
+            service.ctx.read_engine,
+            model=model,
+            device_id=device,
+            since=lo,
+            until=hi,
+            bucket_s=bucket_s,
         )
 
     @r.get("/telemetry/versions", tags=["telemetry"], response_model=list[VersionSummary])
@@ -237,14 +242,14 @@ def build_router(
 
         from ._db import Telemetry
 
-        with service.ctx.engine.connect() as conn:
+        with service.ctx.read_engine.connect() as conn:
             models = conn.execute(select(Telemetry.model).where(Telemetry.ts >= lo).distinct())
             names = sorted(m for (m,) in models)
         return [
             {
                 "model": m,
                 "series": query_series(
-                    service.ctx.engine,
+                    service.ctx.read_engine,
                     model=m,
                     device_id=None,
                     since=lo,

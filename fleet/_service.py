@@ -21,7 +21,7 @@ from ._auth import (
 )
 from ._broker import EmbeddedBroker
 from ._context import Context, load_or_create_signing_key
-from ._db import ApiToken, Device, make_engine, make_sessionmaker
+from ._db import READ_ONLY, ApiToken, Device, make_engine, make_sessionmaker
 from ._devices import Devices, apply_inventory, apply_state
 from ._errors import AuthError, BadRequestError, NotFoundError
 from ._metrics import Metrics, register_fleet_metrics
@@ -52,6 +52,7 @@ class FleetService:
             settings=s,
             engine=engine,
             Session=make_sessionmaker(engine),
+            ReadSession=make_sessionmaker(engine.execution_options(**READ_ONLY)),
             metrics=self.metrics,
             signing_key=load_or_create_signing_key(s),
         )
@@ -234,7 +235,7 @@ class FleetService:
                 db.commit()
 
     def list_tokens(self) -> list[ApiToken]:
-        with self.ctx.Session() as db:
+        with self.ctx.ReadSession() as db:
             return list(db.scalars(select(ApiToken).order_by(ApiToken.created_at)))
 
     def revoke_token(self, tid: str) -> None:
@@ -251,7 +252,7 @@ class FleetService:
         if cached is not None:
             return cached
         tid, secret = parse_token(token)
-        with self.ctx.Session() as db:
+        with self.ctx.ReadSession() as db:
             row = db.get(ApiToken, tid)
         if row is None or row.revoked or not verify_secret(row.secret_hash, secret):
             raise AuthError("invalid or revoked API token")
@@ -262,7 +263,7 @@ class FleetService:
     # ------------------------------------------------------------------ metrics
 
     def _describe_metrics(self) -> None:
-        register_fleet_metrics(self.metrics, self.ctx.Session, self._inbox.qsize)
+        register_fleet_metrics(self.metrics, self.ctx.ReadSession, self._inbox.qsize)
 
     def wait_for(self, predicate, timeout: float = 30.0, interval: float = 0.05) -> bool:
         deadline = time.monotonic() + timeout

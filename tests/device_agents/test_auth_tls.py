@@ -85,6 +85,9 @@ def test_tls_and_password(make_agent):
         # Refused credentials are retried with growing backoff, not hammered.
         assert bad.link.delay > bad.link.min_delay
         assert agent.connected.is_set()  # the good one is unaffected
+        # Stop the agents before their broker, so none is mid-handshake when it goes.
+        bad.stop(graceful=False)
+        agent.stop(graceful=True)
     finally:
         broker.stop()
         shutil.rmtree(conf_dir, ignore_errors=True)

@@ -6,7 +6,7 @@ import pytest
 from edgefleet.sdk import ConfigError
 from typer.testing import CliRunner
 
-from edgefleet._demo import _prepare_out, rollout_body
+from edgefleet._demo_plan import prepare_out, rollout_body
 
 
 def test_rollout_body_is_a_valid_canary_then_waves_rollout():
@@ -24,23 +24,23 @@ def test_rollout_body_is_a_valid_canary_then_waves_rollout():
 def test_out_dir_not_made_by_the_demo_is_refused(tmp_path):
     (tmp_path / "thesis.tex").write_text("precious")
     with pytest.raises(ConfigError, match="not empty"):
-        _prepare_out(tmp_path)
+        prepare_out(tmp_path)
     assert (tmp_path / "thesis.tex").read_text() == "precious"
 
 
 def test_rerun_clears_run_state_but_keeps_keys_and_package(tmp_path):
     out = tmp_path / "demo-out"
-    _prepare_out(out)
+    prepare_out(out)
     for sub in ("keys", "package", "fleet", "devices"):
         (out / sub).mkdir()
         (out / sub / "f").write_text("x")
-    _prepare_out(out)
+    prepare_out(out)
     assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == [
         "keys",
         "package",
     ]
     (out / "fleet").mkdir()
-    _prepare_out(out, keep_fleet=True)  # an external database still points at these files
+    prepare_out(out, keep_fleet=True)  # an external database still points at these files
     assert (out / "fleet").is_dir()
 
 

@@ -98,3 +98,18 @@ def test_upload_limit_is_413(tmp_path, signing_keys, fleet_packages):
         assert r.status_code == 413 and "byte limit" in r.json()["detail"]
     finally:
         s.ctx.engine.dispose()
+
+
+def test_sqlite_reads_do_not_queue_behind_a_writer(svc):
+    import time
+
+    from sqlalchemy import text
+
+    writer = svc.ctx.Session()
+    writer.execute(text("SELECT 1"))  # BEGIN IMMEDIATE: holds the write lock
+    try:
+        t0 = time.monotonic()
+        assert len(svc.devices.list()) == 4
+        assert time.monotonic() - t0 < 5  # a write session would wait the 30 s busy timeout
+    finally:
+        writer.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -54,6 +55,10 @@ class Mosquitto:
         ]
         if not any(x.startswith("allow_anonymous") for x in self.extra_conf):
             lines.append("allow_anonymous true")
+        # As root, mosquitto drops to its own user, which cannot write persistence into our
+        # 0700 temp dir: sessions would then not survive restart(). Stay the test's user.
+        if os.geteuid() == 0 and not any(x.startswith("user ") for x in self.extra_conf):
+            lines.append("user root")
         conf.write_text("\n".join(lines + self.extra_conf) + "\n")
         # Kept and closed in stop(): a dropped handle is a ResourceWarning (an error here).
         self._log = open(self.workdir / "mosquitto.log", "ab")
