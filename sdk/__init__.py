@@ -5,49 +5,103 @@
 >>> model.predict(x)["logits"]
 """
 
-from ._builder import PackageBuilder, write_archive
-from ._cache import CacheStats, PersistentCache, ResultCache, input_digest
-from ._errors import (
-    BackendError,
-    BackendUnavailableError,
-    ConfigError,
-    EdgefleetError,
-    InputError,
-    PackageError,
-    SignatureError,
-)
-from ._manifest import (
-    MANIFEST_SCHEMA_VERSION,
-    Artifact,
-    ArtifactMetrics,
-    ExportFailure,
-    Manifest,
-    Preprocessing,
-    Signature,
-    TensorSpec,
-)
-from ._metrics import Metrics, MetricsSnapshot
-from ._model import LoadOptions, Model, ModelInfo, SmokeResult, load
-from ._package import (
-    Package,
-    TrustPolicy,
-    extract_archive,
-    open_package,
-    sha256_file,
-    sign_manifest,
-    verify_manifest,
-)
-from ._pool import ModelCache
-from ._signing import (
-    canonical_json,
-    generate_keypair,
-    key_id,
-    load_private_key,
-    load_public_key,
-    load_public_keys,
-    sign_bytes,
-    verify_bytes,
-)
+# Names resolve lazily (PEP 562): `import edgefleet.sdk.protocol` or a device app that
+# only needs load() does not pay for the package builder, pydantic schemas it never uses,
+# or cryptography until a signature is checked.
+import importlib
+from typing import TYPE_CHECKING
+
+_LAZY = {
+    "Artifact": "._manifest",
+    "ArtifactMetrics": "._manifest",
+    "BackendError": "._errors",
+    "BackendUnavailableError": "._errors",
+    "CacheStats": "._cache",
+    "ConfigError": "._errors",
+    "EdgefleetError": "._errors",
+    "ExportFailure": "._manifest",
+    "InputError": "._errors",
+    "LoadOptions": "._model",
+    "MANIFEST_SCHEMA_VERSION": "._manifest",
+    "Manifest": "._manifest",
+    "Metrics": "._metrics",
+    "MetricsSnapshot": "._metrics",
+    "Model": "._model",
+    "ModelCache": "._pool",
+    "ModelInfo": "._model",
+    "Package": "._package",
+    "PackageBuilder": "._builder",
+    "PackageError": "._errors",
+    "PersistentCache": "._cache",
+    "Preprocessing": "._manifest",
+    "ResultCache": "._cache",
+    "Signature": "._manifest",
+    "SignatureError": "._errors",
+    "SmokeResult": "._model",
+    "TensorSpec": "._manifest",
+    "TrustPolicy": "._package",
+    "canonical_json": "._signing",
+    "extract_archive": "._package",
+    "generate_keypair": "._signing",
+    "input_digest": "._cache",
+    "key_id": "._signing",
+    "load": "._model",
+    "load_private_key": "._signing",
+    "load_public_key": "._signing",
+    "load_public_keys": "._signing",
+    "open_package": "._package",
+    "sha256_file": "._package",
+    "sign_bytes": "._signing",
+    "sign_manifest": "._package",
+    "verify_bytes": "._signing",
+    "verify_manifest": "._package",
+    "write_archive": "._builder",
+}
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
+    from ._builder import PackageBuilder, write_archive
+    from ._cache import CacheStats, PersistentCache, ResultCache, input_digest
+    from ._errors import (
+        BackendError,
+        BackendUnavailableError,
+        ConfigError,
+        EdgefleetError,
+        InputError,
+        PackageError,
+        SignatureError,
+    )
+    from ._manifest import (
+        MANIFEST_SCHEMA_VERSION,
+        Artifact,
+        ArtifactMetrics,
+        ExportFailure,
+        Manifest,
+        Preprocessing,
+        Signature,
+        TensorSpec,
+    )
+    from ._metrics import Metrics, MetricsSnapshot
+    from ._model import LoadOptions, Model, ModelInfo, SmokeResult, load
+    from ._package import (
+        Package,
+        TrustPolicy,
+        extract_archive,
+        open_package,
+        sha256_file,
+        sign_manifest,
+        verify_manifest,
+    )
+    from ._pool import ModelCache
+    from ._signing import (
+        canonical_json,
+        generate_keypair,
+        key_id,
+        load_private_key,
+        load_public_key,
+        load_public_keys,
+        sign_bytes,
+        verify_bytes,
+    )
 
 __all__ = [
     "MANIFEST_SCHEMA_VERSION",
@@ -95,3 +149,16 @@ __all__ = [
     "verify_manifest",
     "write_archive",
 ]
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

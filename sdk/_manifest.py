@@ -41,7 +41,8 @@ _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # defer_build: schemas are built on first use, not at import (agent cold start).
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 def _check_relpath(value: str) -> str:

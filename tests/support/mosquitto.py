@@ -67,10 +67,11 @@ class Mosquitto:
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                log = (self.workdir / "mosquitto.log").read_text(errors="replace")
+            code = self.proc.poll()
+            if code is not None:
                 self.stop()
-                raise RuntimeError(f"mosquitto exited with {self.proc.returncode}: {log}")
+                log = (self.workdir / "mosquitto.log").read_text(errors="replace")
+                raise RuntimeError(f"mosquitto exited with {code}: {log}")
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
                     return self
