@@ -6,16 +6,40 @@ deployments, serves the active model to device apps, and forwards telemetry.
 >>> model.predict(x)
 """
 
-from ._active import ActiveModel, NoActiveModelError, load_active
-from ._agent import Agent
-from ._download import DownloadError
-from ._endpoint import LocalEndpoint
-from ._inventory import AGENT_VERSION, build_inventory, installed_runtimes
-from ._mux import Mux
-from ._settings import AgentSettings
-from ._simulate import Simulation
-from ._store import SLOTS, ModelStore
-from ._telemetry import TelemetryQueue
+# Names resolve lazily (PEP 562): `python -m edgefleet.device_agents run` imports this package
+# first, and the agent should not pay for the simulator, endpoint or store it does not use yet.
+import importlib
+from typing import TYPE_CHECKING
+
+_LAZY = {
+    "AGENT_VERSION": "._inventory",
+    "SLOTS": "._store",
+    "ActiveModel": "._active",
+    "Agent": "._agent",
+    "AgentSettings": "._settings",
+    "DownloadError": "._download",
+    "LocalEndpoint": "._endpoint",
+    "ModelStore": "._store",
+    "Mux": "._mux",
+    "NoActiveModelError": "._active",
+    "Simulation": "._simulate",
+    "TelemetryQueue": "._telemetry",
+    "build_inventory": "._inventory",
+    "installed_runtimes": "._inventory",
+    "load_active": "._active",
+}
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
+    from ._active import ActiveModel, NoActiveModelError, load_active
+    from ._agent import Agent
+    from ._download import DownloadError
+    from ._endpoint import LocalEndpoint
+    from ._inventory import AGENT_VERSION, build_inventory, installed_runtimes
+    from ._mux import Mux
+    from ._settings import AgentSettings
+    from ._simulate import Simulation
+    from ._store import SLOTS, ModelStore
+    from ._telemetry import TelemetryQueue
 
 __all__ = [
     "AGENT_VERSION",
@@ -34,3 +58,16 @@ __all__ = [
     "installed_runtimes",
     "load_active",
 ]
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

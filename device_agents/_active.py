@@ -11,12 +11,16 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from edgefleet.sdk import EdgefleetError, TrustPolicy
+from edgefleet.sdk import EdgefleetError
 
 from ._store import ModelStore
+
+if TYPE_CHECKING:
+    from edgefleet.sdk import TrustPolicy
 
 __all__ = ["ActiveModel", "NoActiveModelError", "load_active"]
 
@@ -34,13 +38,14 @@ class ActiveModel:
         self,
         store: ModelStore,
         *,
-        trust: TrustPolicy | None = None,
+        trust: TrustPolicy | Callable[[], TrustPolicy] | None = None,
         backend: str | None = None,
         cache: Any = None,
         check_interval_s: float = 0.5,
     ) -> None:
         self.store = store
-        self.trust = trust or TrustPolicy()
+        # A callable is resolved at the first load (keeps cryptography out of agent start-up).
+        self._trust = trust
         self.backend = backend
         self.cache = cache
         self.check_interval_s = check_interval_s
@@ -92,6 +97,16 @@ class ActiveModel:
         if old is not None:
             old.close()
         return model
+
+    @property
+    def trust(self) -> TrustPolicy:
+        if callable(self._trust):
+            self._trust = self._trust()
+        if self._trust is None:
+            from edgefleet.sdk import TrustPolicy
+
+            self._trust = TrustPolicy()
+        return self._trust
 
     @property
     def model(self) -> Any:

@@ -13,8 +13,9 @@ import threading
 import time
 from collections import deque
 from concurrent.futures import Executor, ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
-from edgefleet.sdk import TrustPolicy, load_public_key
+from edgefleet.sdk import ConfigError
 from edgefleet.sdk.protocol import (
     CommandVerifier,
     State,
@@ -25,19 +26,24 @@ from edgefleet.sdk.protocol import (
 )
 
 from ._active import ActiveModel
-from ._client import connect_kwargs, make_client
+from ._client import connect_kwargs, make_client, refused_v5
 from ._deploy import Deployer, DeployHooks
 from ._fsutil import read_json
 from ._handlers import AgentHandlers
 from ._inventory import AGENT_VERSION, build_inventory, detect_profile_name
-from ._journal import FileNonceStore, Journal
+from ._journal import FileNonceStore, Journal, PendingCommands
 from ._mux import Link, Mux
 from ._settings import AgentSettings
 from ._telemetry import PendingBatch, TelemetryQueue
 
+if TYPE_CHECKING:
+    from edgefleet.sdk import TrustPolicy
+
 __all__ = ["Agent"]
 
 log = logging.getLogger(__name__)
+
+_fallback_logged = False  # one warning per process, not one per simulated agent
 
 
 class Agent(AgentHandlers):
@@ -57,21 +63,18 @@ class Agent(AgentHandlers):
         self.store = ModelStore(root / "store")
         self.store.repair()
         self.journal = Journal(root / "deployment.json")
+        self.pending = PendingCommands(root / "pending.json")
         self.queue = TelemetryQueue(root / "telemetry.db", self.device_id, s.telemetry_queue_max)
         self.config_path = root / "config.json"
         cfg = read_json(self.config_path) or {}
         self.telemetry_interval_s = float(cfg.get("telemetry_interval_s", s.telemetry_interval_s))
         self.cache_entries = int(cfg.get("cache_entries", s.cache_entries))
         self.cache_bytes = int(cfg.get("cache_bytes", s.cache_bytes))
-        fleet_keys = [load_public_key(p) for p in s.fleet_keys]
-        self.package_keys = [load_public_key(p) for p in s.trusted_package_keys]
-        self.verifier = (
-            CommandVerifier(self.device_id, fleet_keys, FileNonceStore(root / "nonces.json"))
-            if fleet_keys
-            else None
-        )
+        for key in [*s.fleet_keys, *s.trusted_package_keys]:
+            if not key.is_file():  # fail at start, as when the keys were parsed here
+                raise ConfigError(f"public key {key} does not exist")
         self.active = ActiveModel(
-            self.store, trust=self.policy(), backend=s.backend, cache=self._cache()
+            self.store, trust=self.policy, backend=s.backend, cache=self._cache()
         )
         self.endpoint = None
         self.deployer = Deployer(
@@ -97,7 +100,7 @@ class Agent(AgentHandlers):
         self._own_executor = executor is None
         self.executor = executor or ThreadPoolExecutor(1, thread_name_prefix="edgefleet-work")
         self._work: deque = deque()
-        self._busy = False
+        self._busy = self._halt = False
         self._work_lock = threading.Lock()
         self._inflight: tuple[int, PendingBatch] | None = None
         self._tel_lock = threading.Lock()
@@ -105,9 +108,12 @@ class Agent(AgentHandlers):
         self._state_lock = threading.Lock()
         self._sub_mid = -1
         self.connected = threading.Event()
+        self.mqtt_version = s.mqtt_version  # "3.1.1" once a broker refused MQTT 5
         self.client = self._make_client()
         self.link: Link | None = None
         self._timer: list | None = None
+        self._v5_timer: list | None = None
+        self._connack_seen = False
         self._process = None
 
     # -- setup
@@ -116,7 +122,24 @@ class Agent(AgentHandlers):
         # Lazy: detection reads board files and profile TOMLs, not needed to come online.
         return detect_profile_name(self.settings.profile)
 
+    @functools.cached_property
+    def verifier(self) -> CommandVerifier | None:
+        # Keys parsed (cryptography imported) at the first command, not before coming online.
+        from edgefleet.sdk import load_public_key
+
+        keys = [load_public_key(p) for p in self.settings.fleet_keys]
+        store = FileNonceStore(self.settings.data_dir / "nonces.json")
+        return CommandVerifier(self.device_id, keys, store) if keys else None
+
+    @functools.cached_property
+    def package_keys(self) -> list:
+        from edgefleet.sdk import load_public_key
+
+        return [load_public_key(p) for p in self.settings.trusted_package_keys]
+
     def policy(self) -> TrustPolicy:
+        from edgefleet.sdk import TrustPolicy
+
         if self.package_keys:
             return TrustPolicy.device(*self.package_keys)
         return TrustPolicy()  # no key configured: unsigned packages only (development)
@@ -130,7 +153,7 @@ class Agent(AgentHandlers):
 
     def _make_client(self):
         will = encode(self.state(False))
-        c = make_client(self.settings, will)
+        c = make_client(self.settings, will, self.mqtt_version)
         c.on_connect = self._on_connect
         c.on_subscribe = self._on_subscribe
         c.on_disconnect = self._on_disconnect
@@ -146,12 +169,14 @@ class Agent(AgentHandlers):
                 s.broker_host,
                 s.broker_port,
                 s.keepalive_s,
-                connect_kwargs(self.settings),
+                connect_kwargs(self.settings, self.mqtt_version),
                 min_delay=s.reconnect_min_s,
                 max_delay=s.reconnect_max_s,
             )
         )
         self._timer = self.mux.every(self.telemetry_interval_s, self.tick)
+        if self.mqtt_version == "5":
+            self._v5_timer = self.mux.every(0.25, self._check_connack)
         if self._own_mux:
             self.mux.start()
         if s.local_endpoint and s.serve_model:
@@ -159,6 +184,7 @@ class Agent(AgentHandlers):
 
             self.endpoint = LocalEndpoint(self.active, s.local_endpoint).start()
         self.submit(self.deployer.resume)
+        self.submit(self.resume_pending)
         return self
 
     def begin_stop(self):
@@ -184,10 +210,12 @@ class Agent(AgentHandlers):
         sock = self.client.socket()
         if sock is not None:  # DISCONNECT not written in time: close it ourselves (no leak)
             sock.close()
-        if self._timer is not None:
-            self._timer[0] = self._timer[1] = float("inf")
+        for timer in (self._timer, self._v5_timer):
+            if timer is not None:
+                timer[0] = timer[1] = float("inf")
         if self._own_mux:
             self.mux.stop()
+        self._halt = True  # finish the running job only; the waiting ones are persisted
         if self._own_executor:
             self.executor.shutdown(wait=True, cancel_futures=True)
         if self.endpoint is not None:
@@ -217,7 +245,7 @@ class Agent(AgentHandlers):
     def _drain(self) -> None:
         while True:
             with self._work_lock:
-                if not self._work:
+                if not self._work or self._halt:
                     self._busy = False
                     return
                 fn, args = self._work.popleft()
@@ -252,7 +280,11 @@ class Agent(AgentHandlers):
 
     # -- paho callbacks (mux thread)
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        self._connack_seen = True
         if reason_code.is_failure:
+            if self.mqtt_version == "5" and refused_v5(reason_code) and self.link is not None:
+                self._fall_back_to_311()
+                return
             log.error("%s: broker refused the connection: %s", self.device_id, reason_code)
             return
         if self.link is not None:
@@ -263,6 +295,35 @@ class Agent(AgentHandlers):
             self.device_id, self.settings.data_dir, self.settings.profile, self.settings.tags
         )
         self.publish(inventory_topic(self.device_id), inv, retain=True)
+
+    def _check_connack(self) -> None:
+        """Mux timer while on MQTT 5 and no CONNACK yet: a broker silent for
+        ``mqtt5_connack_timeout_s`` after our CONNECT is taken as 3.1.1-only."""
+        link = self.link
+        if self._connack_seen or self.mqtt_version != "5":
+            if self._v5_timer is not None:
+                self._v5_timer[0] = self._v5_timer[1] = float("inf")
+            return
+        if link is None or link.closed or not link.attempt_at or self.client.socket() is None:
+            return
+        if time.monotonic() - link.attempt_at >= self.settings.mqtt5_connack_timeout_s:
+            old = self.client
+            self._fall_back_to_311("no CONNACK to MQTT 5")
+            sock = old.socket()
+            if sock is not None:  # the old client is off the mux: close its socket here
+                sock.close()
+
+    def _fall_back_to_311(self, why: str = "refused MQTT 5") -> None:
+        """The broker speaks only MQTT 3.1.1 (e.g. the fleet's embedded amqtt): reconnect
+        with a 3.1.1 client (persistent session via clean_session False) from now on."""
+        global _fallback_logged
+        level = logging.DEBUG if _fallback_logged else logging.WARNING
+        _fallback_logged = True
+        log.log(level, "%s: broker %s %s; falling back to MQTT 3.1.1",
+                self.device_id, self.settings.broker_url, why)  # fmt: skip
+        self.mqtt_version = "3.1.1"
+        self.client = self._make_client()
+        self.mux.replace_client(self.link, self.client, connect_kwargs(self.settings, "3.1.1"))
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
         if mid != self._sub_mid:

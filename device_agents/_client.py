@@ -7,13 +7,13 @@ from edgefleet.sdk.protocol import state_topic
 
 from ._settings import AgentSettings
 
-__all__ = ["make_client", "connect_kwargs"]
+__all__ = ["make_client", "connect_kwargs", "refused_v5"]
 
 
-def make_client(s: AgentSettings, will_payload: bytes):
+def make_client(s: AgentSettings, will_payload: bytes, version: str | None = None):
     import paho.mqtt.client as mqtt
 
-    v5 = s.mqtt_version == "5"
+    v5 = (version or s.mqtt_version) == "5"
     c = mqtt.Client(
         mqtt.CallbackAPIVersion.VERSION2,
         client_id=s.device_id,
@@ -34,10 +34,16 @@ def make_client(s: AgentSettings, will_payload: bytes):
     return c
 
 
-def connect_kwargs(s: AgentSettings) -> dict:
+def refused_v5(reason_code) -> bool:
+    """True for a CONNACK refusing MQTT 5 itself: a 3.1.1-only broker (amqtt) answers code 1
+    "unacceptable protocol version", which paho reports as 132 on a v5 client."""
+    return getattr(reason_code, "value", reason_code) in (1, 132)
+
+
+def connect_kwargs(s: AgentSettings, version: str | None = None) -> dict:
     """MQTT 5: keep the session (clean_start False; paho's default cleans the first one)
     for ``session_expiry_s`` after a disconnect."""
-    if s.mqtt_version != "5":
+    if (version or s.mqtt_version) != "5":
         return {}
     from paho.mqtt.packettypes import PacketTypes
     from paho.mqtt.properties import Properties

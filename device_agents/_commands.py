@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import TYPE_CHECKING
 
-import numpy as np
-from edgefleet.sdk import EdgefleetError, TrustPolicy
+from edgefleet.sdk import EdgefleetError
 from edgefleet.sdk.protocol import BenchmarkCommand
 
 from ._store import ModelStore
+
+if TYPE_CHECKING:
+    from edgefleet.sdk import TrustPolicy
 
 __all__ = ["run_benchmark"]
 
@@ -31,6 +34,7 @@ def run_benchmark(
 ) -> dict:
     """Load the slot's package and time ``cmd.iterations`` calls on its golden inputs
     (batch 1), as the SDK benchmark does; report p50/p95 latency and RSS."""
+    import numpy as np
     from edgefleet.sdk import LoadOptions, load
 
     if slot is None or not store.has_package(slot):

@@ -19,13 +19,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from edgefleet.sdk import EdgefleetError, PackageError, SignatureError, TrustPolicy, sha256_file
+from edgefleet.sdk import EdgefleetError, PackageError, SignatureError
 from edgefleet.sdk.protocol import TERMINAL_STATES, DeployCommand, DeploymentState
 
 from ._download import DownloadCanceled, DownloadError, DownloadSpec, download
 from ._journal import DeploymentRecord, Journal
 from ._store import ModelStore
+
+if TYPE_CHECKING:
+    from edgefleet.sdk import TrustPolicy
 
 __all__ = ["Deployer", "DeployHooks"]
 
@@ -202,6 +206,8 @@ class Deployer:
         cmd, path = rec.command, self._file(rec)
         if not path.is_file():  # e.g. cleaned up; fetch again
             return self._verify(self._download(rec.model_copy(update={"state": S.DOWNLOADING})))
+        from edgefleet.sdk import sha256_file
+
         size, digest = path.stat().st_size, sha256_file(path)
         if size != cmd.size or digest != cmd.sha256:
             raise _Stop(

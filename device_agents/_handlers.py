@@ -1,24 +1,35 @@
 """What the agent does with commands, health probes and telemetry ticks (mixed into Agent).
 
 Kept apart from ``_agent`` (session, publishing, lifecycle) to keep both modules small.
+
+Delivery semantics: a command is acknowledged once it is verified and, for work that waits
+for the worker (deploy, rollback, benchmark), persisted in ``pending.json``; so a deploy
+queued behind another survives a restart and runs then (we persist rather than answer
+"busy": the fleet needs no retry logic). A redelivered copy of an accepted command (same
+nonce, same signed bytes; the digest is kept with the nonce across restarts) gets the same
+accepted ack again and is not run twice; the same nonce on any other command is a replay.
 """
 
 from __future__ import annotations
 
 import logging
 
+from edgefleet.sdk import EdgefleetError
 from edgefleet.sdk.protocol import (
     BenchmarkCommand,
     CancelCommand,
     CommandAck,
+    CommandBase,
     CommandRejected,
     ConfigCommand,
     DeployCommand,
     DeploymentEvent,
     DeploymentState,
+    DuplicateCommand,
     ErrorEvent,
     ProtocolError,
     RollbackCommand,
+    cmd_topic,
     decode,
     encode,
     events_topic,
@@ -33,6 +44,9 @@ from ._telemetry import system_sample
 __all__ = ["AgentHandlers"]
 
 log = logging.getLogger(__name__)
+
+# Commands that wait for the worker (one job at a time) and so are persisted meanwhile.
+_QUEUED_COMMANDS = (DeployCommand, RollbackCommand, BenchmarkCommand)
 
 
 class AgentHandlers:
@@ -72,9 +86,17 @@ class AgentHandlers:
 
     # -- commands
     def handle(self, topic: str, payload: bytes) -> None:
+        expected = cmd_topic(self.device_id)
         try:
             cmd = decode(topic, payload)
-        except ProtocolError as e:
+            # decode() checks a message against its own topic; here only a command on this
+            # device's command topic is acceptable (anything else would crash the handler).
+            if topic != expected or not isinstance(cmd, CommandBase):
+                raise ProtocolError(
+                    f"expected a command on {expected}, got a {getattr(cmd, 'type', '?')!r} "
+                    f"message on {topic}"
+                )
+        except (ProtocolError, ValueError) as e:
             log.warning("%s: malformed command: %s", self.device_id, e)
             self.publish(
                 events_topic(self.device_id),
@@ -84,9 +106,20 @@ class AgentHandlers:
             )
             return
         try:
-            if self.verifier is None:
+            try:
+                verifier = self.verifier
+            except (EdgefleetError, ValueError, OSError) as e:  # unreadable key file
+                raise CommandRejected("no_trusted_key", f"fleet key unusable: {e}") from e
+            if verifier is None:
                 raise CommandRejected("no_trusted_key", "no fleet key configured on this device")
-            self.verifier.verify(cmd)
+            verifier.verify(cmd)
+        except DuplicateCommand:
+            # A QoS 1 redelivery (e.g. after a reconnect) of a command already taken: the same
+            # ack again, so the fleet hears the answer it may have missed; never run it twice.
+            log.info("%s: command %s delivered again; acknowledged, not re-run",
+                     self.device_id, cmd.command_id)  # fmt: skip
+            self.ack(cmd, True)
+            return
         except CommandRejected as e:
             log.warning("%s: command %s refused: %s", self.device_id, cmd.command_id, e)
             self.ack(cmd, False, e.reason, str(e))
@@ -97,17 +130,42 @@ class AgentHandlers:
                 )  # fmt: skip
                 self._emit_only(rec)
             return
+        if isinstance(cmd, _QUEUED_COMMANDS):
+            # Persisted before the ack: an accepted command survives a restart while it waits.
+            self.pending.add(cmd)
         self.ack(cmd, True)
+        self._dispatch(cmd)
+
+    def _dispatch(self, cmd) -> None:
         if isinstance(cmd, DeployCommand):
-            self.submit(self.deployer.deploy, cmd)
+            self.submit(self._run_pending, self.deployer.deploy, cmd)
         elif isinstance(cmd, CancelCommand):
             self.deployer.hooks.canceled.add(cmd.deployment_id)
         elif isinstance(cmd, RollbackCommand):
-            self.submit(self._rollback, cmd)
+            self.submit(self._run_pending, self._rollback, cmd)
         elif isinstance(cmd, BenchmarkCommand):
-            self.submit(self._benchmark, cmd)
+            self.submit(self._run_pending, self._benchmark, cmd)
         elif isinstance(cmd, ConfigCommand):
             self._configure(cmd)
+
+    def _run_pending(self, fn, cmd) -> None:
+        try:
+            fn(cmd)
+        finally:
+            # Only once done: a deploy killed half-way resumes from the journal, and
+            # resume_pending() skips the deploy the journal already holds.
+            self.pending.remove(cmd.nonce)
+
+    def resume_pending(self) -> None:
+        """After a restart (worker, after the journal's resume): run what was waiting."""
+        rec = self.journal.load()
+        for cmd in self.pending.load():
+            if isinstance(cmd, DeployCommand) and rec and rec.deployment_id == cmd.deployment_id:
+                self.pending.remove(cmd.nonce)  # started before the restart: journal has it
+                continue
+            log.info("%s: running %s %s accepted before the restart", self.device_id,
+                     cmd.type, cmd.command_id)  # fmt: skip
+            self._dispatch(cmd)
 
     def _emit_only(self, rec: DeploymentRecord) -> None:
         cmd = rec.command

@@ -33,6 +33,7 @@ class Link:
     max_delay: float = 30.0
     delay: float = 0.5
     next_attempt: float = 0.0
+    attempt_at: float = 0.0  # when the last CONNECT went out (monotonic)
     started: bool = False
     closed: bool = False
 
@@ -63,6 +64,17 @@ class Mux:
             self._links.append(link)
         self.wake()
         return link
+
+    def replace_client(self, link: Link, client: object, connect_kwargs: dict) -> None:
+        """Swap the link's client (e.g. another MQTT version); connects on the next step.
+        The old client has already closed its socket (refused CONNACK)."""
+        client.on_socket_register_write = self.wake
+        with self._lock:
+            link.client, link.connect_kwargs = client, connect_kwargs
+            link.started = False
+            link.next_attempt = 0.0
+            link.delay = link.min_delay
+        self.wake()
 
     def remove(self, link: Link) -> None:
         link.closed = True
@@ -99,6 +111,7 @@ class Mux:
                 link.started = True
             else:
                 c.reconnect()
+            link.attempt_at = now
             # The delay resets only on an accepted CONNACK (see connected()), so a broker
             # refusing credentials is retried with backoff, not hammered.
             link.next_attempt = now + link.delay

@@ -17,11 +17,15 @@ import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from edgefleet.sdk import PackageError, TrustPolicy, open_package
+from edgefleet.sdk import PackageError
 from edgefleet.sdk.protocol import SlotInfo
 
 from ._fsutil import fsync_dir, read_json, write_json_atomic
+
+if TYPE_CHECKING:
+    from edgefleet.sdk import TrustPolicy
 
 __all__ = ["SLOTS", "Pointer", "ModelStore"]
 
@@ -92,6 +96,8 @@ class ModelStore:
         staging = self.root / "slots" / f".{slot}.staging"
         shutil.rmtree(staging, ignore_errors=True)
         try:
+            from edgefleet.sdk import open_package  # pydantic manifest: only when staging
+
             pkg = open_package(package_file, policy, extract_to=staging)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)

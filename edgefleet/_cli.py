@@ -59,7 +59,10 @@ def _placeholder(name: str, help_text: str) -> None:
 
 
 def _register(wanted: str | None = "*") -> None:
-    """Mount the component ``wanted`` names ("*": all of them; None: placeholders only)."""
+    """Mount the component ``wanted`` names ("*": all of them; None: placeholders only).
+    Each call redefines the command set, so calling it again is safe."""
+    app.registered_commands.clear()
+    app.registered_groups.clear()
     for name, module, extra, help_text in _GROUPS:
         bare = name.lstrip("=")
         if wanted != "*" and wanted != bare:

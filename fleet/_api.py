@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ._auth import Principal, role_allows
@@ -84,6 +85,13 @@ def wave_progress(r: Rollout, devices: list) -> list[dict]:
     return out
 
 
+def is_lock_contention(exc: OperationalError) -> bool:
+    """SQLite "database is locked"/"busy", PostgreSQL lock timeout or deadlock."""
+    text = str(exc.orig).lower()
+    code = getattr(exc.orig, "sqlstate", None)
+    return "locked" in text or "busy" in text or code in ("55P03", "40P01", "40001")
+
+
 def create_app(service: FleetService, *, manage_lifecycle: bool = False) -> FastAPI:
     """Build the app around ``service``; with ``manage_lifecycle`` the app starts and stops
     the service (``edgefleet fleet serve``)."""
@@ -126,6 +134,20 @@ def create_app(service: FleetService, *, manage_lifecycle: bool = False) -> Fast
     async def _fleet_error(request: Request, exc: FleetError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
         return JSONResponse({"detail": str(exc)}, status_code=exc.status_code, headers=headers)
+
+    @app.exception_handler(OperationalError)
+    async def _db_busy(request: Request, exc: OperationalError) -> JSONResponse:
+        # SQLite writers already queue for the lock (busy timeout); if it is still held the
+        # client should come back, not see a server error. Anything else stays a 500.
+        if not is_lock_contention(exc):
+            raise exc
+        service.metrics.inc("edgefleet_fleet_db_busy_total")
+        log.warning("database busy on %s %s: %s", request.method, request.url.path, exc.orig)
+        return JSONResponse(
+            {"detail": "the database is busy; retry shortly"},
+            status_code=503,
+            headers={"Retry-After": "1"},
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -161,15 +161,18 @@ class Telemetry(Base):
     cache_hit_rate: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
-def _sqlite_pragmas(dbapi_conn, _record) -> None:
-    # WAL lets the API read while the telemetry writer commits; NORMAL sync is safe in WAL.
-    dbapi_conn.isolation_level = None  # we emit BEGIN ourselves (see _sqlite_begin)
-    cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA busy_timeout=10000")
-    cur.close()
+def _sqlite_pragmas(busy_timeout_s: float):
+    def connect(dbapi_conn, _record) -> None:
+        # WAL lets the API read while the telemetry writer commits; NORMAL sync is safe in WAL.
+        dbapi_conn.isolation_level = None  # we emit BEGIN ourselves (see _sqlite_begin)
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
+        cur.close()
+
+    return connect
 
 
 READ_ONLY = {"edgefleet_read_only": True}
@@ -184,10 +187,14 @@ def _sqlite_begin(conn) -> None:
     conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, *, busy_timeout_s: float = 10.0) -> Engine:
+    """``busy_timeout_s``: how long a SQLite writer queues for the write lock before
+    "database is locked" (the API then answers 503 with Retry-After)."""
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
-        event.listen(engine, "connect", _sqlite_pragmas)
+        engine = create_engine(
+            url, connect_args={"check_same_thread": False, "timeout": busy_timeout_s}
+        )
+        event.listen(engine, "connect", _sqlite_pragmas(busy_timeout_s))
         event.listen(engine, "begin", _sqlite_begin)
     else:
         if url.startswith("postgresql://"):

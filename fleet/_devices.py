@@ -22,7 +22,7 @@ from ._mosquitto import (
     write_atomic,
 )
 
-__all__ = ["Devices", "apply_state", "apply_inventory"]
+__all__ = ["Devices", "apply_state", "apply_inventory", "merge_tags"]
 
 log = logging.getLogger(__name__)
 
@@ -65,14 +65,27 @@ def apply_state(db: Session, msg: State, known: dict[str, Device] | None = None)
     return dev
 
 
+def merge_tags(current: list[str], old_reported: list[str], reported: list[str]) -> list[str]:
+    """Tag rule: a device's tags = operator-set tags | the tags the device reports now.
+
+    A tag the device reported before and no longer reports is dropped; every other tag was set
+    by an operator and stays. (An operator tag the device also reported is treated as a
+    device tag: it goes when the device stops reporting it.)
+    """
+    operator = set(current or []) - set(old_reported or [])
+    return sorted(operator | set(reported))
+
+
 def apply_inventory(
     db: Session, msg: Inventory, known: dict[str, Device] | None = None
 ) -> Device | None:
     dev = _lookup(db, known, msg.device_id)
     if dev is None:
-        dev = _new(db, known, Device(id=msg.device_id, tags=sorted(set(msg.tags)), inventory={}))
+        dev = _new(db, known, Device(id=msg.device_id, tags=[], inventory={}))
     elif dev.decommissioned:
         return None
+    # The previous inventory holds the tags the device reported last time.
+    dev.tags = merge_tags(dev.tags, (dev.inventory or {}).get("tags", []), msg.tags)
     dev.profile = msg.profile
     dev.inventory = msg.model_dump(mode="json", exclude={"schema_version", "type"})
     if msg.agent_version:
@@ -123,11 +136,13 @@ class Devices:
         return dev, token, password
 
     def set_tags(self, device_id: str, tags: list[str]) -> Device:
+        """Replace the operator-set tags; tags the device reports itself stay (they are
+        configured on the device, EDGEFLEET_AGENT_TAGS, and would come back anyway)."""
         with self.ctx.Session() as db:
             dev = db.get(Device, device_id)
             if dev is None or dev.decommissioned:
                 raise NotFoundError(f"device {device_id!r} is not known to this fleet")
-            dev.tags = sorted(set(tags))
+            dev.tags = sorted(set(tags) | set((dev.inventory or {}).get("tags", [])))
             db.commit()
         return dev
 

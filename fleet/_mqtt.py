@@ -62,6 +62,7 @@ class MqttBridge:
         url: str,
         *,
         client_id: str,
+        clean_session: bool = True,
         username: str,
         password: str,
         share_group: str | None,
@@ -85,7 +86,9 @@ class MqttBridge:
             mqtt.CallbackAPIVersion.VERSION2,
             client_id=client_id,
             protocol=mqtt.MQTTv311,
-            clean_session=False,  # queued device reports survive a fleet restart
+            # Persistent only with a stable replica id: a dead persistent session in the
+            # shared group would keep taking (and losing) its share of device reports.
+            clean_session=clean_session,
         )
         if username or u.username:
             self.client.username_pw_set(username or u.username, password or u.password)
@@ -124,11 +127,15 @@ class MqttBridge:
         if reason_code.is_failure:
             log.error("MQTT connection refused: %s", reason_code)
             return
-        for kind, qos in (("state", 1), ("inventory", 1), ("events", 1), ("telemetry", 1)):
-            filt = (
-                shared_filter(kind, self.share_group) if self.share_group else device_filter(kind)
-            )
-            client.subscribe(filt, qos)
+        # Retained state/inventory are never delivered to shared subscriptions (MQTT 5), so
+        # every replica takes them whole (low volume; applying them is idempotent). Events and
+        # telemetry are split between the replicas of the share group.
+        filters = [(device_filter("state"), 1), (device_filter("inventory"), 1)]
+        for kind in ("events", "telemetry"):
+            shared = self.share_group is not None
+            filt = shared_filter(kind, self.share_group) if shared else device_filter(kind)
+            filters.append((filt, 1))
+        client.subscribe(filters)
         client.publish(fleet_state_topic(), encode(FleetState(online=True)), 1, True)
         self.connected.set()
         log.info("MQTT connected to %s:%s", self.host, self.port)

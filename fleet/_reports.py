@@ -78,6 +78,8 @@ class Reports:
             return False
         if rd.state in TERMINAL_STATES and rd.state != "ACTIVE":
             return False
+        if rd.state == state:  # a QoS 1 duplicate (or a re-sent event): nothing new
+            return False
         rd.state, rd.updated_at = state, now
         if reason:
             rd.detail = reason[:2000]

@@ -45,7 +45,7 @@ class FleetService:
     def __init__(self, settings: FleetSettings | None = None) -> None:
         self.settings = s = settings or FleetSettings()
         s.data_dir.mkdir(parents=True, exist_ok=True)
-        engine = make_engine(s.db_url)
+        engine = make_engine(s.db_url, busy_timeout_s=s.sqlite_busy_timeout_s)
         upgrade_database(engine)
         self.metrics = Metrics()
         self.ctx = Context(
@@ -90,9 +90,15 @@ class FleetService:
             if not url:
                 self.broker = EmbeddedBroker(port=s.embedded_broker_port).start()
                 url, share = self.broker.url, None  # amqtt has no shared subscriptions
+            # No stable replica id -> clean session under a unique id (see FleetSettings).
+            if s.replica_id:
+                client_id, clean = f"{s.mqtt_client_id}-{s.replica_id}", False
+            else:
+                client_id, clean = f"{s.mqtt_client_id}-{secrets.token_hex(4)}", True
             self.mqtt = MqttBridge(
                 url,
-                client_id=s.mqtt_client_id,
+                client_id=client_id,
+                clean_session=clean,
                 username=s.mqtt_username,
                 password=s.mqtt_password,
                 share_group=share,

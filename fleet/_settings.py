@@ -28,7 +28,11 @@ class FleetSettings(BaseSettings):
     public_url: str = ""  # how devices reach the HTTP API; empty -> http://host:port
     broker_url: str = ""  # mqtt://user:pass@host:port ; empty -> embedded amqtt
     embedded_broker_port: int = Field(default=1883, ge=0, le=65535)
-    mqtt_client_id: str = "edgefleet-fleet"
+    mqtt_client_id: str = "edgefleet-fleet"  # also the fleet's MQTT user in generated ACLs
+    # Empty (default): a clean MQTT session with a unique client id per process, so a replica
+    # that stops for good leaves no dead session in the shared-subscription group. Set a
+    # stable id per replica to get a persistent session (client id "<mqtt_client_id>-<id>").
+    replica_id: str = ""
     mqtt_username: str = ""
     mqtt_password: str = ""
     share_group: str = "fleet"
@@ -40,6 +44,7 @@ class FleetSettings(BaseSettings):
     telemetry_batch_size: int = Field(default=2000, ge=1)
     telemetry_flush_interval_s: float = Field(default=0.2, gt=0)
     max_payload_bytes: int = Field(default=256 * 1024, ge=1024)
+    sqlite_busy_timeout_s: float = Field(default=10.0, ge=0)
     max_upload_bytes: int = Field(default=512 * 1024 * 1024, ge=1024)
     bootstrap_admin_token: str = ""  # set -> ensured on start (demo, tests)
     mqtt_enabled: bool = True

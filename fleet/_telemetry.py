@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import and_, func, insert, select
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import OperationalError
 
 from ._db import Telemetry
 from ._metrics import Metrics
@@ -82,26 +83,36 @@ class TelemetryWriter:
 
     def stop(self) -> None:
         self._stop.set()
-        self._q.put(None)
-        self._thread.join(10)
+        if self._thread.is_alive():  # stop() without start() is a no-op
+            self._q.put(None)
+            self._thread.join(10)
 
-    def _write(self, rows: list[dict]) -> None:
+    def _write(self, rows: list[dict], attempts: int = 3) -> None:
         if not rows:
             return
-        try:
-            with self._engine.begin() as conn:
-                if self._sqlite_sql:
-                    # The DBAPI's executemany directly: the ORM-free hot path for SQLite.
-                    conn.exec_driver_sql(
-                        self._sqlite_sql, [tuple(r.get(c) for c in _COLUMNS) for r in rows]
-                    )
-                else:
-                    conn.execute(insert(Telemetry), rows)  # executemany
-            self.rows_written += len(rows)
-            self._metrics.inc("edgefleet_fleet_telemetry_rows_total", len(rows))
-        except Exception:  # the writer must survive a bad batch or a DB hiccup
-            log.exception("telemetry batch of %d rows failed", len(rows))
-            self._metrics.inc("edgefleet_fleet_telemetry_write_errors_total")
+        for attempt in range(1, attempts + 1):
+            try:
+                with self._engine.begin() as conn:
+                    if self._sqlite_sql:
+                        # The DBAPI's executemany directly: the ORM-free hot path for SQLite.
+                        conn.exec_driver_sql(
+                            self._sqlite_sql, [tuple(r.get(c) for c in _COLUMNS) for r in rows]
+                        )
+                    else:
+                        conn.execute(insert(Telemetry), rows)  # executemany
+            except OperationalError:  # lock contention, a DB restart: retry before dropping
+                log.warning("telemetry batch of %d rows failed (attempt %d)", len(rows), attempt)
+                if attempt < attempts:
+                    time.sleep(0.2 * attempt)
+                    continue
+            except Exception:  # the writer must survive a bad batch
+                log.exception("telemetry batch of %d rows failed", len(rows))
+            else:
+                self.rows_written += len(rows)
+                self._metrics.inc("edgefleet_fleet_telemetry_rows_total", len(rows))
+                return
+            break
+        self._metrics.inc("edgefleet_fleet_telemetry_write_errors_total")
 
     def _run(self) -> None:
         rows: list[dict] = []

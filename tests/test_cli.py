@@ -36,10 +36,15 @@ def test_missing_extra_names_the_install(monkeypatch):
     assert "pip install 'edgefleet[fleet]'" in result.output
 
 
-def test_keys_new_writes_a_pair(tmp_path):
-    from edgefleet._cli import _register, app
+def test_keys_new_writes_a_pair(tmp_path, monkeypatch):
+    import typer
 
-    _register("keys")
+    from edgefleet import _cli
+
+    # a private app: the module-level one is shared with other tests
+    monkeypatch.setattr(_cli, "app", typer.Typer())
+    _cli._register("keys")
+    app = _cli.app
     result = CliRunner().invoke(app, ["keys", "new", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "edgefleet.key").exists() and "key id" in result.output

@@ -43,6 +43,15 @@ def fit(
     loss_fn = loss_fn or _ce
     if epochs == 0:
         return model
+    if spec.threads and spec.threads != torch.get_num_threads():
+        # Scoped: a user's compress() call must not change their process-wide setting.
+        before = torch.get_num_threads()
+        torch.set_num_threads(spec.threads)
+        try:
+            return fit(model, x, y, spec, epochs=epochs, loss_fn=loss_fn, reporter=reporter,
+                       description=description, seed=seed, sampler_rank=sampler_rank)  # fmt: skip
+        finally:
+            torch.set_num_threads(before)
     gen = torch.Generator().manual_seed(seed)
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
     opt = torch.optim.AdamW(model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)

@@ -14,11 +14,12 @@ from ._commands import (
     CommandVerifier,
     MemoryNonceStore,
     NonceStore,
+    command_digest,
     command_fields,
     new_nonce,
     sign_command,
 )
-from ._errors import CommandRejected, ProtocolError
+from ._errors import CommandRejected, DuplicateCommand, ProtocolError
 from ._messages import (
     MIN_SCHEMA_VERSION,
     PROTOCOL_SCHEMA_VERSION,
@@ -89,6 +90,7 @@ __all__ = [
     "DeployCommand",
     "DeploymentEvent",
     "DeploymentState",
+    "DuplicateCommand",
     "ErrorEvent",
     "Event",
     "FleetState",
@@ -106,6 +108,7 @@ __all__ = [
     "TelemetrySample",
     "TopicInfo",
     "cmd_topic",
+    "command_digest",
     "command_fields",
     "decode",
     "device_filter",

@@ -3,11 +3,15 @@
 A device accepts a command only if it is signed by a trusted fleet key, addressed to this
 device, inside its validity window, not longer-lived than the policy allows, and its nonce
 has not been seen before. Nonces are remembered until the command would expire anyway, so
-the store stays bounded.
+the store stays bounded. Each nonce is stored with the digest of the command that used it:
+the same command again (a QoS 1 redelivery) raises :class:`DuplicateCommand`, so the device
+can acknowledge it again without running it twice; any other command with that nonce is a
+replay.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import secrets
 import threading
@@ -15,23 +19,16 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Protocol, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from .._errors import SignatureError
-from .._signing import (
-    Ed25519PrivateKey,
-    Ed25519PublicKey,
-    canonical_json,
-    key_id,
-    sign_bytes,
-    verify_bytes,
-)
-from ._errors import CommandRejected
+from ._errors import CommandRejected, DuplicateCommand
 from ._messages import CommandBase, CommandSignature
 
 __all__ = [
     "new_nonce",
     "command_fields",
+    "command_digest",
     "sign_command",
     "NonceStore",
     "MemoryNonceStore",
@@ -40,7 +37,12 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+if TYPE_CHECKING:
+    from .._signing import Ed25519PrivateKey, Ed25519PublicKey
+
 C = TypeVar("C", bound=CommandBase)
+# .._signing (cryptography, ~5 MB) is imported on first sign/verify, not with the protocol:
+# a device comes online before it handles its first command.
 
 
 def new_nonce() -> str:
@@ -61,14 +63,30 @@ def command_fields(device_id: str, ttl_s: float = 300.0, now: datetime | None = 
 
 def sign_command(cmd: C, private_key: Ed25519PrivateKey) -> C:
     """Return ``cmd`` with an Ed25519 signature over its canonical JSON (minus signature)."""
+    from .._signing import canonical_json, key_id, sign_bytes
+
     value = sign_bytes(private_key, canonical_json(cmd.signed_payload()))
     sig = CommandSignature(key_id=key_id(private_key.public_key()), value=value)
     return cmd.model_copy(update={"signature": sig})
 
 
+def command_digest(cmd: CommandBase) -> str:
+    """sha256 of the signed command (canonical JSON including its signature)."""
+    from .._signing import canonical_json
+
+    return hashlib.sha256(canonical_json(cmd.model_dump(mode="json"))).hexdigest()
+
+
 class NonceStore(Protocol):
-    def check_and_add(self, nonce: str, expires_at: datetime, now: datetime) -> bool:
-        """Record ``nonce``; return False if it was already recorded (a replay)."""
+    def check_and_add(
+        self, nonce: str, expires_at: datetime, now: datetime, digest: str = ""
+    ) -> bool:
+        """Record ``nonce`` (with the digest of its command); return False if it was already
+        recorded."""
+        ...
+
+    def digest(self, nonce: str) -> str | None:
+        """The command digest recorded with ``nonce`` (optional: absent = never duplicate)."""
         ...
 
 
@@ -77,16 +95,25 @@ class MemoryNonceStore:
     """In-process nonce store (the agent persists its own so replays survive restarts)."""
 
     _seen: dict[str, datetime] = field(default_factory=dict)
+    _digests: dict[str, str] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def check_and_add(self, nonce: str, expires_at: datetime, now: datetime) -> bool:
+    def check_and_add(
+        self, nonce: str, expires_at: datetime, now: datetime, digest: str = ""
+    ) -> bool:
         with self._lock:
             for n in [n for n, exp in self._seen.items() if exp < now]:
                 del self._seen[n]
+                self._digests.pop(n, None)
             if nonce in self._seen:
                 return False
             self._seen[nonce] = expires_at
+            self._digests[nonce] = digest
             return True
+
+    def digest(self, nonce: str) -> str | None:
+        with self._lock:
+            return self._digests.get(nonce)
 
 
 class CommandVerifier:
@@ -102,6 +129,8 @@ class CommandVerifier:
         max_lifetime_s: float = 7 * 86400.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        from .._signing import key_id
+
         self.device_id = device_id
         self.keys = {key_id(k): k for k in trusted_keys}
         if not self.keys:
@@ -122,6 +151,8 @@ class CommandVerifier:
                 "unknown_key",
                 f"command signed by key {sig.key_id}, which this device does not trust",
             )
+        from .._signing import canonical_json, verify_bytes
+
         try:
             verify_bytes(key, canonical_json(cmd.signed_payload()), sig.value)
         except SignatureError as e:
@@ -146,7 +177,13 @@ class CommandVerifier:
                 "lifetime_too_long",
                 f"command {cmd.command_id} is valid for longer than {self.max_lifetime}",
             )
-        if not self.nonces.check_and_add(cmd.nonce, cmd.expires_at + self.skew, now):
+        digest = command_digest(cmd)
+        if not self.nonces.check_and_add(cmd.nonce, cmd.expires_at + self.skew, now, digest):
+            seen = getattr(self.nonces, "digest", None)
+            if seen is not None and seen(cmd.nonce) == digest:
+                raise DuplicateCommand(
+                    f"command {cmd.command_id} (nonce {cmd.nonce}) was already accepted"
+                )
             raise CommandRejected(
                 "replayed", f"command {cmd.command_id} reuses nonce {cmd.nonce}: replay refused"
             )

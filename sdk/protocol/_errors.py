@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .._errors import EdgefleetError
 
-__all__ = ["ProtocolError", "CommandRejected"]
+__all__ = ["ProtocolError", "CommandRejected", "DuplicateCommand"]
 
 
 class ProtocolError(EdgefleetError, ValueError):
@@ -20,3 +20,12 @@ class CommandRejected(EdgefleetError):
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
         self.reason = reason
+
+
+class DuplicateCommand(CommandRejected):
+    """The exact command already accepted (same nonce, same signed bytes) arrived again, e.g.
+    a QoS 1 redelivery after a reconnect. A receiver that knows this class acknowledges it
+    again without re-executing it; one that does not sees a ``replayed`` refusal, as before."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("replayed", message)

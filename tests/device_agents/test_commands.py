@@ -97,3 +97,32 @@ def test_command_sent_while_offline_arrives_on_reconnect(make_agent, collector, 
         install=None, local_endpoint=None, device_id=dev, data_dir=data_dir, mqtt_version=version
     )
     wait_until(lambda: again.telemetry_interval_s == 42.0, 10, what="queued command")
+
+
+def test_deploy_waiting_behind_another_survives_restart(
+    make_agent, collector, artifacts, packages, fleet_key
+):
+    """A second deploy accepted while one runs is persisted; after a restart it runs."""
+    agent = make_agent()
+    dev, data_dir = agent.device_id, agent.settings.data_dir
+    url2, data2 = artifacts.add(packages["v2"])
+    url1, data1 = artifacts.add(packages["v1"])
+    first = deploy_cmd(dev, url2, data2, packages["v2"], fleet_key)
+    second = deploy_cmd(dev, url1, data1, packages["v1"], fleet_key)
+    artifacts.delay_s = 0.8
+    try:
+        _send(collector, agent, first)
+        wait_until(lambda: "DOWNLOADING" in collector.states(dev, first.deployment_id))
+        _send(collector, agent, second)
+        assert _ack(collector, agent, second).accepted
+        pending = json.loads((data_dir / "pending.json").read_text())
+        assert second.nonce in [i["nonce"] for i in pending]
+        agent.stop(graceful=False)  # the running deploy finishes; the waiting one must not
+    finally:
+        artifacts.delay_s = 0.0
+    assert collector.states(dev, second.deployment_id) == []
+    again = make_agent(install=None, device_id=dev, data_dir=data_dir)
+    assert collector.wait_terminal(dev, second.deployment_id) == "ACTIVE"
+    assert collector.states(dev, second.deployment_id).count("QUEUED") == 1
+    assert json.loads((data_dir / "pending.json").read_text()) == []
+    assert _serving(again, 0)

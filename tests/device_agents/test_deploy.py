@@ -144,35 +144,64 @@ def test_download_interrupted_resumes(make_agent, collector, artifacts, packages
     assert _serving(agent, 1)
 
 
-def test_replayed_and_expired_commands_refused(
+def test_duplicate_acked_again_replay_and_expired_refused(
     make_agent, collector, artifacts, packages, fleet_key
 ):
     from datetime import UTC, datetime, timedelta
 
     agent = make_agent()
+    dev, data_dir = agent.device_id, agent.settings.data_dir
     url, data = artifacts.add(packages["v2"])
-    cmd = deploy_cmd(agent.device_id, url, data, packages["v2"], fleet_key)
+    cmd = deploy_cmd(dev, url, data, packages["v2"], fleet_key)
     _send(collector, agent, cmd)
-    assert collector.wait_terminal(agent.device_id, cmd.deployment_id) == "ACTIVE"
-    _send(collector, agent, cmd)  # the same signed bytes again
+    assert collector.wait_terminal(dev, cmd.deployment_id) == "ACTIVE"
+
+    def acks(command_id):
+        return [a for a in collector.of(p.CommandAck, dev) if a.command_id == command_id]
+
+    # A QoS 1 redelivery (the same signed bytes): acknowledged again, not run again.
+    _send(collector, agent, cmd)
+    wait_until(lambda: len(acks(cmd.command_id)) == 2, what="second ack")
+    assert [a.accepted for a in acks(cmd.command_id)] == [True, True]
+    # The same nonce in a different, validly signed command: a replay.
+    replay = p.sign_command(
+        cmd.model_copy(update={"command_id": "replay-1", "deployment_id": "other"}), fleet_key
+    )
+    _send(collector, agent, replay)
     past = datetime.now(UTC) - timedelta(hours=1)
     expired = p.sign_command(
-        p.ConfigCommand(**p.command_fields(agent.device_id, ttl_s=60, now=past),
-                        telemetry_interval_s=1.0),
+        p.ConfigCommand(**p.command_fields(dev, ttl_s=60, now=past), telemetry_interval_s=1.0),
         fleet_key,
-    )  # fmt: skip
+    )
     _send(collector, agent, expired)
-
-    def refusals():
-        acks = {a.command_id: a for a in collector.of(p.CommandAck, agent.device_id)
-                if not a.accepted}  # fmt: skip
-        return acks if {cmd.command_id, expired.command_id} <= set(acks) else None
-
-    acks = wait_until(refusals)
-    assert acks[cmd.command_id].reason == "replayed"
-    assert acks[expired.command_id].reason == "expired"
+    wait_until(lambda: acks("replay-1") and acks(expired.command_id), what="refusals")
+    assert acks("replay-1")[0].reason == "replayed" and not acks("replay-1")[0].accepted
+    assert acks(expired.command_id)[0].reason == "expired"
     assert agent.telemetry_interval_s == 3600  # the expired config was not applied
-    assert _serving(agent, 1)
+
+    # Across a restart the duplicate is still recognised (persisted with its digest).
+    agent.stop(graceful=True)
+    again = make_agent(install=None, device_id=dev, data_dir=data_dir)
+    _send(collector, again, cmd)
+    wait_until(lambda: len(acks(cmd.command_id)) == 3, what="ack after restart")
+    assert all(a.accepted for a in acks(cmd.command_id))
+    assert collector.states(dev, cmd.deployment_id).count("QUEUED") == 1  # ran once only
+    assert "other" not in {e.deployment_id for e in collector.of(p.DeploymentEvent, dev)
+                           if e.state != p.DeploymentState.REJECTED}  # fmt: skip
+    assert _serving(again, 1)
+
+
+def test_non_command_message_gives_error_event(make_agent, collector):
+    """A message that decodes but is not a command (a State on its own topic, handed to the
+    command handler) is refused with an error event; the agent stays alive."""
+    agent = make_agent(install=None, local_endpoint=None)
+    state = p.State(device_id=agent.device_id, online=True, agent_version="0")
+    before = len(collector.of(p.ErrorEvent, agent.device_id))
+    agent.handle(p.state_topic(agent.device_id), p.encode(state))
+    wait_until(lambda: len(collector.of(p.ErrorEvent, agent.device_id)) > before)
+    err = collector.of(p.ErrorEvent, agent.device_id)[-1]
+    assert err.code == "malformed" and "expected a command" in err.message
+    assert agent.connected.is_set()
 
 
 @pytest.mark.parametrize(

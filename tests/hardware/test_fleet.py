@@ -49,7 +49,9 @@ def test_fleet_executor_collects_results_from_simulated_agents(
         targets=("raspberry-pi-4", "jetson-orin-nano"),
         runtimes=("onnxruntime", "litert"),
         executors={"raspberry-pi-4": ("fleet",), "jetson-orin-nano": ("fleet",)},
-        budgets={"raspberry-pi-4": {"p95_latency_ms": 2000.0}},
+        # The simulated agents live inside the pytest process, whose RSS includes whatever
+        # earlier tests loaded (torch, executorch): the memory budget is not what is tested.
+        budgets={"raspberry-pi-4": {"p95_latency_ms": 2000.0, "peak_rss_mb": 64000}},
         broker_url=mosquitto.url,
         fleet_devices=tuple(a.device_id for a in agents),  # other tests' agents share the broker
         command_key=signing_keys[0],

@@ -23,6 +23,21 @@ _TEST_RECIPE_OVERRIDES = {
 }
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _one_torch_thread():
+    """Tiny models train fastest on one thread; two threads spin against each other (and
+    against other processes) on a 2-core box, measured 0.2 s per MLP backward under load."""
+    try:
+        import torch
+    except ImportError:  # recipe tests still run without torch
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @dataclass(frozen=True)
 class TrainRun:
     out: Path

@@ -85,9 +85,16 @@ def test_replay_refused_and_nonce_forgotten_after_expiry(keys):
     v = p.CommandVerifier("dev-1", [pub], clock=lambda: now[0], max_clock_skew_s=0)
     cmd = p.sign_command(_deploy(ttl=60, now=now[0]), priv)
     v.verify(cmd)
-    with pytest.raises(p.CommandRejected) as e:
+    # The same signed command again (QoS 1 redelivery): a duplicate, still a CommandRejected
+    # "replayed" for receivers that do not tell duplicates apart.
+    with pytest.raises(p.DuplicateCommand) as e:
         v.verify(p.parse_message(p.encode(cmd)))
     assert e.value.reason == "replayed"
+    # The same nonce in another (validly signed) command is a real replay.
+    other = p.sign_command(cmd.model_copy(update={"deployment_id": "other-dep"}), priv)
+    with pytest.raises(p.CommandRejected) as e:
+        v.verify(other)
+    assert e.value.reason == "replayed" and not isinstance(e.value, p.DuplicateCommand)
     # After expiry it is refused as expired, and the store has pruned the nonce.
     now[0] += timedelta(seconds=120)
     with pytest.raises(p.CommandRejected) as e:
