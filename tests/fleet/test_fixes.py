@@ -319,7 +319,11 @@ def test_stable_replica_id_keeps_a_persistent_session(tmp_path, mosquitto):
     from edgefleet.fleet import FleetService, FleetSettings
 
     s = FleetSettings(
-        data_dir=tmp_path, broker_url=mosquitto.url, mqtt_client_id="fx", replica_id="r1"
+        data_dir=tmp_path,
+        broker_url=mosquitto.url,
+        mqtt_client_id="fx",
+        replica_id="r1",
+        share_group="stable",  # own group: the session left behind must not take others' share
     )
     svc = FleetService(s).start()
     try:
@@ -327,3 +331,7 @@ def test_stable_replica_id_keeps_a_persistent_session(tmp_path, mosquitto):
         assert svc.mqtt.client._clean_session is False
     finally:
         svc.stop()
+        # Drop the persistent session on the shared broker (a clean connect discards it).
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="fx-r1", clean_session=True)
+        c.connect("127.0.0.1", mosquitto.port)
+        c.disconnect()
