@@ -71,8 +71,7 @@ def trained(tmp_path_factory, signing_keys) -> TrainRun:
             raise RuntimeError(FORCED_FAILURE)
         return real_pte(model, sample, out, int8=int8, **kw)
 
-    if not app.registered_commands:
-        _register()
+    _register("train")
     priv, pub = signing_keys
     t0 = time.perf_counter()
     with pytest.MonkeyPatch.context() as mp:

@@ -77,8 +77,7 @@ def test_cli_reports_recipe_errors_without_a_traceback(tmp_path):
 
     from edgefleet._cli import _register, app
 
-    if not app.registered_commands:
-        _register()
+    _register("train")
     bad = tmp_path / "bad.toml"
     bad.write_text('name = "x"\n[[compress]]\nstep = "lowrank"\nenergy = 2.0\n')
     res = CliRunner().invoke(app, ["train", str(bad), "--out", str(tmp_path / "o")])
