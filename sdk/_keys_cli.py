@@ -26,6 +26,4 @@ def new(
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(1) from e
     kid = key_id(load_public_key(pub))
-    typer.echo(
-        f"private key: {priv}\npublic key:  {pub}\nkey id:      {kid}"
-    )
+    typer.echo(f"private key: {priv}\npublic key:  {pub}\nkey id:      {kid}")
