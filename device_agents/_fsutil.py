@@ -8,10 +8,22 @@ import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["write_atomic", "write_json_atomic", "read_json", "fsync_dir"]
+__all__ = ["write_atomic", "write_json_atomic", "read_json", "fsync_dir", "set_durable"]
+
+_durable = True
+
+
+def set_durable(on: bool) -> None:
+    """Process-wide: skip fsync when False. Only for simulated fleets (``Simulation``), where
+    hundreds of agents share one disk and a power cut is not what is being simulated; the
+    rename still makes every write atomic. A real agent always fsyncs."""
+    global _durable
+    _durable = on
 
 
 def fsync_dir(path: Path) -> None:
+    if not _durable:
+        return
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -25,7 +37,8 @@ def write_atomic(path: Path, data: bytes) -> None:
     with open(tmp, "wb") as f:
         f.write(data)
         f.flush()
-        os.fsync(f.fileno())
+        if _durable:
+            os.fsync(f.fileno())
     os.replace(tmp, path)
     fsync_dir(path.parent)
 
