@@ -8,8 +8,9 @@ deployments, serves the active model to device apps, and forwards telemetry.
 
 # Names resolve lazily (PEP 562): `python -m edgefleet.device_agents run` imports this package
 # first, and the agent should not pay for the simulator, endpoint or store it does not use yet.
-import importlib
 from typing import TYPE_CHECKING
+
+from edgefleet.sdk._lazy import lazy_exports
 
 _LAZY = {
     "AGENT_VERSION": "._inventory",
@@ -60,14 +61,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *__all__])
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())

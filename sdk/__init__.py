@@ -8,8 +8,9 @@
 # Names resolve lazily (PEP 562): `import edgefleet.sdk.protocol` or a device app that
 # only needs load() does not pay for the package builder, pydantic schemas it never uses,
 # or cryptography until a signature is checked.
-import importlib
 from typing import TYPE_CHECKING
+
+from ._lazy import lazy_exports
 
 _LAZY = {
     "Artifact": "._manifest",
@@ -151,14 +152,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())

@@ -14,6 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 __all__ = [
     "MANIFEST_SCHEMA_VERSION",
+    "NAME_RE",
+    "SHA256_RE",
     "ArtifactFormat",
     "Precision",
     "DType",
@@ -32,12 +34,12 @@ ArtifactFormat = Literal["onnx", "tflite", "pte", "pt2", "torchscript"]
 Precision = Literal["fp32", "fp16", "int8"]
 DType = Literal["float32", "float16", "float64", "int8", "uint8", "int16", "int32", "int64", "bool"]
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _SEMVER_RE = re.compile(
     r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
     r"(?:-[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?(?:\+[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?$"
 )
-_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 
 
 class _Model(BaseModel):
@@ -131,7 +133,7 @@ class Artifact(_Model):
     @field_validator("sha256")
     @classmethod
     def _sha(cls, v: str) -> str:
-        if not _SHA256_RE.match(v):
+        if not SHA256_RE.match(v):
             raise ValueError(f"expected 64 lowercase hex characters, got {v!r}")
         return v
 
@@ -171,8 +173,8 @@ class Manifest(_Model):
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        if not _NAME_RE.match(v):
-            raise ValueError(f"expected a name matching {_NAME_RE.pattern}, got {v!r}")
+        if not NAME_RE.match(v):
+            raise ValueError(f"expected a name matching {NAME_RE.pattern}, got {v!r}")
         return v
 
     @field_validator("version")

@@ -12,6 +12,7 @@ from .._manifest import TensorSpec
 from ._base import EXTRAS, module_available
 
 __all__ = [
+    "SpecsMixin",
     "match_names",
     "check_options",
     "check_threads",
@@ -22,6 +23,20 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+
+class SpecsMixin:
+    """The Session Protocol's spec accessors, for sessions that keep the manifest specs in
+    ``_inputs`` / ``_outputs`` (copies, so callers cannot change the session's view)."""
+
+    _inputs: list[TensorSpec]
+    _outputs: list[TensorSpec]
+
+    def input_specs(self) -> list[TensorSpec]:
+        return list(self._inputs)
+
+    def output_specs(self) -> list[TensorSpec]:
+        return list(self._outputs)
 
 
 def _norm(name: str) -> str:

@@ -16,6 +16,7 @@ from .._errors import BackendError
 from .._manifest import Artifact, TensorSpec
 from ._base import BackendOptions, ExecuTorchOptions
 from ._common import (
+    SpecsMixin,
     check_options,
     missing_runtime,
     quiet_imports,
@@ -28,7 +29,7 @@ __all__ = ["ExecuTorchBackend", "ExecuTorchSession"]
 log = logging.getLogger(__name__)
 
 
-class ExecuTorchSession:
+class ExecuTorchSession(SpecsMixin):
     # Serialised by our own lock below, so the Model layer need not add another.
     thread_safe = True
 
@@ -63,12 +64,6 @@ class ExecuTorchSession:
             )
         # ExecuTorch copies outputs out of its arenas on every call, so .numpy() is safe.
         return {n: o.numpy() for n, o in zip(self._out_names, outs, strict=True)}
-
-    def input_specs(self) -> list[TensorSpec]:
-        return list(self._inputs)
-
-    def output_specs(self) -> list[TensorSpec]:
-        return list(self._outputs)
 
     def close(self) -> None:
         self._method = None

@@ -19,7 +19,14 @@ import numpy as np
 from .._errors import BackendError, BackendUnavailableError, InputError
 from .._manifest import Artifact, TensorSpec
 from ._base import BackendOptions, LiteRTOptions
-from ._common import check_options, check_threads, match_names, missing_runtime, wrap_errors
+from ._common import (
+    SpecsMixin,
+    check_options,
+    check_threads,
+    match_names,
+    missing_runtime,
+    wrap_errors,
+)
 
 __all__ = ["LiteRTBackend", "LiteRTSession", "import_interpreter"]
 
@@ -86,7 +93,7 @@ def _quant_for(detail: dict, spec: TensorSpec) -> _Quant | None:
     return None
 
 
-class LiteRTSession:
+class LiteRTSession(SpecsMixin):
     # Serialised by our own lock below, so the Model layer need not add another.
     thread_safe = True
 
@@ -150,12 +157,6 @@ class LiteRTSession:
                 raise
             except Exception as e:
                 raise BackendError(f"litert failed running {self._source}: {e}") from e
-
-    def input_specs(self) -> list[TensorSpec]:
-        return list(self._inputs)
-
-    def output_specs(self) -> list[TensorSpec]:
-        return list(self._outputs)
 
     def close(self) -> None:
         self._interp = None

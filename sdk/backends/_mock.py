@@ -10,14 +10,14 @@ import numpy as np
 from .._errors import BackendError
 from .._manifest import Artifact, TensorSpec
 from ._base import BackendOptions, MockOptions
-from ._common import check_options
+from ._common import SpecsMixin, check_options
 
 __all__ = ["MockBackend", "MockSession"]
 
 log = logging.getLogger(__name__)
 
 
-class MockSession:
+class MockSession(SpecsMixin):
     def __init__(self, inputs: list[TensorSpec], outputs: list[TensorSpec], options: MockOptions):
         self._inputs = inputs
         self._outputs = outputs
@@ -49,12 +49,6 @@ class MockSession:
         if missing:
             raise BackendError(f"mock handler returned {sorted(out)}, missing outputs {missing}")
         return {s.name: np.asarray(out[s.name]) for s in self._outputs}
-
-    def input_specs(self) -> list[TensorSpec]:
-        return list(self._inputs)
-
-    def output_specs(self) -> list[TensorSpec]:
-        return list(self._outputs)
 
     def close(self) -> None:
         self.closed = True

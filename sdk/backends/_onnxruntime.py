@@ -11,6 +11,7 @@ from .._errors import BackendError, ConfigError
 from .._manifest import Artifact, TensorSpec
 from ._base import BackendOptions, OnnxRuntimeOptions
 from ._common import (
+    SpecsMixin,
     check_options,
     check_threads,
     match_names,
@@ -52,7 +53,7 @@ def choose_providers(requested: tuple[str, ...] | None, available: list[str]) ->
     return chosen
 
 
-class OnnxRuntimeSession:
+class OnnxRuntimeSession(SpecsMixin):
     # InferenceSession.run is re-entrant: the Model layer need not serialise calls.
     thread_safe = True
 
@@ -84,12 +85,6 @@ class OnnxRuntimeSession:
     def session_options(self):
         """The onnxruntime SessionOptions in effect (threads, optimisation level)."""
         return self._sess.get_session_options()
-
-    def input_specs(self) -> list[TensorSpec]:
-        return list(self._inputs)
-
-    def output_specs(self) -> list[TensorSpec]:
-        return list(self._outputs)
 
     def close(self) -> None:
         self._sess = None

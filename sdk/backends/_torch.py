@@ -16,6 +16,7 @@ from .._errors import BackendError
 from .._manifest import Artifact, TensorSpec
 from ._base import BackendOptions, TorchOptions
 from ._common import (
+    SpecsMixin,
     check_options,
     check_threads,
     missing_runtime,
@@ -29,7 +30,7 @@ __all__ = ["TorchBackend", "TorchSession"]
 log = logging.getLogger(__name__)
 
 
-class TorchSession:
+class TorchSession(SpecsMixin):
     # Serialised by our own lock below, so the Model layer need not add another.
     thread_safe = True
 
@@ -77,12 +78,6 @@ class TorchSession:
                 f"the manifest declares {len(self._out_names)} {self._out_names}"
             )
         return {n: o.detach().cpu().numpy() for n, o in zip(self._out_names, outs, strict=True)}
-
-    def input_specs(self) -> list[TensorSpec]:
-        return list(self._inputs)
-
-    def output_specs(self) -> list[TensorSpec]:
-        return list(self._outputs)
 
     def close(self) -> None:
         self._module = None

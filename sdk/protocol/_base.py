@@ -25,8 +25,6 @@ PROTOCOL_SCHEMA_VERSION = 2
 MIN_SCHEMA_VERSION = 1
 
 SlotName = Literal["A", "B"]
-_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _NONCE_RE = re.compile(r"^[A-Za-z0-9_-]{16,128}$")
 
 

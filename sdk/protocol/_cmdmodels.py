@@ -9,6 +9,8 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from .._manifest import NAME_RE as _NAME_RE
+from .._manifest import SHA256_RE as _SHA256_RE
 from ._base import SlotName, _aware, _Msg, _Part
 from ._topics import is_valid_device_id
 
@@ -24,8 +26,6 @@ __all__ = [
     "Command",
 ]
 
-_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _NONCE_RE = re.compile(r"^[A-Za-z0-9_-]{16,128}$")
 
 
