@@ -13,6 +13,7 @@ __all__ = [
     "BadRequestError",
     "InvalidTransitionError",
     "PayloadTooLargeError",
+    "StorageError",
 ]
 
 
@@ -46,3 +47,9 @@ class PayloadTooLargeError(FleetError):
 
 class InvalidTransitionError(ConflictError):
     """A rollout action is not allowed in the rollout's current state."""
+
+
+class StorageError(FleetError):
+    """The artifact store is misconfigured or unreachable: not the client's fault."""
+
+    status_code = 503

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 from edgefleet.sdk import PackageError, TrustPolicy, load_public_key, open_package
@@ -16,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from ._context import Context
 from ._db import ModelVersion
 from ._errors import BadRequestError, ConflictError, NotFoundError
+from ._storage import make_store
 
 __all__ = ["Registry", "model_ref"]
 
@@ -37,7 +35,10 @@ class Registry:
             self.policy = TrustPolicy.workstation()
         else:
             self.policy = None  # uploads refused until trusted keys are configured
-        self.store = s.data_dir / "packages"
+        self.store = make_store(
+            s.artifact_store, s.data_dir, endpoint_url=s.s3_endpoint_url, region=s.s3_region,
+            url_ttl_s=s.s3_url_ttl_s,
+        )  # fmt: skip
 
     def upload(self, src: Path) -> ModelVersion:
         """Verify ``src`` (a .efpkg file) and store it; duplicates are 409."""
@@ -57,7 +58,6 @@ class Registry:
         with open(src, "rb") as f:
             while block := f.read(1 << 20):
                 h.update(block)
-        dest = self.store / manifest.name / f"{manifest.version}.efpkg"
         with self.ctx.Session() as db:
             exists = db.scalar(
                 select(ModelVersion).where(
@@ -69,18 +69,14 @@ class Registry:
                     f"{manifest.name} {manifest.version} is already registered "
                     f"(digest {exists.digest[:12]}); bump the version"
                 )
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".upload-")
-            os.close(fd)
-            shutil.copyfile(src, tmp)
-            os.replace(tmp, dest)
+            location = self.store.put(f"{manifest.name}/{manifest.version}.efpkg", src)
             mv = ModelVersion(
                 name=manifest.name,
                 version=manifest.version,
                 digest=digest,
                 file_sha256=h.hexdigest(),
-                size=dest.stat().st_size,
-                path=str(dest),
+                size=src.stat().st_size,
+                path=location,
                 manifest=manifest.model_dump(mode="json"),
                 signed_by=signed_by,
             )

@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, File, Header, Query, UploadFile
 from fastapi import Path as PathParam
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, RedirectResponse
 
 from ._auth import Principal
 from ._errors import AuthError, PayloadTooLargeError
@@ -92,7 +92,12 @@ def build_router(
     def get_model(p: Viewer, name: Name, version: Name):
         return mv_out(service.registry.get(name, version))
 
-    @r.get("/artifacts/{name}/{version}", tags=["models"], response_class=FileResponse)
+    @r.get(
+        "/artifacts/{name}/{version}",
+        tags=["models"],
+        response_class=FileResponse,
+        responses={307: {"description": "S3 store: redirect to a presigned URL"}},
+    )
     def download(
         name: Name,
         version: Name,
@@ -118,9 +123,11 @@ def build_router(
                 ok = True
         if not ok:
             raise AuthError("a valid download ticket, device token or API token is required")
-        return FileResponse(
-            mv.path, media_type="application/zip", filename=f"{name}-{version}.efpkg"
-        )
+        filename = f"{name}-{version}.efpkg"
+        local = service.registry.store.local_path(mv.path)
+        if local is None:  # object store: the device fetches (and resumes) from there
+            return RedirectResponse(service.registry.store.presigned_url(mv.path, filename), 307)
+        return FileResponse(local, media_type="application/zip", filename=filename)
 
     # ------------------------------------------------------------------ devices
 

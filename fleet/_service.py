@@ -8,7 +8,13 @@ import secrets
 import threading
 import time
 
-from edgefleet.sdk.protocol import CommandAck, DeploymentEvent, Inventory, State
+from edgefleet.sdk.protocol import (
+    TERMINAL_STATES,
+    CommandAck,
+    DeploymentEvent,
+    Inventory,
+    State,
+)
 from sqlalchemy import select
 
 from ._auth import (
@@ -129,6 +135,7 @@ class FleetService:
         if self.broker is not None:
             self.broker.stop()
         self.telemetry.stop()
+        self.registry.store.close()
         self.ctx.engine.dispose()
 
     def __enter__(self) -> FleetService:
@@ -182,13 +189,19 @@ class FleetService:
             pairs = {
                 (rid, m.device_id)
                 for m in msgs
-                if isinstance(m, DeploymentEvent)
+                if (isinstance(m, DeploymentEvent) or _outcome_in_state(m))
                 and (rid := self.rollouts.rollout_of(m.deployment_id)) is not None
             }
             rds = self.rollouts.prefetch(db, pairs)
             for m in msgs:
                 if isinstance(m, State):
-                    apply_state(db, m, known)
+                    if apply_state(db, m, known) is not None and _outcome_in_state(m):
+                        # The retained state carries how the last deployment ended: a fleet
+                        # that was down (or missed the event) catches up from it.
+                        progressed |= self.rollouts.apply_event(
+                            db, m.device_id, m.deployment_id, m.deployment_state.value,
+                            "", now, rds,
+                        )  # fmt: skip
                 elif isinstance(m, Inventory):
                     apply_inventory(db, m, known)
                 elif isinstance(m, DeploymentEvent):
@@ -278,3 +291,13 @@ class FleetService:
                 return True
             time.sleep(interval)
         return bool(predicate())
+
+
+def _outcome_in_state(m: object) -> bool:
+    """A device State reporting a finished deployment (in-flight steps come as events)."""
+    return (
+        isinstance(m, State)
+        and m.online
+        and m.deployment_id is not None
+        and m.deployment_state in TERMINAL_STATES
+    )

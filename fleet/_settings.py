@@ -36,6 +36,12 @@ class FleetSettings(BaseSettings):
     mqtt_username: str = ""
     mqtt_password: str = ""
     share_group: str = "fleet"
+    # Package files: "" -> data_dir/packages; "s3://bucket/prefix" -> an S3-compatible store
+    # (credentials from the AWS environment; devices get presigned URLs); or a directory.
+    artifact_store: str = ""
+    s3_endpoint_url: str = ""  # MinIO/Ceph/... endpoint; empty = AWS
+    s3_region: str = ""
+    s3_url_ttl_s: int = Field(default=900, ge=60, le=7 * 24 * 3600)
     signing_key: Path | None = None  # Ed25519 key for commands; generated in data_dir if None
     trusted_package_keys: list[Path] = Field(default_factory=list)
     allow_unverified_packages: bool = False
