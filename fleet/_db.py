@@ -36,6 +36,7 @@ __all__ = [
     "RolloutDevice",
     "RolloutEvent",
     "Telemetry",
+    "Lease",
     "make_engine",
     "make_sessionmaker",
     "READ_ONLY",
@@ -51,6 +52,15 @@ def utcnow() -> datetime:
 
 class Base(DeclarativeBase):
     type_annotation_map = {dict[str, Any]: JSON, list[str]: JSON, datetime: DateTime(True)}
+
+
+class Lease(Base):
+    """A named lease held by one replica until ``expires_at`` (unix seconds) unless renewed."""
+
+    __tablename__ = "leases"
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(128))
+    expires_at: Mapped[float] = mapped_column(Float)
 
 
 class ApiToken(Base):

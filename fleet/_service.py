@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import queue
 import secrets
+import socket
 import threading
 import time
 
@@ -16,6 +17,7 @@ from edgefleet.sdk.protocol import (
     State,
 )
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 
 from ._auth import (
     ROLES,
@@ -30,6 +32,7 @@ from ._context import Context, load_or_create_signing_key
 from ._db import READ_ONLY, ApiToken, Device, make_engine, make_sessionmaker
 from ._devices import Devices, apply_inventory, apply_state
 from ._errors import AuthError, BadRequestError, NotFoundError
+from ._lease import LeaseKeeper
 from ._metrics import Metrics, register_fleet_metrics
 from ._migrate import upgrade_database
 from ._mqtt import MqttBridge
@@ -50,6 +53,9 @@ class FleetService:
 
     def __init__(self, settings: FleetSettings | None = None) -> None:
         self.settings = s = settings or FleetSettings()
+        # Names this process among replicas (MQTT client id suffix, engine lease holder).
+        self.instance = s.replica_id or secrets.token_hex(4)
+        self.lease: LeaseKeeper | None = None
         s.data_dir.mkdir(parents=True, exist_ok=True)
         engine = make_engine(s.db_url, busy_timeout_s=s.sqlite_busy_timeout_s)
         upgrade_database(engine)
@@ -100,7 +106,7 @@ class FleetService:
             if s.replica_id:
                 client_id, clean = f"{s.mqtt_client_id}-{s.replica_id}", False
             else:
-                client_id, clean = f"{s.mqtt_client_id}-{secrets.token_hex(4)}", True
+                client_id, clean = f"{s.mqtt_client_id}-{self.instance}", True
             self.mqtt = MqttBridge(
                 url,
                 client_id=client_id,
@@ -117,6 +123,8 @@ class FleetService:
             self.mqtt.start()
         loops = [(self._ingest_loop, "fleet-ingest")]
         if s.run_engine:
+            holder = f"{socket.gethostname()[:64]}/{self.instance}"
+            self.lease = LeaseKeeper(self.ctx.engine, "engine", holder, s.engine_lease_s)
             loops.append((self._tick_loop, "fleet-tick"))
         for target, name in loops:
             t = threading.Thread(target=target, name=name, daemon=True)
@@ -151,8 +159,18 @@ class FleetService:
             self._wake.wait(self.settings.tick_interval_s)
             self._wake.clear()
             if self._stop.is_set():
-                return
-            self.rollouts.tick()
+                break
+            try:
+                leader = self.lease.acquire()
+            except OperationalError as e:  # database busy or away: not the leader this tick
+                log.warning("engine lease: %s", e.orig)
+                continue
+            if leader:
+                self.rollouts.tick()
+        try:
+            self.lease.release()  # so another replica takes over at once
+        except OperationalError as e:
+            log.warning("engine lease not released (expires by itself): %s", e.orig)
 
     def _ingest_loop(self) -> None:
         while True:

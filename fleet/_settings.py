@@ -54,9 +54,11 @@ class FleetSettings(BaseSettings):
     max_upload_bytes: int = Field(default=512 * 1024 * 1024, ge=1024)
     bootstrap_admin_token: str = ""  # set -> ensured on start (demo, tests)
     mqtt_enabled: bool = True
-    # Scale-out: extra replicas share ingestion (shared subscriptions) but only one replica
-    # runs the rollout engine, so commands are never dispatched twice.
+    # Scale-out: replicas share ingestion (shared subscriptions); of those with run_engine,
+    # the holder of the "engine" lease in the database runs the rollout engine and the others
+    # take over within engine_lease_s if it stops. False: this replica never runs it.
     run_engine: bool = True
+    engine_lease_s: float = Field(default=10.0, ge=1.0, le=600.0)
 
     @property
     def db_url(self) -> str:

@@ -22,7 +22,7 @@ pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
 
 def _start(config, log, fault=None):
-    env = {**os.environ, "EDGEFLEET_LOG_LEVEL": "WARNING"}
+    env = {**os.environ, "EDGEFLEET_LOG_LEVEL": "INFO"}  # the tail explains a failure
     env.pop("EDGEFLEET_AGENT_FAULT_POINT", None)
     if fault:
         env["EDGEFLEET_AGENT_FAULT_POINT"] = fault
@@ -113,8 +113,9 @@ def test_kill_at_each_step(
                 code = d.proc.wait(120)
             except subprocess.TimeoutExpired:
                 states = collector.states(d.device_id, cmds[d.fault].deployment_id)
-                pytest.fail(f"agent not killed at {d.fault} within 120 s; states {states}; "
-                            + d.tail())  # fmt: skip
+                acks = [a.accepted for a in collector.of(p.CommandAck, d.device_id)]
+                pytest.fail(f"agent not killed at {d.fault} within 120 s; states {states}, "
+                            f"acks {acks}; " + d.tail())  # fmt: skip
             assert code == 137, d.tail()
             # Killed: the device still has a model to serve, the old or the new one.
             assert _serving(d.store_dir, signing_keys[1]) in (0, 1), d.tail()

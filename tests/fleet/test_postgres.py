@@ -78,6 +78,14 @@ def test_fleet_runs_on_postgresql(postgres_url, tmp_path, signing_keys, fleet_pa
         tables = set(inspect(service.ctx.engine).get_table_names())
         assert {"devices", "rollouts", "telemetry", "alembic_version"} <= tables
         FleetService(settings).ctx.engine.dispose()  # migrating again is a no-op
+        # The engine lease works on PostgreSQL too: the running service holds it.
+        from edgefleet.fleet._lease import LeaseKeeper
+
+        deadline = time.monotonic() + 10
+        while not service.lease.held and time.monotonic() < deadline:
+            time.sleep(0.05)
+        rival = LeaseKeeper(service.ctx.engine, "engine", "rival", ttl_s=5)
+        assert service.lease.held and not rival.acquire()
         mv = service.registry.upload(fleet_packages["v1"])
         assert service.registry.get("tiny", "1.0.0").digest == mv.digest
         for i in range(3):
