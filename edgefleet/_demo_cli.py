@@ -155,6 +155,8 @@ def demo(
     # amqtt logs every probe and disconnect at WARNING/ERROR, torch/torchao and the TFLite
     # converter chat during export; the demo shows its own status lines instead.
     logging.getLogger("amqtt").setLevel(logging.CRITICAL)
+    # The demo picks the embedded broker on purpose; its production warning is not for here.
+    logging.getLogger("edgefleet.fleet._broker").setLevel(logging.ERROR)
     for noisy in ("torch", "torchao"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -40,7 +40,11 @@ class EmbeddedBroker:
         # leaks a stream for a connection that sends no MQTT).
         if not self._ready.wait(timeout) or self._error is not None:
             raise RuntimeError(f"embedded MQTT broker failed to start: {self._error}")
-        log.info("embedded amqtt broker on %s", self.url)
+        log.warning(
+            "embedded amqtt broker on %s: for demos and development only (anonymous, "
+            "no per-device ACLs); set EDGEFLEET_FLEET_BROKER_URL in production",
+            self.url,
+        )
         return self
 
     def _run(self) -> None:
