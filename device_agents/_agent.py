@@ -107,6 +107,10 @@ class Agent(AgentHandlers):
         self._closed = self._stopping = False
         self._state_lock = threading.Lock()
         self._sub_mid = -1
+        # "online" is announced only once the command subscription is on its way: a state a
+        # worker published while the CONNACK was in flight went out ahead of the SUBSCRIBE,
+        # and a command sent in reaction to that "online" was lost (seen under load).
+        self._announce = False
         self.connected = threading.Event()
         self.mqtt_version = s.mqtt_version  # "3.1.1" once a broker refused MQTT 5
         self.client = self._make_client()
@@ -275,7 +279,7 @@ class Agent(AgentHandlers):
     def publish_state(self) -> None:
         # Under the lock so a late "online" from a worker never lands after the "offline".
         with self._state_lock:
-            if not self._stopping:
+            if not self._stopping and self._announce:
                 self.publish(state_topic(self.device_id), self.state(True), retain=True)
 
     # -- paho callbacks (mux thread)
@@ -289,7 +293,9 @@ class Agent(AgentHandlers):
             return
         if self.link is not None:
             Mux.connected(self.link)
-        self._sub_mid = client.subscribe(cmd_topic(self.device_id), qos=1)[1]
+        with self._state_lock:
+            self._sub_mid = client.subscribe(cmd_topic(self.device_id), qos=1)[1]
+            self._announce = True
         self.publish_state()
         inv = build_inventory(
             self.device_id, self.settings.data_dir, self.settings.profile, self.settings.tags
@@ -338,6 +344,7 @@ class Agent(AgentHandlers):
         self._send_telemetry()
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        self._announce = False  # plain store: never wait on a lock in the network thread
         self.connected.clear()
         log.info("%s: disconnected (%s)", self.device_id, reason_code)
 

@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import signal
+import sys
 import threading
 from pathlib import Path
 
@@ -27,6 +29,9 @@ def run_agent(config: Path | None, **overrides: object) -> None:
     from ._settings import AgentSettings
 
     settings = AgentSettings.load(config, **overrides)
+    # `kill -USR1 <pid>` prints every thread's stack to stderr (the journal under systemd):
+    # how to see where a hung agent on a board is stuck without a debugger.
+    faulthandler.register(signal.SIGUSR1, file=sys.stderr, all_threads=True)
     agent = Agent(settings).start()
     try:
         wait_for_signal()

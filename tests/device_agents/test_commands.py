@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from edgefleet.sdk import protocol as p
@@ -130,3 +131,79 @@ def test_deploy_waiting_behind_another_survives_restart(
         what="pending.json emptied after the deploy",
     )
     assert _serving(again, 0)
+
+
+class _HoldingProxy:
+    """TCP proxy to the broker that forwards client bytes at once but holds the broker's
+    replies (the CONNACK) until ``release()``: the window in which a device is connected
+    at TCP level but not yet subscribed."""
+
+    def __init__(self, port: int) -> None:
+        import socket
+        import threading
+
+        self.released = threading.Event()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"mqtt://127.0.0.1:{self.listener.getsockname()[1]}"
+        self._port = port
+        self._socks: list = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import socket
+        import threading
+
+        try:
+            client, _ = self.listener.accept()
+        except OSError:
+            return
+        upstream = socket.create_connection(("127.0.0.1", self._port))
+        self._socks += [client, upstream]
+        threading.Thread(target=self._pipe, args=(client, upstream, False), daemon=True).start()
+        threading.Thread(target=self._pipe, args=(upstream, client, True), daemon=True).start()
+
+    def _pipe(self, src, dst, hold: bool) -> None:
+        try:
+            while data := src.recv(65536):
+                if hold:
+                    self.released.wait()
+                dst.sendall(data)
+        except OSError:
+            pass
+
+    def release(self) -> None:
+        self.released.set()
+
+    def close(self) -> None:
+        self.release()
+        for s in [self.listener, *self._socks]:
+            s.close()
+
+
+def test_online_is_announced_only_after_the_command_subscription(make_agent):
+    """The startup jobs publish the device state; while the CONNACK is in flight that
+    state must not go out ahead of the SUBSCRIBE: whoever reacts to "online" with a command
+    must find the device subscribed (a lost first command, seen under load)."""
+    from tests.support.mosquitto import Mosquitto, free_port
+
+    broker = Mosquitto(port=free_port(), extra_conf=["log_type all"]).start()
+    proxy = _HoldingProxy(broker.port)
+    agent = make_agent(broker=proxy, wait_online=False, mqtt5_connack_timeout_s=30.0)
+    try:
+        wait_until(lambda: not agent._busy, what="startup jobs (they end by publishing state)")
+        time.sleep(0.3)  # anything they queued has reached the broker by now
+        proxy.release()
+        wait_until(agent.connected.is_set, 20, what="agent online")
+        dev = agent.device_id
+
+        def first(*parts: str) -> int | None:
+            lines = (broker.workdir / "mosquitto.log").read_text().splitlines()
+            return next((i for i, line in enumerate(lines) if all(x in line for x in parts)), None)
+
+        state = (f"Received PUBLISH from {dev}", f"{dev}/state")
+        wait_until(lambda: first(*state) is not None, what="the online state")
+        assert first(f"Received SUBSCRIBE from {dev}") < first(*state)
+    finally:
+        agent.stop(graceful=False)
+        proxy.close()
+        broker.stop()

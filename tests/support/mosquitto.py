@@ -53,6 +53,10 @@ class Mosquitto:
             "log_type error",
             "log_type warning",
         ]
+        # EDGEFLEET_TEST_MOSQUITTO_LOG=all: every packet in mosquitto.log (debugging a test).
+        lines += [
+            f"log_type {t}" for t in os.environ.get("EDGEFLEET_TEST_MOSQUITTO_LOG", "").split()
+        ]
         if not any(x.startswith("allow_anonymous") for x in self.extra_conf):
             lines.append("allow_anonymous true")
         # As root, mosquitto drops to its own user, which cannot write persistence into our
