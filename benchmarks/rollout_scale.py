@@ -43,7 +43,13 @@ def run_agents(args: argparse.Namespace) -> None:
         "smoke_test": True,
     }
     sim = Simulation(
-        args.devices, args.data_dir, base, prefix=args.prefix, workers=args.sim_workers
+        args.devices,
+        args.data_dir,
+        base,
+        prefix=args.prefix,
+        workers=args.sim_workers,
+        first=args.first,
+        step=args.step,
     ).start()
     sys.stdin.read()
     sim.stop()
@@ -58,6 +64,8 @@ def main() -> None:
     ap.add_argument("--sim-procs", type=int, default=2, help="agent simulator processes")
     ap.add_argument("--agents-child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--prefix", default="sim", help=argparse.SUPPRESS)
+    ap.add_argument("--first", type=int, default=0, help=argparse.SUPPRESS)
+    ap.add_argument("--step", type=int, default=1, help=argparse.SUPPRESS)
     ap.add_argument("--broker", help=argparse.SUPPRESS)
     ap.add_argument("--data-dir", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--fleet-key", type=Path, help=argparse.SUPPRESS)
@@ -100,10 +108,11 @@ def main() -> None:
         threading.Thread(target=server.run, daemon=True).start()
         while not server.started:
             time.sleep(0.05)
-        # The agents run in their own process (the other core), as a field would.
-        # Agents run in child processes (one GIL each), as a field of devices would.
-        per = [args.devices // args.sim_procs] * args.sim_procs
-        per[-1] += args.devices - sum(per)
+        # Agents run in child processes (one GIL each), as a field of devices would. Ids are
+        # interleaved (child k has sim-k, sim-(k+P), ...): the rollout dispatches in id order,
+        # and contiguous blocks kept one child busy while the other idled (measured).
+        procs = args.sim_procs
+        per = [len(range(k, args.devices, procs)) for k in range(procs)]
         sims = [
             subprocess.Popen(
                 [
@@ -113,7 +122,11 @@ def main() -> None:
                     "--devices",
                     str(n),
                     "--prefix",
-                    f"sim{k}",
+                    "sim",
+                    "--first",
+                    str(k),
+                    "--step",
+                    str(procs),
                     "--broker",
                     broker.url,
                     "--data-dir",

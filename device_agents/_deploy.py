@@ -30,6 +30,7 @@ from ._store import ModelStore
 
 if TYPE_CHECKING:
     from edgefleet.sdk import TrustPolicy
+    from edgefleet.sdk.backends import OnnxRuntimeOptions
 
 __all__ = ["Deployer", "DeployHooks"]
 
@@ -61,6 +62,10 @@ class DeployHooks:
     http_timeout_s: float = 30.0
     download_retries: int = 5
     canceled: set[str] = field(default_factory=set)
+    # onnxruntime options for the smoke-test session; None = the profile's (what serving
+    # uses). ``Simulation`` sets one intra-op thread: a default pool per session spawned and
+    # joined a thread per device (the join holds the GIL; ~8 ms per deploy measured).
+    smoke_onnxruntime: OnnxRuntimeOptions | None = None
 
 
 class Deployer:
@@ -234,16 +239,15 @@ class Deployer:
             cmd.manifest_signature.value,
         ):
             raise _Stop(S.REJECTED, "package manifest signature differs from the command's")
-        self._check_hardware(rec)
+        self._check_hardware(manifest)
         self._file(rec).unlink(missing_ok=True)
         return self._to(rec, S.STAGED)
 
-    def _check_hardware(self, rec: DeploymentRecord) -> None:
-        from edgefleet.sdk import open_package
-
+    def _check_hardware(self, manifest: dict) -> None:
+        # ``manifest`` is the staged (just verified) manifest.json: reading its artifact
+        # targets needs no second pydantic parse of the package.
         profile = self.hooks.profile_name()
-        pkg = open_package(self.store.slot_dir(rec.to_slot))
-        targets = [a.targets for a in pkg.manifest.artifacts]
+        targets = [a.get("targets") or [] for a in manifest.get("artifacts") or []]
         if profile and targets and all(t and profile not in t for t in targets):
             raise _Stop(S.REJECTED, f"no artifact in the package targets {profile}")
 
@@ -268,7 +272,9 @@ class Deployer:
             model = load(
                 self.store.slot_dir(rec.to_slot),
                 self.hooks.backend,
-                LoadOptions(trust=self.hooks.policy(), warmup=0),
+                LoadOptions(
+                    trust=self.hooks.policy(), warmup=0, onnxruntime=self.hooks.smoke_onnxruntime
+                ),
             )
         except EdgefleetError as e:
             raise _Stop(S.FAILED, f"staged package does not load: {e}") from e

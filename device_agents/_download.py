@@ -6,6 +6,7 @@ continues from the bytes already on disk instead of starting over.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import threading
@@ -15,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgefleet.sdk import EdgefleetError
+
+from . import _fsutil
 
 __all__ = ["DownloadError", "DownloadCanceled", "DownloadSpec", "download"]
 
@@ -53,6 +56,7 @@ def _http_client():
             _client = httpx.Client(
                 limits=httpx.Limits(max_connections=64, max_keepalive_connections=16)
             )
+            atexit.register(_client.close)  # no unclosed keep-alive socket at exit
         return _client
 
 
@@ -101,7 +105,8 @@ def _fetch(
                 have += len(block)
                 on_bytes(have)
             f.flush()
-            os.fsync(f.fileno())
+            if _fsutil.durable():
+                os.fsync(f.fileno())
     if have != spec.size:
         raise httpx.TransportError(f"connection ended at {have} of {spec.size} bytes")
 

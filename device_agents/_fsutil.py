@@ -8,7 +8,14 @@ import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["write_atomic", "write_json_atomic", "read_json", "fsync_dir", "set_durable"]
+__all__ = [
+    "write_atomic",
+    "write_json_atomic",
+    "read_json",
+    "fsync_dir",
+    "set_durable",
+    "durable",
+]
 
 _durable = True
 
@@ -19,6 +26,11 @@ def set_durable(on: bool) -> None:
     rename still makes every write atomic. A real agent always fsyncs."""
     global _durable
     _durable = on
+
+
+def durable() -> bool:
+    """False in a simulated fleet (see ``set_durable``)."""
+    return _durable
 
 
 def fsync_dir(path: Path) -> None:

@@ -68,7 +68,12 @@ class AgentHandlers:
         log.info("%s: deployment %s -> %s %s", self.device_id, cmd.deployment_id,
                  rec.state.value, rec.reason)  # fmt: skip
         self.publish(events_topic(self.device_id), event)
-        self.publish_state()
+        # The event carries every step; the retained state only changes for the fleet when
+        # the slots do. Staging fills a slot; the final state (slots, pointer, outcome) is
+        # published by the worker when the job ends (Agent._drain), where every deployment
+        # step runs. One state per step was 5 extra messages per deploy for both sides.
+        if rec.state == DeploymentState.STAGED:
+            self.publish_state()
 
     def ack(self, cmd, accepted: bool, reason: str = "", detail: str = "", result=None) -> None:
         self.publish(

@@ -33,7 +33,11 @@ class Simulation:
     """``count`` agents with ids ``{prefix}-0000``..., each with its own data directory
     (store, journal, telemetry queue) under ``data_root``. ``durable=False`` (default) skips
     fsync in this process (see ``_fsutil.set_durable``). ``base`` gives the shared
-    settings (broker, keys, profile, intervals); device_id and data_dir are filled in."""
+    settings (broker, keys, profile, intervals); device_id and data_dir are filled in.
+
+    ``first``/``step`` number the agents ``first, first + step, ...``: several simulator
+    processes with ``first=k, step=processes`` interleave their ids, so a rollout (which
+    goes through devices in id order) keeps every process busy, not one after the other."""
 
     def __init__(
         self,
@@ -44,7 +48,11 @@ class Simulation:
         prefix: str = "sim",
         workers: int = 4,
         durable: bool = False,
+        first: int = 0,
+        step: int = 1,
     ) -> None:
+        if first < 0 or step < 1:
+            raise ValueError(f"expected first >= 0 and step >= 1, got first={first}, step={step}")
         _raise_fd_limit(count * 6 + 256)
         # Simulated agents share this machine's disk: fsync per state change of 1,000 agents
         # was a third of the simulator's time. Crash safety is tested on real agent processes.
@@ -52,17 +60,23 @@ class Simulation:
         self.mux = Mux()
         self.pool = ThreadPoolExecutor(workers, thread_name_prefix="edgefleet-sim")
         base = {"local_endpoint": None, "serve_model": False, **base}
-        first = AgentSettings(**base, device_id=f"{prefix}-0000", data_dir=data_root / "x")
+        one = AgentSettings(**base, device_id=f"{prefix}-0000", data_dir=data_root / "x")
         # Validate once, then copy: pydantic-settings costs ~25 ms per instance.
+        names = [f"{prefix}-{first + i * step:04d}" for i in range(count)]
         settings = [
-            first.model_copy(update={"device_id": f"{prefix}-{i:04d}",
-                                     "data_dir": data_root / f"{prefix}-{i:04d}"})
-            for i in range(count)
-        ]  # fmt: skip
+            one.model_copy(update={"device_id": n, "data_dir": data_root / n}) for n in names
+        ]
         with ThreadPoolExecutor(8) as pool:  # SQLite/fsync set-up overlaps across agents
             self.agents = list(
                 pool.map(lambda s: Agent(s, mux=self.mux, executor=self.pool), settings)
             )
+        # Hundreds of agents share this machine's cores: each smoke-test session runs on one
+        # intra-op thread instead of spawning (and joining, GIL held) a pool per deploy.
+        from edgefleet.sdk.backends import OnnxRuntimeOptions
+
+        smoke = OnnxRuntimeOptions(intra_op_threads=1, inter_op_threads=1)
+        for a in self.agents:
+            a.deployer.hooks.smoke_onnxruntime = smoke
 
     def start(self) -> Simulation:
         for a in self.agents:

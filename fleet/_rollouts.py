@@ -6,7 +6,7 @@ import logging
 from collections import Counter
 from datetime import UTC, datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import Row, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from ._commands import Commands, deployment_id, download_ticket
@@ -31,6 +31,8 @@ from ._telemetry import aggregate
 __all__ = ["Rollouts", "deployment_id", "download_ticket"]
 
 log = logging.getLogger(__name__)
+
+_CHUNK = 500  # ids per IN (...): well under SQLite's bound-parameter limit
 
 
 class Rollouts(Commands, Reports):
@@ -97,13 +99,14 @@ class Rollouts(Commands, Reports):
         with self.ctx.ReadSession() as db:
             return list(db.scalars(select(Rollout).order_by(Rollout.id.desc())))
 
-    def devices(self, rollout_id: int) -> list[RolloutDevice]:
+    def devices(self, rollout_id: int) -> list[Row]:
+        """Per-device progress as read-only rows (the columns of RolloutDevice as attributes):
+        the dashboard polls this for every device, and ORM instances cost ~10x more."""
+        t = RolloutDevice.__table__
         with self.ctx.ReadSession() as db:
             return list(
-                db.scalars(
-                    select(RolloutDevice)
-                    .where(RolloutDevice.rollout_id == rollout_id)
-                    .order_by(RolloutDevice.wave, RolloutDevice.device_id)
+                db.execute(
+                    select(t).where(t.c.rollout_id == rollout_id).order_by(t.c.wave, t.c.device_id)
                 )
             )
 
@@ -195,7 +198,10 @@ class Rollouts(Commands, Reports):
         spec = r.spec
         if spec.get("max_p95_regression") is None and spec.get("max_error_rate_increase") is None:
             return GateInputs()
-        rds = list(db.scalars(select(RolloutDevice).where(RolloutDevice.rollout_id == r.id)))
+        t = RolloutDevice.__table__
+        rds = db.execute(
+            select(t.c.device_id, t.c.state, t.c.previous_model).where(t.c.rollout_id == r.id)
+        ).all()
         ids = [d.device_id for d in rds if d.state == "ACTIVE"]
         # From the wave start, not the soak start: samples sent right after activation count.
         since = r.wave_started_at or now
@@ -226,15 +232,19 @@ class Rollouts(Commands, Reports):
 
     def tick_one(self, rollout_id: int) -> None:
         now = self.ctx.clock()
+        t = RolloutDevice.__table__
         with self.ctx.Session() as db:
             r = db.get(Rollout, rollout_id)
             if r is None or r.status != "RUNNING":
                 return
             mv = db.get(ModelVersion, r.model_version_id)
-            rds = {
-                d.device_id: d
-                for d in db.scalars(select(RolloutDevice).where(RolloutDevice.rollout_id == r.id))
-            }
+            # Plain rows, not ORM objects: 1,000 instances per tick were the fleet's top CPU
+            # cost in a 1,000-device rollout (py-spy: a quarter of its samples).
+            rows = db.execute(
+                select(t.c.device_id, t.c.wave, t.c.state, t.c.updated_at).where(
+                    t.c.rollout_id == r.id
+                )
+            ).all()
             snap = RolloutSnapshot(
                 status=r.status,
                 spec=RolloutSpec.model_validate(r.spec),
@@ -243,13 +253,11 @@ class Rollouts(Commands, Reports):
                 soak_started_at=r.soak_started_at,
                 override_wave=r.override_wave,
             )
-            progress = [
-                DeviceProgress(d.device_id, d.wave, d.state, d.updated_at) for d in rds.values()
-            ]
+            progress = [DeviceProgress(*row) for row in rows]
             dec = step(snap, progress, self.gate_inputs(db, r, mv, now), now)
-            for dev in dec.timed_out:
-                rds[dev].state, rds[dev].updated_at = "TIMED_OUT", now
-                rds[dev].detail = f"no progress for {snap.spec.stuck_timeout_s:.0f}s"
+            if dec.timed_out:
+                detail = f"no progress for {snap.spec.stuck_timeout_s:.0f}s"
+                self._set_states(db, r.id, dec.timed_out, IN_FLIGHT, "TIMED_OUT", now, detail)
             if dec.gates:
                 r.gates = dec.gates
             if dec.soak_started_at is not None:
@@ -262,18 +270,45 @@ class Rollouts(Commands, Reports):
                 self._event(db, r, r.status, dec.status, dec.reason, "engine")
             # Mark dispatched devices before publishing: a crash between the two leaves them
             # SENT and the stuck timeout catches them; never a double deploy.
-            for dev in dec.dispatch:
-                rds[dev].state, rds[dev].updated_at = "SENT", now
+            if dec.dispatch:
+                self._set_states(db, r.id, dec.dispatch, {"PENDING"}, "SENT", now)
             db.commit()
         if dec.dispatch:
             ids = self._send_deploys(r, mv, dec.dispatch)
             with self.ctx.Session() as db:
-                for dev, cid in ids.items():
+                if ids:  # one executemany, not one UPDATE round trip per device
                     db.execute(
-                        update(RolloutDevice)
-                        .where(RolloutDevice.rollout_id == r.id, RolloutDevice.device_id == dev)
-                        .values(command_id=cid)
+                        update(t)
+                        .where(t.c.rollout_id == r.id, t.c.device_id == bindparam("dev"))
+                        .values(command_id=bindparam("cid")),
+                        [{"dev": dev, "cid": cid} for dev, cid in ids.items()],
                     )
                 db.commit()
         if dec.rollback_devices:
             self._send_rollbacks(r, dec.rollback_devices)
+
+    @staticmethod
+    def _set_states(
+        db: Session,
+        rollout_id: int,
+        device_ids: list[str],
+        from_states: frozenset[str] | set[str],
+        state: str,
+        now: float,
+        detail: str | None = None,
+    ) -> None:
+        """Move ``device_ids`` (still in one of ``from_states``) to ``state`` in bulk."""
+        t = RolloutDevice.__table__
+        values: dict = {"state": state, "updated_at": now}
+        if detail is not None:
+            values["detail"] = detail
+        for i in range(0, len(device_ids), _CHUNK):
+            db.execute(
+                update(t)
+                .where(
+                    t.c.rollout_id == rollout_id,
+                    t.c.device_id.in_(device_ids[i : i + _CHUNK]),
+                    t.c.state.in_(sorted(from_states)),
+                )
+                .values(**values)
+            )

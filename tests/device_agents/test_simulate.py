@@ -62,3 +62,18 @@ def test_simulate_cli(tmp_path, mosquitto, collector):
     invs = [i for i in collector.of(p.Inventory) if i.device_id.startswith("clisim-")]
     assert {i.device_id for i in invs} == {"clisim-0000", "clisim-0001", "clisim-0002"}
     assert all(i.profile == "jetson-orin-nano" for i in invs)
+
+
+def test_simulation_interleaves_ids_across_processes(tmp_path, signing_keys):
+    """first/step number the agents so several simulator processes interleave their ids
+    (a rollout goes through devices in id order); smoke tests run on one intra-op thread."""
+    base = {"broker_url": "mqtt://127.0.0.1:1", "fleet_keys": [signing_keys[1]]}
+    sim = Simulation(3, tmp_path, base, prefix="il", first=1, step=2)
+    try:
+        assert [a.device_id for a in sim.agents] == ["il-0001", "il-0003", "il-0005"]
+        assert {a.settings.data_dir.name for a in sim.agents} == {"il-0001", "il-0003", "il-0005"}
+        assert all(a.deployer.hooks.smoke_onnxruntime.intra_op_threads == 1 for a in sim.agents)
+    finally:
+        sim.stop()
+    with pytest.raises(ValueError, match="step >= 1"):
+        Simulation(1, tmp_path, base, step=0)
