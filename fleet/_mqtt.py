@@ -3,6 +3,10 @@
 ``on_message`` runs on paho's network thread, so it only decodes and hands off: telemetry
 rows to the batching writer, state/inventory/events to the ingest thread. Malformed and
 oversized payloads are counted and logged (rate-limited), never raised.
+
+Telemetry is the firehose: by default it does not go through paho at all but through
+:class:`TelemetryIngest`, a second connection of the same identity that reads it in bulk
+(paho's per-packet reads cap a subscriber at a few thousand messages/s here).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from edgefleet.sdk.protocol import (
 )
 from pydantic import ValidationError
 
+from ._ingest import TelemetryIngest
 from ._metrics import Metrics
 
 __all__ = ["MqttBridge", "telemetry_rows"]
@@ -70,6 +75,7 @@ class MqttBridge:
         metrics: Metrics,
         on_telemetry: Callable[[list[dict]], None],
         on_message: Callable[[object], None],
+        fast_telemetry: bool = True,
     ) -> None:
         u = urlparse(url)
         if u.scheme not in ("mqtt", "tcp", "mqtts"):
@@ -99,13 +105,40 @@ class MqttBridge:
         self.client.on_connect = self._connected
         self.client.on_disconnect = self._disconnected
         self.client.on_message = self._message
+        self.ingest: TelemetryIngest | None = None
+        if fast_telemetry and u.scheme != "mqtts":  # the bulk reader speaks plain TCP only
+            self.ingest = TelemetryIngest(
+                self.host,
+                self.port,
+                client_id=f"{client_id}-tm",
+                clean_session=clean_session,
+                username=username or u.username or "",
+                password=password or u.password or "",
+                topic_filter=(
+                    shared_filter("telemetry", share_group)
+                    if share_group is not None
+                    else device_filter("telemetry")
+                ),
+                max_payload_bytes=max_payload_bytes,
+                metrics=metrics,
+                on_rows=on_telemetry,
+                reject=self._reject,
+            )
 
     def start(self, timeout: float = 15.0) -> None:
         self.client.reconnect_delay_set(0.2, 5)
         self.client.connect_async(self.host, self.port, keepalive=30)
         self.client.loop_start()
-        if not self.connected.wait(timeout):
+        deadline = time.monotonic() + timeout
+        if self.ingest is not None:
+            self.ingest.start()
+        ok = self.connected.wait(timeout)
+        if ok and self.ingest is not None:
+            ok = self.ingest.subscribed.wait(max(0.0, deadline - time.monotonic()))
+        if not ok:
             self.client.loop_stop()
+            if self.ingest is not None:
+                self.ingest.stop()
             raise ConnectionError(f"cannot connect to MQTT broker {self.host}:{self.port}")
 
     def stop(self) -> None:
@@ -119,6 +152,8 @@ class MqttBridge:
             pass
         self.client.disconnect()
         self.client.loop_stop()
+        if self.ingest is not None:
+            self.ingest.stop()
 
     def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
         self.client.publish(topic, payload, qos=qos, retain=retain)
@@ -131,7 +166,8 @@ class MqttBridge:
         # every replica takes them whole (low volume; applying them is idempotent). Events and
         # telemetry are split between the replicas of the share group.
         filters = [(device_filter("state"), 1), (device_filter("inventory"), 1)]
-        for kind in ("events", "telemetry"):
+        kinds = ("events",) if self.ingest is not None else ("events", "telemetry")
+        for kind in kinds:
             shared = self.share_group is not None
             filt = shared_filter(kind, self.share_group) if shared else device_filter(kind)
             filters.append((filt, 1))

@@ -33,6 +33,14 @@ _COLUMNS = (
 )
 
 
+def _as_tuple(row: dict | tuple) -> tuple:
+    return row if type(row) is tuple else tuple(row.get(c) for c in _COLUMNS)
+
+
+def _as_dict(row: tuple) -> dict:
+    return dict(zip(_COLUMNS, row, strict=True))
+
+
 class TelemetryWriter:
     """Collects rows from the MQTT thread and writes them in batches from its own thread.
 
@@ -67,8 +75,11 @@ class TelemetryWriter:
     def start(self) -> None:
         self._thread.start()
 
-    def put_many(self, rows: list[dict]) -> None:
-        """Queue the rows of one message (one queue item per message keeps this cheap)."""
+    def put_many(self, rows: list[dict] | list[tuple]) -> None:
+        """Queue rows: dicts of :class:`Telemetry` columns, or tuples in ``_COLUMNS`` order
+        (the ingest fast path). One queue item per call keeps this cheap."""
+        if any(type(r) is not tuple for r in rows):  # the writer keeps tuples only
+            rows = [_as_tuple(r) for r in rows]
         try:
             self._q.put_nowait(rows)
         except queue.Full:
@@ -87,7 +98,7 @@ class TelemetryWriter:
             self._q.put(None)
             self._thread.join(10)
 
-    def _write(self, rows: list[dict], attempts: int = 3) -> None:
+    def _write(self, rows: list, attempts: int = 3) -> None:
         if not rows:
             return
         for attempt in range(1, attempts + 1):
@@ -95,11 +106,9 @@ class TelemetryWriter:
                 with self._engine.begin() as conn:
                     if self._sqlite_sql:
                         # The DBAPI's executemany directly: the ORM-free hot path for SQLite.
-                        conn.exec_driver_sql(
-                            self._sqlite_sql, [tuple(r.get(c) for c in _COLUMNS) for r in rows]
-                        )
+                        conn.exec_driver_sql(self._sqlite_sql, rows)
                     else:
-                        conn.execute(insert(Telemetry), rows)  # executemany
+                        conn.execute(insert(Telemetry), [_as_dict(r) for r in rows])
             except OperationalError:  # lock contention, a DB restart: retry before dropping
                 log.warning("telemetry batch of %d rows failed (attempt %d)", len(rows), attempt)
                 if attempt < attempts:
@@ -115,7 +124,7 @@ class TelemetryWriter:
         self._metrics.inc("edgefleet_fleet_telemetry_write_errors_total")
 
     def _run(self) -> None:
-        rows: list[dict] = []
+        rows: list = []
         waiters: list[threading.Event] = []
         deadline = time.monotonic() + self._interval
         while True:

@@ -1,0 +1,115 @@
+"""The few MQTT 3.1.1 packets the telemetry ingest client needs, built and parsed by hand.
+
+paho parses every packet with several one-byte socket reads and builds an MQTTMessage per
+message, which caps a subscriber at a few thousand messages/s on this machine; here one
+``recv`` of up to 256 KiB is split into all the PUBLISH packets it holds.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+
+__all__ = [
+    "PINGREQ",
+    "DISCONNECT",
+    "WireError",
+    "connect_packet",
+    "subscribe_packet",
+    "puback_packets",
+    "split_packets",
+]
+
+log = logging.getLogger(__name__)
+
+PINGREQ = b"\xc0\x00"
+DISCONNECT = b"\xe0\x00"
+_PUBACK = struct.Struct("!BBH")
+
+
+class WireError(Exception):
+    """A packet the broker should never send (corrupt length, unknown type)."""
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        n, digit = divmod(n, 128)
+        out.append(digit | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _str(s: str) -> bytes:
+    b = s.encode()
+    return struct.pack("!H", len(b)) + b
+
+
+def connect_packet(
+    client_id: str, *, clean_session: bool, keepalive: int, username: str, password: str
+) -> bytes:
+    flags = 0x02 if clean_session else 0
+    payload = _str(client_id)
+    if username:
+        flags |= 0x80
+        payload += _str(username)
+        if password:
+            flags |= 0x40
+            payload += _str(password)
+    body = _str("MQTT") + bytes([4, flags]) + struct.pack("!H", keepalive) + payload
+    return b"\x10" + _varint(len(body)) + body
+
+
+def subscribe_packet(packet_id: int, filters: list[tuple[str, int]]) -> bytes:
+    body = struct.pack("!H", packet_id) + b"".join(_str(f) + bytes([q]) for f, q in filters)
+    return b"\x82" + _varint(len(body)) + body
+
+
+def puback_packets(packet_ids: list[int]) -> bytes:
+    pack = _PUBACK.pack
+    return b"".join(pack(0x40, 2, pid) for pid in packet_ids)
+
+
+def split_packets(
+    buf: bytes, publishes: list[tuple[bytes, bytes]], acks: list[int], others: list[bytes]
+) -> int:
+    """Parse the complete packets at the start of ``buf``; return how many bytes they use.
+
+    PUBLISH packets go to ``publishes`` as (topic, payload) and, when QoS 1, their packet id
+    to ``acks``; every other packet goes whole to ``others`` (CONNACK, SUBACK, PINGRESP).
+    """
+    i, n = 0, len(buf)
+    while i + 2 <= n:
+        header = buf[i]
+        # Remaining length: 1-4 bytes, 7 bits each, low first.
+        j, length, shift = i + 1, 0, 0
+        while True:
+            if j >= n:
+                return i
+            b = buf[j]
+            length |= (b & 0x7F) << shift
+            j += 1
+            if not b & 0x80:
+                break
+            shift += 7
+            if shift > 21:
+                raise WireError("remaining length longer than 4 bytes")
+        end = j + length
+        if end > n:
+            return i
+        kind = header >> 4
+        if kind == 3:
+            tlen = (buf[j] << 8) | buf[j + 1]
+            t_end = j + 2 + tlen
+            qos = (header >> 1) & 3
+            if qos:
+                acks.append((buf[t_end] << 8) | buf[t_end + 1])
+                publishes.append((buf[j + 2 : t_end], buf[t_end + 2 : end]))
+            else:
+                publishes.append((buf[j + 2 : t_end], buf[t_end:end]))
+        elif kind in (2, 9, 11, 13):  # CONNACK, SUBACK, UNSUBACK, PINGRESP
+            others.append(buf[i:end])
+        else:
+            raise WireError(f"unexpected MQTT packet type {kind} from the broker")
+        i = end
+    return i
