@@ -1,7 +1,8 @@
 """Built-in models: a small CNN for the digits data set and a MobileNetV2-class network.
 
-Both are plain ``nn.Sequential`` stacks of Conv/BN/ReLU blocks so structured pruning can
-follow the channel flow without tracing (see ``_prune.py``).
+Both are plain ``nn.Sequential`` stacks of Conv/BN/ReLU blocks that torch.fx traces, so
+structured pruning can follow the channel flow through skips and into the head (see
+``_prune_graph.py``).
 """
 
 from __future__ import annotations

@@ -70,11 +70,22 @@ class TrainSpec(_Strict):
 
 
 class PruneChannels(_Strict):
-    """Structured pruning: drop the lowest-norm output channels; tensors really shrink."""
+    """Structured pruning: drop the lowest-norm output channels; tensors really shrink.
+
+    ``amount`` applies to channel groups inside blocks, ``residual_amount`` to groups
+    joined by skip connections (0 keeps them), ``head`` also prunes the channels the
+    classifier reads. ``distill`` fine-tunes against the unpruned model's softened logits
+    (knowledge distillation, ``temperature`` / ``alpha``) instead of the labels alone."""
 
     step: Literal["prune_channels"]
     amount: float = Field(gt=0.0, lt=1.0)
+    residual_amount: float = Field(0.0, ge=0.0, lt=1.0)
+    head: bool = False
+    min_channels: int = Field(1, ge=1)
     finetune_epochs: int = Field(2, ge=0)
+    distill: bool = False
+    temperature: float = Field(4.0, gt=0.0)
+    alpha: float = Field(0.7, ge=0.0, le=1.0)
 
 
 class MagnitudePrune(_Strict):

@@ -58,13 +58,21 @@ def apply_steps(
         before = count_params(model)
         if isinstance(step, PruneChannels):
             _need_data(step.step, train, step.finetune_epochs)
-            plans = prune_channels(model, step.amount)
+            teacher = copy.deepcopy(model) if step.distill and step.finetune_epochs else None
+            plans = prune_channels(model, step.amount, residual_amount=step.residual_amount,
+                                   head=step.head, min_channels=step.min_channels)  # fmt: skip
             if not plans:
                 raise ConfigError(f"compress.{i}: no prunable Conv2d->Conv2d chain in the model")
-            if step.finetune_epochs:
+            if teacher is not None:
+                distill(teacher, model, *train, train_spec, epochs=step.finetune_epochs,
+                        temperature=step.temperature, alpha=step.alpha, reporter=reporter,
+                        seed=seed)  # fmt: skip
+            elif step.finetune_epochs:
                 fit(model, *train, train_spec, epochs=step.finetune_epochs, reporter=reporter,
                     description="fine-tune (pruned)", seed=seed)  # fmt: skip
             detail = ", ".join(f"{p.producer} {p.before}->{p.after}" for p in plans)
+            if teacher is not None:
+                detail += f"; distilled from the unpruned model, {step.finetune_epochs} epochs"
         elif isinstance(step, MagnitudePrune):
             _need_data(step.step, train, step.finetune_epochs)
             s = magnitude_prune(model, step.amount)

@@ -82,12 +82,93 @@ def test_channel_pruning_mobilenet_keeps_residuals_and_shrinks_latency_work():
     x = torch.randn(2, 3, 32, 32)
     before = count_params(model)
     plans = prune_channels(model, 0.5)
-    assert len(plans) == 16  # every block with an expansion conv; the t=1 block has none
+    # every block with an expansion conv (16), the stem, and the two single-block stages
+    # whose output feeds only the next conv (no skip connection joins them)
+    assert len(plans) == 19
+    assert {"features.0", "features.3.conv.3", "features.19.conv.6"} <= {p.producer for p in plans}
     assert model(x).shape == (2, 10)
     block = model.features[4]  # stem conv, bn, relu, the t=1 block, then this one
     dw = block.conv[3]
     assert dw.groups == dw.in_channels == dw.out_channels == block.conv[0].out_channels
+    # residual streams and the head are kept unless asked for
+    assert block.conv[6].out_channels == 16 and model.classifier[3].in_features == 1280
     assert count_params(model) < 0.7 * before
+
+
+def _macs(model: nn.Module, x: torch.Tensor) -> int:
+    total = []
+    hooks = [
+        m.register_forward_hook(lambda m, i, o: total.append(m.weight.numel() * o[0, 0].numel()))
+        for m in model.modules()
+        if isinstance(m, nn.Conv2d | nn.Linear)
+    ]
+    model(x)
+    for h in hooks:
+        h.remove()
+    return sum(total)
+
+
+@torch.no_grad()
+def test_residual_and_head_pruning_removes_exactly_the_dead_channels():
+    # Zero every other channel of each producer's BatchNorm: in the residual streams the
+    # skip sums carry zeros there, the head's flatten reads zeros. Pruning those channels
+    # (groups joined by skips shrink together) must leave the logits unchanged.
+    torch.manual_seed(0)
+    model = MobileNetV2Like(width=0.5, num_classes=10).eval()
+    for bn in model.modules():
+        if isinstance(bn, nn.BatchNorm2d):  # depthwise BNs too: their channels go as well
+            bn.weight.uniform_(0.5, 1.5)
+            bn.bias.uniform_(-0.1, 0.1)
+            bn.weight[1::2] = 0.0
+            bn.bias[1::2] = 0.0
+    x = torch.randn(2, 3, 32, 32)
+    want = model(x)
+    plans = prune_channels(model, 0.5, residual_amount=0.5, head=True)
+    assert {p.producer for p in plans} >= {"features.4.conv.6", "features.20"}
+    assert all(p.after == p.before // 2 for p in plans)
+    assert model.classifier[3].in_features == 640
+    # the 24-channel stage (2 blocks, one skip) shrank as one, and so did its reader
+    stream = model.features[4].conv[6].out_channels
+    assert stream == model.features[5].conv[6].out_channels == model.features[6].conv[0].in_channels
+    assert stream == 8
+    assert torch.allclose(model(x), want, atol=1e-4)
+
+
+def test_untraceable_model_falls_back_to_sequential_chains():
+    class Dynamic(nn.Module):  # data-dependent control flow: torch.fx cannot trace it
+        def __init__(self) -> None:
+            super().__init__()
+            self.body = nn.Sequential(nn.Conv2d(1, 16, 3), nn.BatchNorm2d(16), nn.ReLU(),
+                                      nn.Conv2d(16, 8, 3))  # fmt: skip
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.body(x if x.sum() > 0 else -x)
+
+    from edgefleet.trainer._prune_graph import channel_groups
+
+    model = Dynamic().eval()
+    assert channel_groups(model) is None
+    plans = prune_channels(model, 0.5, residual_amount=0.5, head=True)
+    assert [(p.producer, p.before, p.after) for p in plans] == [("body.0", 16, 8)]
+    assert model(torch.randn(1, 1, 8, 8)).shape == (1, 8, 4, 4)
+
+
+def test_mobilenet_recipe_pipeline_removes_most_of_the_work():
+    # The shipped MobileNetV2 recipe's pruning step, on the benchmark's network shape
+    # (width 1.0, 1000 classes): a structural guard for the latency figure in
+    # benchmarks/compression.py, which times it.
+    from edgefleet.trainer import PruneChannels, load_recipe
+
+    step = next(s for s in load_recipe("mobilenet_v2").compress if isinstance(s, PruneChannels))
+    assert step.residual_amount > 0 and step.head and step.distill
+    torch.manual_seed(0)
+    model = MobileNetV2Like(num_classes=1000).eval()
+    x = torch.randn(1, 3, 64, 64)
+    before = _macs(model, x)
+    pruned, _ = apply_steps(model, [step.model_copy(update={"finetune_epochs": 0})],
+                            train_spec=FAST, train=None)  # fmt: skip
+    assert pruned(x).shape == (1, 1000)
+    assert _macs(pruned, x) < before / 4
 
 
 def test_magnitude_pruning_zeroes_the_requested_fraction(teacher):
@@ -135,6 +216,18 @@ def test_distilled_student_is_smaller_and_accurate(teacher, digits):
     assert results[0].params_after == count_params(student)
     # apply_steps worked on a copy: the teacher is untouched
     assert teacher.features[0].out_channels == 16 and isinstance(teacher.classifier[1], nn.Linear)
+
+
+def test_prune_with_distillation_recovers_accuracy(teacher, digits):
+    from edgefleet.trainer import PruneChannels
+
+    step = PruneChannels(step="prune_channels", amount=0.5, head=True, min_channels=8,
+                         finetune_epochs=3, distill=True)  # fmt: skip
+    pruned, results = apply_steps(teacher, [step], train_spec=FAST,
+                                  train=(digits.x_train, digits.y_train))  # fmt: skip
+    assert "distilled from the unpruned model" in results[0].detail
+    assert [m.out_channels for m in pruned.modules() if isinstance(m, nn.Conv2d)] == [8, 16, 16]
+    assert evaluate(pruned, digits.x_test, digits.y_test) >= 0.95
 
 
 def test_steps_that_fine_tune_need_training_data(teacher):

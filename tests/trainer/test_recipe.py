@@ -25,7 +25,14 @@ def test_builtin_digits_recipe_parses_in_order():
 
 
 def test_builtin_mobilenet_recipe_parses():
-    assert load_recipe(builtin_recipe("mobilenet_v2")).model.name == "mobilenet_v2"
+    r = load_recipe(builtin_recipe("mobilenet_v2"))
+    assert r.model.name == "mobilenet_v2"
+    # the full pipeline the compression benchmark times: block, residual and head channels
+    # pruned, fine-tuned by distillation from the unpruned model, then int8
+    (step,) = r.compress
+    assert isinstance(step, PruneChannels)
+    assert (step.amount, step.residual_amount, step.head, step.distill) == (0.75, 0.5, True, True)
+    assert "static" in r.quantize.onnx and "int8" in r.export.precisions
 
 
 @pytest.mark.parametrize(
@@ -34,6 +41,8 @@ def test_builtin_mobilenet_recipe_parses():
         ('name = "x"\n[[compress]]\nstep = "prune_channels"\namount = 1.5\n',
          "compress.0.prune_channels.amount", "1.5"),
         ('name = "x"\n[[compress]]\nstep = "shrink"\n', "compress.0", "shrink"),
+        ('name = "x"\n[[compress]]\nstep = "prune_channels"\namount = 0.5\n'
+         'residual_amount = 1.0\n', "compress.0.prune_channels.residual_amount", "1.0"),
         ('name = "x"\n[model]\nname = "resnet"\n', "model.name", "resnet"),
         ('name = "x"\n[train]\nepochs = -1\n', "train.epochs", "-1"),
         ('name = "x"\n[export]\nformats = ["onnx", "coreml"]\n', "export.formats.1", "coreml"),
