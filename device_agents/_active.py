@@ -40,10 +40,13 @@ class ActiveModel:
         *,
         trust: TrustPolicy | Callable[[], TrustPolicy] | None = None,
         backend: str | None = None,
+        profile: str | None = None,
         cache: Any = None,
         check_interval_s: float = 0.5,
     ) -> None:
         self.store = store
+        # The target profile that picks the runtime and artifact; None = detect this machine.
+        self.profile = profile
         # A callable is resolved at the first load (keeps cryptography out of agent start-up).
         self._trust = trust
         self.backend = backend
@@ -84,7 +87,7 @@ class ActiveModel:
                 model = load(
                     self.store.slot_dir(pointer.slot),
                     self.backend,
-                    LoadOptions(trust=self.trust, cache=self.cache),
+                    LoadOptions(trust=self.trust, cache=self.cache, profile=self.profile),
                 )
             except EdgefleetError as e:
                 log.error("cannot load slot %s, keeping the previous model: %s", pointer.slot, e)
@@ -147,6 +150,7 @@ def load_active(
     *,
     trust: TrustPolicy | None = None,
     backend: str | None = None,
+    profile: str | None = None,
     check_interval_s: float = 0.5,
 ) -> ActiveModel:
     """A handle on the active model of a device's store that follows new activations.
@@ -156,6 +160,8 @@ def load_active(
     """
     if not isinstance(store, ModelStore):
         store = ModelStore(store)
-    handle = ActiveModel(store, trust=trust, backend=backend, check_interval_s=check_interval_s)
+    handle = ActiveModel(
+        store, trust=trust, backend=backend, profile=profile, check_interval_s=check_interval_s
+    )
     handle.refresh(force=True)
     return handle

@@ -73,9 +73,12 @@ class Agent(AgentHandlers):
         for key in [*s.fleet_keys, *s.trusted_package_keys]:
             if not key.is_file():  # fail at start, as when the keys were parsed here
                 raise ConfigError(f"public key {key} does not exist")
+        # A configured profile (a board detection cannot name, or a simulated device) picks
+        # the runtime for serving and for the smoke test alike; None detects this machine.
         self.active = ActiveModel(
-            self.store, trust=self.policy, backend=s.backend, cache=self._cache()
-        )
+            self.store, trust=self.policy, backend=s.backend, profile=s.profile,
+            cache=self._cache(),
+        )  # fmt: skip
         self.endpoint = None
         self.deployer = Deployer(
             self.store,
@@ -88,6 +91,7 @@ class Agent(AgentHandlers):
                 probe=self._probe,
                 traffic=self._traffic,
                 backend=s.backend,
+                profile=s.profile,
                 smoke_test=s.smoke_test,
                 fault_point=s.fault_point,
                 download_token=s.device_token,

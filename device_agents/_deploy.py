@@ -56,6 +56,7 @@ class DeployHooks:
     # (calls, backend errors) served to apps so far, for the health window.
     traffic: Callable[[], tuple[int, int]] = lambda: (0, 0)
     backend: str | None = None
+    profile: str | None = None  # configured target profile for loading; None = detect
     smoke_test: bool = True
     fault_point: str | None = None
     download_token: str | None = None
@@ -273,7 +274,10 @@ class Deployer:
                 self.store.slot_dir(rec.to_slot),
                 self.hooks.backend,
                 LoadOptions(
-                    trust=self.hooks.policy(), warmup=0, onnxruntime=self.hooks.smoke_onnxruntime
+                    trust=self.hooks.policy(),
+                    warmup=0,
+                    onnxruntime=self.hooks.smoke_onnxruntime,
+                    profile=self.hooks.profile,  # test what serving will run
                 ),
             )
         except EdgefleetError as e:

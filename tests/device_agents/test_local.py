@@ -191,3 +191,12 @@ def test_install_cli_and_clear_errors(tmp_path, packages, signing_keys):
     assert ModelStore(tmp_path / "store").active_slot() == "A"
     missing = runner.invoke(app, ["run", "--config", str(tmp_path / "nope.toml")])
     assert missing.exit_code == 2 and "does not exist" in " ".join(missing.output.split())
+
+
+def test_configured_profile_picks_the_runtime_options(make_agent):
+    """A profile set in the agent's config (a board detection cannot name, or a simulated
+    device) is the one serving loads with, not this machine's."""
+    agent = make_agent(profile="raspberry-pi-4")
+    info = agent.active.refresh(force=True).info
+    assert info.profile == "raspberry-pi-4"
+    assert info.backend == "onnxruntime"  # the package has only ONNX: the Pi's second choice

@@ -38,7 +38,7 @@ def headless(tmp_path_factory, broker):
             "--epochs",
             "2",
             "--formats",
-            "onnx",
+            "onnx,tflite",  # so the boards can differ: LiteRT on the Pi
         ],
         cwd=cwd,
         capture_output=True,
@@ -67,6 +67,9 @@ def test_headless_demo_summary(headless):
     assert abs(s["fleet_seen_cache_hit_rate"] - s["cache_hit_rate"]) < 0.15
     assert s["model_accuracy"] > 0.9 and any("int8.onnx" in a for a in s["artifacts"])
     assert set(s["backends"]) == {"raspberry-pi-4", "jetson-orin-nano", "rockchip-rk3588"}
+    # Each simulated board serves on its profile's runtime: LiteRT first on the Pi.
+    assert s["backends"]["raspberry-pi-4"].startswith("litert"), s["backends"]
+    assert s["backends"]["jetson-orin-nano"].startswith("onnxruntime"), s["backends"]
     # Everything it wrote is under --out.
     assert sorted(p.name for p in out.parent.iterdir()) == ["demo-out"]
     assert (out / "package" / "digits-1.0.0.efpkg").is_file()
