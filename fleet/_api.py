@@ -173,7 +173,7 @@ def create_app(service: FleetService, *, manage_lifecycle: bool = False) -> Fast
 
     @app.get("/health", tags=["ops"])
     def health() -> dict:
-        mqtt = service.mqtt is not None and service.mqtt.connected.is_set()
+        mqtt = service.mqtt is not None and service.mqtt.healthy
         return {"status": "ok", "mqtt_connected": mqtt, "database": service.ctx.engine.dialect.name}
 
     @app.get("/metrics", tags=["ops"], response_class=PlainTextResponse)

@@ -125,6 +125,13 @@ class MqttBridge:
                 reject=self._reject,
             )
 
+    @property
+    def healthy(self) -> bool:
+        """Both connections up: paho (commands, reports) and the bulk telemetry reader."""
+        if not self.connected.is_set():
+            return False
+        return self.ingest is None or self.ingest.subscribed.is_set()
+
     def start(self, timeout: float = 15.0) -> None:
         self.client.reconnect_delay_set(0.2, 5)
         self.client.connect_async(self.host, self.port, keepalive=30)

@@ -239,8 +239,14 @@ def test_ingest_reconnects_after_a_broker_restart(tmp_path):
     with Mosquitto() as broker:
         svc = _service(tmp_path, broker.url, "restart")
         try:
-            broker.restart()
+            assert svc.mqtt.healthy
+            broker.stop()
+            # /health reports the outage for the telemetry connection too.
+            assert wait_until(lambda: not svc.mqtt.ingest.subscribed.is_set(), 20)
+            assert not svc.mqtt.healthy
+            broker.start()
             assert wait_until(lambda: svc.mqtt.ingest.subscriptions >= 2, 20)
+            assert wait_until(lambda: svc.mqtt.healthy, 20)
             c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="restart-dev")
             c.connect("127.0.0.1", broker.port)
             c.loop_start()
