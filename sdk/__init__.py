@@ -14,6 +14,11 @@ from ._lazy import lazy_exports
 
 _LAZY = {
     "Artifact": "._manifest",
+    "GenerationSpec": "._manifest",
+    "TextPreprocessing": "._manifest",
+    "RejectedArtifact": "._manifest",
+    "MetricSpec": "._manifest",
+    "FileEntry": "._manifest",
     "ArtifactMetrics": "._manifest",
     "BackendError": "._errors",
     "BackendUnavailableError": "._errors",
@@ -76,10 +81,15 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
         Artifact,
         ArtifactMetrics,
         ExportFailure,
+        FileEntry,
+        GenerationSpec,
         Manifest,
+        MetricSpec,
         Preprocessing,
+        RejectedArtifact,
         Signature,
         TensorSpec,
+        TextPreprocessing,
     )
     from ._metrics import Metrics, MetricsSnapshot
     from ._model import LoadOptions, Model, ModelInfo, SmokeResult, load
@@ -114,6 +124,11 @@ __all__ = [
     "EdgefleetError",
     "CacheStats",
     "ExportFailure",
+    "FileEntry",
+    "GenerationSpec",
+    "MetricSpec",
+    "RejectedArtifact",
+    "TextPreprocessing",
     "LoadOptions",
     "Metrics",
     "MetricsSnapshot",

@@ -1,7 +1,9 @@
 """The model package manifest (``manifest.json``) as pydantic models.
 
-The JSON Schema of :class:`Manifest` is exported to ``sdk/schemas/manifest.schema.json``
-(``python -m edgefleet.sdk.schemas``); a test fails when the checked-in file is stale.
+The JSON Schema of :class:`Manifest` is exported to ``sdk/manifest.schema.json``
+(``python -m edgefleet.sdk._schema``); a test fails when the checked-in file is stale.
+Fields added after schema 1 are signed only when set (see ``_manifest_fields``), so
+packages written by an older version keep verifying as the schema grows.
 """
 
 from __future__ import annotations
@@ -10,7 +12,19 @@ import re
 from datetime import UTC, datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
+
+from ._manifest_fields import (
+    SHA256_RE,
+    FileEntry,
+    GenerationSpec,
+    MetricSpec,
+    RejectedArtifact,
+    TextPreprocessing,
+    _Model,
+    check_relpath,
+    signed_view,
+)
 
 __all__ = [
     "MANIFEST_SCHEMA_VERSION",
@@ -26,12 +40,19 @@ __all__ = [
     "ExportFailure",
     "Signature",
     "Manifest",
+    "FileEntry",
+    "MetricSpec",
+    "RejectedArtifact",
+    "TextPreprocessing",
+    "GenerationSpec",
 ]
 
 MANIFEST_SCHEMA_VERSION = 1
 
-ArtifactFormat = Literal["onnx", "tflite", "pte", "pt2", "torchscript"]
-Precision = Literal["fp32", "fp16", "int8"]
+# ort-genai: an ONNX Runtime GenAI model folder (genai_config.json is the artifact's path,
+# the rest in its ``files``); litertlm: a LiteRT-LM bundle.
+ArtifactFormat = Literal["onnx", "tflite", "pte", "pt2", "torchscript", "ort-genai", "litertlm"]
+Precision = Literal["fp32", "fp16", "int8", "int4"]
 DType = Literal["float32", "float16", "float64", "int8", "uint8", "int16", "int32", "int64", "bool"]
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -39,30 +60,13 @@ _SEMVER_RE = re.compile(
     r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
     r"(?:-[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?(?:\+[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?$"
 )
-SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
-
-
-class _Model(BaseModel):
-    # defer_build: schemas are built on first use, not at import (agent cold start).
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
-
-
-def _check_relpath(value: str) -> str:
-    """Artifact paths are relative, forward-slash, and never escape the package."""
-    parts = value.split("/")
-    if (
-        not value
-        or value.startswith("/")
-        or "\\" in value
-        or any(p in ("", ".", "..") for p in parts)
-        or re.match(r"^[A-Za-z]:", value)
-    ):
-        raise ValueError(f"expected a relative path inside the package, got {value!r}")
-    return value
 
 
 class TensorSpec(_Model):
-    """One named input or output. ``shape`` entries are ints or symbolic names ("batch")."""
+    """One named input or output. ``shape`` entries are ints or symbolic names ("batch",
+    "sequence"); the SDK checks every dim and never casts dtypes silently."""
+
+    signed_always = frozenset({"name", "dtype", "shape", "allow_nan", "description"})
 
     name: str = Field(min_length=1, max_length=128)
     dtype: DType
@@ -86,17 +90,38 @@ class TensorSpec(_Model):
 
 
 class Preprocessing(_Model):
-    """How raw data becomes the model input; the device app applies it (documented, typed)."""
+    """How raw data becomes the model input. Numeric preprocessing is applied by the device
+    app (documented, typed); ``text`` lets the SDK tokenize raw text itself."""
+
+    signed_always = frozenset({"layout", "scale", "mean", "std", "notes"})
 
     layout: Literal["NCHW", "NHWC", "NC", "other"] = "other"
     scale: float | None = None
     mean: list[float] | None = None
     std: list[float] | None = None
     notes: str = ""
+    text: TextPreprocessing | None = None
 
 
 class ArtifactMetrics(_Model):
-    """What the trainer measured for an artifact against the torch fp32 reference."""
+    """What the trainer measured for an artifact against the torch fp32 reference.
+
+    ``metric``/``value``/``reference_value`` are the user's named metric (the gate's);
+    ``scores`` holds every other figure by name (cosine, top1_agreement, perplexity...).
+    ``accuracy``/``top1_agreement`` are kept for classifiers and schema-1 packages.
+    """
+
+    signed_always = frozenset(
+        {
+            "samples",
+            "accuracy",
+            "reference_accuracy",
+            "top1_agreement",
+            "max_abs_error",
+            "latency_ms_p50",
+            "host",
+        }
+    )
 
     samples: int = Field(ge=0)
     accuracy: float | None = None
@@ -105,9 +130,35 @@ class ArtifactMetrics(_Model):
     max_abs_error: float | None = None
     latency_ms_p50: float | None = None
     host: str = ""
+    metric: str | None = None
+    value: float | None = None
+    reference_value: float | None = None
+    scores: dict[str, float] = Field(default_factory=dict)
 
 
 class Artifact(_Model):
+    """One runnable file of the package. ``input_shapes`` makes it a fixed-shape bucket
+    (artifacts sharing a ``bucket_group`` are buckets of one logical artifact: the SDK runs
+    the smallest that fits and pads with ``Manifest.pad_values``). ``files`` lists the other
+    files of a multi-file artifact; a device downloads ``path`` + ``files`` + golden data."""
+
+    signed_always = frozenset(
+        {
+            "name",
+            "path",
+            "format",
+            "precision",
+            "sha256",
+            "size",
+            "targets",
+            "fixed_batch",
+            "metrics",
+            "golden_outputs",
+            "golden_atol",
+            "golden_rtol",
+        }
+    )
+
     name: str
     path: str
     format: ArtifactFormat
@@ -124,11 +175,17 @@ class Artifact(_Model):
     )
     golden_atol: float = 1e-4
     golden_rtol: float = 1e-3
+    quantization: str | None = Field(
+        default=None, description="method, e.g. static-qdq, dynamic, weight-only-g32, 8da4w"
+    )
+    input_shapes: dict[str, list[int | str]] | None = None
+    bucket_group: str | None = None
+    files: list[FileEntry] = Field(default_factory=list)
 
     @field_validator("path", "golden_outputs")
     @classmethod
     def _paths(cls, v: str | None) -> str | None:
-        return v if v is None else _check_relpath(v)
+        return v if v is None else check_relpath(v)
 
     @field_validator("sha256")
     @classmethod
@@ -139,6 +196,8 @@ class Artifact(_Model):
 
 
 class ExportFailure(_Model):
+    signed_always = frozenset({"format", "precision", "reason"})
+
     format: ArtifactFormat
     precision: Precision
     reason: str
@@ -151,12 +210,38 @@ class Signature(_Model):
 
 
 class Manifest(_Model):
+    signed_always = frozenset(
+        {
+            "schema_version",
+            "name",
+            "version",
+            "task",
+            "description",
+            "labels",
+            "inputs",
+            "outputs",
+            "preprocessing",
+            "artifacts",
+            "failed_exports",
+            "golden_inputs",
+            "recipe_digest",
+            "created_at",
+            "producer",
+        }
+    )
+
     schema_version: Literal[1] = MANIFEST_SCHEMA_VERSION
     name: str
     version: str
-    task: Literal["classification", "regression", "detection", "segmentation", "other"] = (
-        "classification"
-    )
+    task: Literal[
+        "classification",
+        "regression",
+        "detection",
+        "segmentation",
+        "embedding",
+        "text-generation",
+        "other",
+    ] = "classification"
     description: str = ""
     labels: list[str] = Field(default_factory=list)
     inputs: list[TensorSpec] = Field(min_length=1)
@@ -169,6 +254,13 @@ class Manifest(_Model):
     created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     producer: str = "edgefleet"
     signature: Signature | None = None
+    metric: MetricSpec | None = Field(default=None, description="the accuracy gate")
+    rejected: list[RejectedArtifact] = Field(default_factory=list)
+    files: list[FileEntry] = Field(default_factory=list, description="tokenizer, configs...")
+    pad_values: dict[str, float] = Field(
+        default_factory=dict, description="input name -> value used to pad up to a shape bucket"
+    )
+    generation: GenerationSpec | None = None
 
     @field_validator("name")
     @classmethod
@@ -187,7 +279,7 @@ class Manifest(_Model):
     @field_validator("golden_inputs")
     @classmethod
     def _golden(cls, v: str | None) -> str | None:
-        return v if v is None else _check_relpath(v)
+        return v if v is None else check_relpath(v)
 
     @model_validator(mode="after")
     def _unique(self) -> Manifest:
@@ -199,11 +291,22 @@ class Manifest(_Model):
             dup = {n for n in names if names.count(n) > 1}
             if dup:
                 raise ValueError(f"duplicate {what} names: {sorted(dup)}")
+        inputs = {s.name for s in self.inputs}
+        unknown = sorted(set(self.pad_values) - inputs)
+        if unknown:
+            raise ValueError(f"pad_values name unknown inputs {unknown}; inputs: {sorted(inputs)}")
+        for a in self.artifacts:
+            bad = sorted(set(a.input_shapes or {}) - inputs)
+            if bad:
+                raise ValueError(f"artifact {a.name}: input_shapes name unknown inputs {bad}")
         return self
 
     def signed_payload(self) -> dict:
-        """The manifest content the signature covers: everything except the signature."""
-        return self.model_dump(mode="json", exclude={"signature"})
+        """The manifest content the signature covers: everything except the signature,
+        with post-schema-1 fields only when set (old packages keep verifying)."""
+        payload = signed_view(self)
+        payload.pop("signature", None)
+        return payload
 
     def artifact(self, name: str) -> Artifact:
         for a in self.artifacts:

@@ -233,24 +233,27 @@ class Package:
         self.close()
 
 
+def _verify_file(root: Path, rel: str, size: int, sha256: str, what: str, source: str) -> None:
+    p = root / rel
+    if p.is_symlink():
+        raise PackageError(f"{source}: {what} ({rel}) is a symlink; refused")
+    if not p.is_file():
+        raise PackageError(f"{source}: {what} is missing (expected {rel})")
+    found = p.stat().st_size
+    if found != size:
+        raise PackageError(f"{source}: {what} is corrupt: expected {size} bytes, found {found}")
+    digest = sha256_file(p)
+    if digest != sha256:
+        raise PackageError(f"{source}: {what} is corrupt: expected sha256 {sha256}, found {digest}")
+
+
 def _verify_artifacts(root: Path, manifest: Manifest, source: str) -> None:
     for a in manifest.artifacts:
-        p = root / a.path
-        if p.is_symlink():
-            raise PackageError(f"{source}: artifact {a.name} ({a.path}) is a symlink; refused")
-        if not p.is_file():
-            raise PackageError(f"{source}: artifact {a.name} is missing (expected {a.path})")
-        size = p.stat().st_size
-        if size != a.size:
-            raise PackageError(
-                f"{source}: artifact {a.name} is corrupt: expected {a.size} bytes, found {size}"
-            )
-        digest = sha256_file(p)
-        if digest != a.sha256:
-            raise PackageError(
-                f"{source}: artifact {a.name} is corrupt: expected sha256 {a.sha256}, "
-                f"found {digest}"
-            )
+        _verify_file(root, a.path, a.size, a.sha256, f"artifact {a.name}", source)
+        for f in a.files:
+            _verify_file(root, f.path, f.size, f.sha256, f"file {f.path} of {a.name}", source)
+    for f in manifest.files:
+        _verify_file(root, f.path, f.size, f.sha256, f"package file {f.path}", source)
     for rel in [manifest.golden_inputs, *(a.golden_outputs for a in manifest.artifacts)]:
         if rel and not (root / rel).is_file():
             raise PackageError(f"{source}: golden file {rel} is missing")

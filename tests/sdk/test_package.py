@@ -183,3 +183,29 @@ def test_manifest_schema_file_is_current():
     assert SCHEMA_PATH.read_text() == render_manifest_schema(), (
         "sdk/manifest.schema.json is stale: run python -m edgefleet.sdk._schema"
     )
+
+
+# A package written by schema-1 code (tests/sdk/data/v1-fixture, signed with a fixed test
+# key before any field was added) must keep verifying as the manifest model grows.
+V1_FIXTURE = Path(__file__).parent / "data" / "v1-fixture"
+V1_PUB = Path(__file__).parent / "data" / "v1-test.pub"
+
+
+def test_package_written_by_schema_1_still_verifies():
+    pkg = open_package(V1_FIXTURE, TrustPolicy.device(V1_PUB))
+    assert pkg.signed_by == pkg.manifest.signature.key_id
+    assert pkg.manifest.metric is None and pkg.manifest.files == []
+    pkg.close()
+
+
+def test_new_field_is_signed_once_set(tmp_path):
+    import json
+    import shutil
+
+    copy = tmp_path / "pkg"
+    shutil.copytree(V1_FIXTURE, copy)
+    data = json.loads((copy / "manifest.json").read_text())
+    data["pad_values"] = {"input": 0.0}  # a post-schema-1 field added after signing
+    (copy / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(SignatureError):
+        open_package(copy, TrustPolicy.device(V1_PUB))
