@@ -36,7 +36,7 @@ from edgefleet.sdk.protocol import (
     telemetry_topic,
 )
 
-from ._commands import run_benchmark
+from ._benchmark import run_benchmark
 from ._fsutil import write_json_atomic
 from ._journal import DeploymentRecord
 from ._telemetry import system_sample

@@ -16,8 +16,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ._auth import Principal, role_allows
 from ._db import Device, Rollout
-from ._engine import FAILED_STATES
 from ._errors import AuthError, FleetError, ForbiddenError
+from ._rollout_machine import FAILED_STATES
 from ._routes import build_router
 from ._service import FleetService
 

@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ._db import RolloutDevice
-from ._engine import IN_FLIGHT, TERMINAL_STATES
+from ._rollout_machine import IN_FLIGHT, TERMINAL_STATES
 
 __all__ = ["Reports"]
 

@@ -9,10 +9,13 @@ from datetime import UTC, datetime
 from sqlalchemy import Row, bindparam, select, update
 from sqlalchemy.orm import Session
 
-from ._commands import Commands, deployment_id, download_ticket
+from ._command_sender import Commands, deployment_id, download_ticket
 from ._context import Context
 from ._db import Device, ModelVersion, Rollout, RolloutDevice, RolloutEvent
-from ._engine import (
+from ._deployment_reports import Reports
+from ._errors import BadRequestError, NotFoundError
+from ._registry import model_ref
+from ._rollout_machine import (
     IN_FLIGHT,
     DeviceProgress,
     GateInputs,
@@ -23,9 +26,6 @@ from ._engine import (
     plan_waves,
     step,
 )
-from ._errors import BadRequestError, NotFoundError
-from ._registry import model_ref
-from ._reports import Reports
 from ._telemetry import aggregate
 
 __all__ = ["Rollouts", "deployment_id", "download_ticket"]

@@ -10,8 +10,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ._db import ModelVersion
-from ._engine import RolloutSpec, TargetSpec
 from ._errors import BadRequestError
+from ._rollout_machine import RolloutSpec, TargetSpec
 
 __all__ = [
     "ErrorOut",

@@ -19,9 +19,9 @@ from typing import Any, Protocol
 
 from edgefleet.sdk import ConfigError
 
-from ._demo_devices import DemoDevices, DeviceApps
-from ._demo_fleet import FleetApiError, FleetClient, LocalFleet, free_port, wait_for
-from ._demo_plan import DemoOptions, prepare_out, rollout_body
+from ._boards import DemoDevices, DeviceApps
+from ._local_fleet import FleetApiError, FleetClient, LocalFleet, free_port, wait_for
+from ._plan import DemoOptions, prepare_out, rollout_body
 
 __all__ = ["DemoOptions", "DemoUi", "Demo"]
 
@@ -67,7 +67,7 @@ class Demo:
         """(package, public key, name, version): the given one, a reused one, or trained."""
         from edgefleet.sdk import TrustPolicy, load_public_key, open_package
 
-        from ._demo_train import demo_keys, train_digits
+        from ._digits import demo_keys, train_digits
 
         o = self.opts
         if o.package is not None:

@@ -10,7 +10,7 @@ with clear errors, and signed commands. No MQTT client lives here.
 """
 
 from ._codec import ALLOWED_TYPES, MAX_PAYLOAD_BYTES, decode, encode, parse_message, upgrade
-from ._commands import (
+from ._command_auth import (
     CommandVerifier,
     MemoryNonceStore,
     NonceStore,

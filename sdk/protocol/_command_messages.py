@@ -1,4 +1,4 @@
-"""Fleet -> device commands. Every command is signed (see ``_commands``) and carries the
+"""Fleet -> device commands. Every command is signed (see ``_command_auth``) and carries the
 device id, a nonce and a validity window."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pydantic import Field, field_validator, model_validator
 
 from .._manifest import NAME_RE as _NAME_RE
 from .._manifest import SHA256_RE as _SHA256_RE
-from ._base import SlotName, _aware, _Msg, _Part
+from ._message_base import SlotName, _aware, _Msg, _Part
 from ._topics import is_valid_device_id
 
 __all__ = [

@@ -11,7 +11,18 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
-from ._base import (
+from ._command_messages import (
+    BenchmarkCommand,
+    CancelCommand,
+    Command,
+    CommandBase,
+    CommandSignature,
+    ConfigCommand,
+    DeployCommand,
+    ManifestSignature,
+    RollbackCommand,
+)
+from ._message_base import (
     MIN_SCHEMA_VERSION,
     PROTOCOL_SCHEMA_VERSION,
     TERMINAL_STATES,
@@ -22,17 +33,6 @@ from ._base import (
     _Msg,
     _Part,
     utcnow,
-)
-from ._cmdmodels import (
-    BenchmarkCommand,
-    CancelCommand,
-    Command,
-    CommandBase,
-    CommandSignature,
-    ConfigCommand,
-    DeployCommand,
-    ManifestSignature,
-    RollbackCommand,
 )
 
 __all__ = [
