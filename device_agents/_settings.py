@@ -19,7 +19,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from edgefleet.sdk import ConfigError
-from edgefleet.sdk.protocol import is_valid_device_id
+from edgefleet.sdk.protocol import validate_device_id
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = ["AgentSettings", "FAULT_RE", "ENV_PREFIX"]
@@ -101,9 +101,7 @@ class AgentSettings(BaseModel):
     @field_validator("device_id")
     @classmethod
     def _device(cls, v: str) -> str:
-        if not is_valid_device_id(v) or v in (".", ".."):
-            raise ValueError(f"expected a device id matching [A-Za-z0-9._-]{{1,64}}, got {v!r}")
-        return v
+        return validate_device_id(v)
 
     @field_validator("broker_url")
     @classmethod

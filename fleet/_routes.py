@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Literal
 
+from edgefleet.sdk.protocol import DEVICE_ID_PATTERN
 from fastapi import APIRouter, Depends, File, Header, Query, UploadFile
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, RedirectResponse
@@ -41,7 +42,7 @@ __all__ = ["build_router"]
 
 log = logging.getLogger(__name__)
 
-DeviceId = Annotated[str, PathParam(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
+DeviceId = Annotated[str, PathParam(pattern=DEVICE_ID_PATTERN)]
 Name = Annotated[str, PathParam(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
 RolloutId = Annotated[int, PathParam(ge=1, le=2**31 - 1)]
 ERRORS = {
@@ -101,7 +102,7 @@ def build_router(
     def download(
         name: Name,
         version: Name,
-        device: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9._-]{1,64}$")] = None,
+        device: Annotated[str | None, Query(pattern=DEVICE_ID_PATTERN)] = None,
         exp: Annotated[int | None, Query(ge=0, le=2**40)] = None,
         ticket: Annotated[str | None, Query(max_length=128)] = None,
         authorization: Annotated[str | None, Header()] = None,
@@ -221,7 +222,7 @@ def build_router(
     def telemetry(
         p: Viewer,
         model: Annotated[str | None, Query(max_length=140)] = None,
-        device: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9._-]{1,64}$")] = None,
+        device: Annotated[str | None, Query(pattern=DEVICE_ID_PATTERN)] = None,
         since: float | None = None,
         until: float | None = None,
         bucket_s: Annotated[float, Query(ge=1, le=86400)] = 60,

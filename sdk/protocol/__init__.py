@@ -19,6 +19,7 @@ from ._command_auth import (
     new_nonce,
     sign_command,
 )
+from ._device_id import DEVICE_ID_PATTERN, is_valid_device_id, validate_device_id
 from ._errors import CommandRejected, DuplicateCommand, ProtocolError
 from ._messages import (
     MIN_SCHEMA_VERSION,
@@ -60,15 +61,14 @@ from ._topics import (
     events_topic,
     fleet_state_topic,
     inventory_topic,
-    is_valid_device_id,
     parse_topic,
     shared_filter,
     state_topic,
     telemetry_topic,
-    validate_device_id,
 )
 
 __all__ = [
+    "DEVICE_ID_PATTERN",
     "ALLOWED_TYPES",
     "DEVICE_KINDS",
     "FLEET_STATE_TOPIC",

@@ -11,8 +11,8 @@ from pydantic import Field, field_validator, model_validator
 
 from .._manifest import NAME_RE as _NAME_RE
 from .._manifest import SHA256_RE as _SHA256_RE
+from ._device_id import validate_device_id
 from ._message_base import SlotName, _aware, _Msg, _Part
-from ._topics import is_valid_device_id
 
 __all__ = [
     "CommandSignature",
@@ -55,9 +55,7 @@ class CommandBase(_Msg):
     @field_validator("device_id")
     @classmethod
     def _device(cls, v: str) -> str:
-        if not is_valid_device_id(v):
-            raise ValueError(f"expected a device id matching [A-Za-z0-9._-]{{1,64}}, got {v!r}")
-        return v
+        return validate_device_id(v)
 
     @field_validator("nonce")
     @classmethod

@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ._topics import is_valid_device_id
+from ._device_id import validate_device_id
 
 __all__ = [
     "PROTOCOL_SCHEMA_VERSION",
@@ -89,9 +89,7 @@ class _DeviceMsg(_Msg):
     @field_validator("device_id")
     @classmethod
     def _device(cls, v: str) -> str:
-        if not is_valid_device_id(v):
-            raise ValueError(f"expected a device id matching [A-Za-z0-9._-]{{1,64}}, got {v!r}")
-        return v
+        return validate_device_id(v)
 
     @field_validator("ts")
     @classmethod
