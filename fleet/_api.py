@@ -120,7 +120,7 @@ def create_app(service: FleetService, *, manage_lifecycle: bool = False) -> Fast
     ) -> Principal:
         if creds is None or not creds.credentials:
             raise AuthError("missing API token: send 'Authorization: Bearer <token>'")
-        return service.authenticate(creds.credentials)
+        return service.tokens.authenticate(creds.credentials)
 
     def need(role: str):
         def dep(p: Annotated[Principal, Depends(principal)]) -> Principal:

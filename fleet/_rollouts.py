@@ -1,4 +1,4 @@
-"""Rollouts in the database: create, manual actions, the engine tick, device events."""
+"""Rollouts in the database: create, manual actions, the engine tick."""
 
 from __future__ import annotations
 
@@ -9,10 +9,9 @@ from datetime import UTC, datetime
 from sqlalchemy import Row, bindparam, select, update
 from sqlalchemy.orm import Session
 
-from ._command_sender import Commands, deployment_id, download_ticket
+from ._command_sender import CommandSender
 from ._context import Context
 from ._db import Device, ModelVersion, Rollout, RolloutDevice, RolloutEvent
-from ._deployment_reports import Reports
 from ._errors import BadRequestError, NotFoundError
 from ._registry import model_ref
 from ._rollout_machine import (
@@ -28,17 +27,20 @@ from ._rollout_machine import (
 )
 from ._telemetry import aggregate
 
-__all__ = ["Rollouts", "deployment_id", "download_ticket"]
+__all__ = ["Rollouts"]
 
 log = logging.getLogger(__name__)
 
 _CHUNK = 500  # ids per IN (...): well under SQLite's bound-parameter limit
 
 
-class Rollouts(Commands, Reports):
-    def __init__(self, ctx: Context, ticket_secret: bytes) -> None:
+class Rollouts:
+    """Rollouts in the database: created and acted on through the API, advanced by the
+    engine tick; ``commands`` sends what either decides to the devices."""
+
+    def __init__(self, ctx: Context, commands: CommandSender) -> None:
         self.ctx = ctx
-        self.ticket_secret = ticket_secret
+        self.commands = commands
 
     # ------------------------------------------------------------------ create / read
 
@@ -175,9 +177,9 @@ class Rollouts(Commands, Reports):
             self._event(db, r, r.status, new, why, actor)
             db.commit()
         if rollback:
-            self._send_rollbacks(r, rollback)
+            self.commands.rollback(r, rollback)
         if cancel:
-            self._send_cancels(r, cancel)
+            self.commands.cancel(r, cancel)
         if new == "RUNNING":
             self.tick_one(rollout_id)
         return self.get(rollout_id)
@@ -274,7 +276,7 @@ class Rollouts(Commands, Reports):
                 self._set_states(db, r.id, dec.dispatch, {"PENDING"}, "SENT", now)
             db.commit()
         if dec.dispatch:
-            ids = self._send_deploys(r, mv, dec.dispatch)
+            ids = self.commands.deploy(r, mv, dec.dispatch)
             with self.ctx.Session() as db:
                 if ids:  # one executemany, not one UPDATE round trip per device
                     db.execute(
@@ -285,7 +287,7 @@ class Rollouts(Commands, Reports):
                     )
                 db.commit()
         if dec.rollback_devices:
-            self._send_rollbacks(r, dec.rollback_devices)
+            self.commands.rollback(r, dec.rollback_devices)
 
     @staticmethod
     def _set_states(

@@ -15,9 +15,9 @@ from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, RedirectResponse
 
 from ._auth import Principal
+from ._command_sender import download_ticket
 from ._errors import AuthError, PayloadTooLargeError
 from ._registry import model_ref
-from ._rollouts import download_ticket
 from ._schemas import (
     ActionIn,
     DeviceOut,
@@ -113,14 +113,14 @@ def build_router(
         mv = service.registry.get(name, version)
         ok = False
         if device and exp is not None and ticket:
-            want = download_ticket(service.rollouts.ticket_secret, device, name, version, exp)
+            want = download_ticket(service.rollouts.commands.ticket_secret, device, name, version, exp)
             ok = hmac.compare_digest(want, ticket) and exp >= time.time()
         elif authorization and authorization.lower().startswith("bearer "):
             token = authorization[7:].strip()
             if token.startswith("efd_"):
                 ok = bool(device) and service.devices.check_token(device, token)
             else:
-                service.authenticate(token)
+                service.tokens.authenticate(token)
                 ok = True
         if not ok:
             raise AuthError("a valid download ticket, device token or API token is required")
@@ -272,7 +272,7 @@ def build_router(
 
     @r.post("/tokens", tags=["auth"], status_code=201, response_model=TokenOut)
     def create_token(p: Admin, body: TokenIn):
-        return {"token": service.create_token(body.role, body.name), "role": body.role}
+        return {"token": service.tokens.create(body.role, body.name), "role": body.role}
 
     @r.get("/tokens", tags=["auth"], response_model=list[TokenInfo])
     def list_tokens(p: Admin):
@@ -284,11 +284,11 @@ def build_router(
                 "created_at": t.created_at,
                 "revoked": t.revoked,
             }
-            for t in service.list_tokens()
+            for t in service.tokens.list()
         ]
 
     @r.delete("/tokens/{token_id}", tags=["auth"], status_code=204)
     def revoke_token(p: Admin, token_id: Annotated[str, PathParam(pattern=r"^[0-9a-f]{1,32}$")]):
-        service.revoke_token(token_id)
+        service.tokens.revoke(token_id)
 
     return r

@@ -84,8 +84,8 @@ def live(tmp_path_factory, mosquitto, signing_keys, fleet_packages):
         service=service,
         url=f"http://127.0.0.1:{port}",
         admin=ADMIN,
-        operator=service.create_token("operator", "op"),
-        viewer=service.create_token("viewer", "view"),
+        operator=service.tokens.create("operator", "op"),
+        viewer=service.tokens.create("viewer", "view"),
         packages=fleet_packages,
     )
     yield live

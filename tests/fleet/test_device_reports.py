@@ -34,8 +34,8 @@ def test_reported_tags_reach_a_device_created_by_its_state(tmp_path):
     svc = _offline_service(tmp_path)
     try:
         # State first (creates the device without tags), then the inventory with tags.
-        svc._ingest([p.State(device_id="t-1", online=True)])
-        svc._ingest([p.Inventory(device_id="t-1", profile="x86_64-cpu", tags=["lab", "cam"])])
+        svc.reports.apply([p.State(device_id="t-1", online=True)])
+        svc.reports.apply([p.Inventory(device_id="t-1", profile="x86_64-cpu", tags=["lab", "cam"])])
         assert svc.devices.get("t-1").tags == ["cam", "lab"]
 
         # Operator tags stay; set_tags cannot strip what the device reports itself.
@@ -43,7 +43,7 @@ def test_reported_tags_reach_a_device_created_by_its_state(tmp_path):
         assert svc.devices.get("t-1").tags == ["cam", "lab", "ops"]
 
         # The device stops reporting "cam": it goes, the operator's tag stays.
-        svc._ingest([p.Inventory(device_id="t-1", profile="x86_64-cpu", tags=["lab", "new"])])
+        svc.reports.apply([p.Inventory(device_id="t-1", profile="x86_64-cpu", tags=["lab", "new"])])
         assert svc.devices.get("t-1").tags == ["lab", "new", "ops"]
         with svc.ctx.ReadSession() as db:
             assert db.get(Device, "t-1").inventory["tags"] == ["lab", "new"]
@@ -290,12 +290,13 @@ def test_duplicate_events_and_replayed_acks_are_no_ops(tmp_path):
                 return db.get(RolloutDevice, (7, "d-1"))
 
         ev = p.DeploymentEvent(device_id="d-1", deployment_id="rollout-7", state="ACTIVE")
-        svc._ingest([ev])
+        svc.reports.apply([ev])
         first = rd()
         assert first.state == "ACTIVE"
         svc.ctx.clock = lambda: first.updated_at + 100.0
-        svc._wake.clear()
-        svc._ingest([ev, ev])  # QoS 1 redelivery
+        woken: list[int] = []
+        svc.reports.on_progress = lambda: woken.append(1)
+        svc.reports.apply([ev, ev])  # QoS 1 redelivery
         ack = p.CommandAck(
             device_id="d-1",
             command_id="c-1",
@@ -304,10 +305,10 @@ def test_duplicate_events_and_replayed_acks_are_no_ops(tmp_path):
             reason="replayed",
         )
         again = p.CommandAck(device_id="d-1", command_id="c-1", action="cmd.deploy", accepted=True)
-        svc._ingest([ack, again, again])
+        svc.reports.apply([ack, again, again])
         after = rd()
         assert (after.state, after.updated_at, after.detail) == ("ACTIVE", first.updated_at, "")
-        assert not svc._wake.is_set()  # nothing new: the engine is not woken
+        assert not woken  # nothing new: the engine is not woken
         with svc.ctx.ReadSession() as db:
             assert db.scalar(select(func.count()).select_from(RolloutEvent)) == 0
     finally:
