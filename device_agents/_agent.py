@@ -29,7 +29,7 @@ from ._active import ActiveModel
 from ._client import connect_kwargs, make_client, refused_v5
 from ._deploy import Deployer, DeployHooks
 from ._fsutil import read_json
-from ._handlers import AgentHandlers
+from ._command_handler import AgentHandlers
 from ._inventory import AGENT_VERSION, build_inventory, detect_profile_name
 from ._journal import FileNonceStore, Journal, PendingCommands
 from ._mux import Link, Mux
