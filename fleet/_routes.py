@@ -113,7 +113,9 @@ def build_router(
         mv = service.registry.get(name, version)
         ok = False
         if device and exp is not None and ticket:
-            want = download_ticket(service.rollouts.commands.ticket_secret, device, name, version, exp)
+            want = download_ticket(
+                service.rollouts.commands.ticket_secret, device, name, version, exp
+            )
             ok = hmac.compare_digest(want, ticket) and exp >= time.time()
         elif authorization and authorization.lower().startswith("bearer "):
             token = authorization[7:].strip()

@@ -190,7 +190,7 @@ def test_online_is_announced_only_after_the_command_subscription(make_agent):
     proxy = _HoldingProxy(broker.port)
     agent = make_agent(broker=proxy, wait_online=False, mqtt5_connack_timeout_s=30.0)
     try:
-        wait_until(lambda: not agent._busy, what="startup jobs (they end by publishing state)")
+        wait_until(lambda: not agent.work.busy, what="startup jobs (they end by publishing state)")
         time.sleep(0.3)  # anything they queued has reached the broker by now
         proxy.release()
         wait_until(agent.connected.is_set, 20, what="agent online")

@@ -197,7 +197,7 @@ def test_non_command_message_gives_error_event(make_agent, collector):
     agent = make_agent(install=None, local_endpoint=None)
     state = p.State(device_id=agent.device_id, online=True, agent_version="0")
     before = len(collector.of(p.ErrorEvent, agent.device_id))
-    agent.handle(p.state_topic(agent.device_id), p.encode(state))
+    agent.commands.handle(p.state_topic(agent.device_id), p.encode(state))
     wait_until(lambda: len(collector.of(p.ErrorEvent, agent.device_id)) > before)
     err = collector.of(p.ErrorEvent, agent.device_id)[-1]
     assert err.code == "malformed" and "expected a command" in err.message
