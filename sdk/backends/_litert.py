@@ -12,16 +12,16 @@ import ctypes
 import importlib
 import logging
 import threading
-from pathlib import Path
 
 import numpy as np
 
 from .._errors import BackendError, BackendUnavailableError, InputError
-from .._manifest import Artifact, TensorSpec
-from ._base import BackendOptions, LiteRTOptions
+from .._manifest import TensorSpec
+from ._base import LiteRTOptions
 from ._common import (
-    SpecsMixin,
-    check_options,
+    LoadRequest,
+    RuntimeBackend,
+    RuntimeSession,
     check_threads,
     match_names,
     missing_runtime,
@@ -93,15 +93,13 @@ def _quant_for(detail: dict, spec: TensorSpec) -> _Quant | None:
     return None
 
 
-class LiteRTSession(SpecsMixin):
-    # Serialised by our own lock below, so the Model layer need not add another.
-    thread_safe = True
+class LiteRTSession(RuntimeSession):
+    runtime = "litert"
+    thread_safe = True  # serialised by our own lock below
 
     def __init__(self, interp, inputs: list[TensorSpec], outputs: list[TensorSpec], source: str):
+        super().__init__(inputs, outputs, source)
         self._interp = interp
-        self._inputs = inputs
-        self._outputs = outputs
-        self._source = source
         in_d = interp.get_input_details()
         out_d = interp.get_output_details()
         in_idx = match_names([d["name"] for d in in_d], inputs, "input", source)
@@ -156,13 +154,13 @@ class LiteRTSession(SpecsMixin):
             except InputError:
                 raise
             except Exception as e:
-                raise BackendError(f"litert failed running {self._source}: {e}") from e
+                raise self._run_failed(e) from e
 
     def close(self) -> None:
         self._interp = None
 
 
-class LiteRTBackend:
+class LiteRTBackend(RuntimeBackend):
     name = "litert"
     formats = ("tflite",)
     options_type = LiteRTOptions
@@ -171,15 +169,8 @@ class LiteRTBackend:
         # Top-level names only: find_spec of "a.b" imports package "a" (slow, and not lazy).
         return missing_runtime(self.name, [m.split(".")[0] for m, _, _ in _RUNTIMES])
 
-    def load(
-        self,
-        path: Path,
-        artifact: Artifact,
-        inputs: list[TensorSpec],
-        outputs: list[TensorSpec],
-        options: BackendOptions | None,
-    ) -> LiteRTSession:
-        opts = check_options(options, LiteRTOptions, self.name)
+    def open(self, req: LoadRequest, opts: LiteRTOptions) -> LiteRTSession:
+        path, artifact = req.path, req.artifact
         check_threads(self.name, num_threads=opts.num_threads)
         module, interpreter_cls, load_delegate = import_interpreter()
         delegates = []
@@ -194,6 +185,6 @@ class LiteRTBackend:
                 experimental_delegates=delegates or None,
             )
             interp.allocate_tensors()
-            session = LiteRTSession(interp, inputs, outputs, artifact.name)
+            session = LiteRTSession(interp, req.inputs, req.outputs, artifact.name)
         log.debug("litert (%s) loaded %s", module, artifact.name)
         return session
