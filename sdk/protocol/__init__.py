@@ -19,35 +19,39 @@ from ._command_auth import (
     new_nonce,
     sign_command,
 )
-from ._device_id import DEVICE_ID_PATTERN, is_valid_device_id, validate_device_id
-from ._errors import CommandRejected, DuplicateCommand, ProtocolError
-from ._messages import (
-    MIN_SCHEMA_VERSION,
-    PROTOCOL_SCHEMA_VERSION,
-    TERMINAL_STATES,
+from ._command_messages import (
     BenchmarkCommand,
     CancelCommand,
     Command,
-    CommandAck,
     CommandBase,
     CommandSignature,
     ConfigCommand,
     DeployCommand,
-    DeploymentEvent,
+    ManifestSignature,
+    RollbackCommand,
+)
+from ._device_id import DEVICE_ID_PATTERN, DeviceId, is_valid_device_id, validate_device_id
+from ._errors import CommandRejected, DuplicateCommand, ProtocolError
+from ._message_base import (
+    MIN_SCHEMA_VERSION,
+    PROTOCOL_SCHEMA_VERSION,
+    TERMINAL_STATES,
     DeploymentState,
+    SlotName,
+    utcnow,
+)
+from ._messages import (
+    CommandAck,
+    DeploymentEvent,
     ErrorEvent,
     Event,
     FleetState,
     Inventory,
-    ManifestSignature,
     Message,
-    RollbackCommand,
     SlotInfo,
-    SlotName,
     State,
     TelemetryBatch,
     TelemetrySample,
-    utcnow,
 )
 from ._schema import SCHEMA_PATH, message_schema, schema_text, write_schema
 from ._topics import (
@@ -69,6 +73,7 @@ from ._topics import (
 
 __all__ = [
     "DEVICE_ID_PATTERN",
+    "DeviceId",
     "ALLOWED_TYPES",
     "DEVICE_KINDS",
     "FLEET_STATE_TOPIC",

@@ -11,10 +11,13 @@ the simulator.
 from __future__ import annotations
 
 import re
+from typing import Annotated
+
+from pydantic import AfterValidator
 
 from ._errors import ProtocolError
 
-__all__ = ["DEVICE_ID_PATTERN", "is_valid_device_id", "validate_device_id"]
+__all__ = ["DEVICE_ID_PATTERN", "DeviceId", "is_valid_device_id", "validate_device_id"]
 
 # Written without look-ahead so pydantic's (Rust) regex engine and OpenAPI clients accept
 # it too: a first character that is not a dot, or "." + a non-dot, or ".." + at least one.
@@ -40,3 +43,7 @@ def validate_device_id(device_id: object) -> str:
             "A-Z a-z 0-9 . _ - other than '.' and '..'"
         )
     return device_id  # type: ignore[return-value]
+
+
+# A pydantic field type: ``device_id: DeviceId`` in every model that carries one.
+DeviceId = Annotated[str, AfterValidator(validate_device_id)]

@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ._device_id import validate_device_id
+from ._device_id import DeviceId
 
 __all__ = [
     "PROTOCOL_SCHEMA_VERSION",
@@ -83,13 +83,8 @@ def _aware(v: datetime) -> datetime:
 
 
 class _DeviceMsg(_Msg):
-    device_id: str
+    device_id: DeviceId
     ts: datetime = Field(default_factory=utcnow)
-
-    @field_validator("device_id")
-    @classmethod
-    def _device(cls, v: str) -> str:
-        return validate_device_id(v)
 
     @field_validator("ts")
     @classmethod

@@ -14,18 +14,11 @@ from pydantic import Field, field_validator
 from ._command_messages import (
     BenchmarkCommand,
     CancelCommand,
-    Command,
-    CommandBase,
-    CommandSignature,
     ConfigCommand,
     DeployCommand,
-    ManifestSignature,
     RollbackCommand,
 )
 from ._message_base import (
-    MIN_SCHEMA_VERSION,
-    PROTOCOL_SCHEMA_VERSION,
-    TERMINAL_STATES,
     DeploymentState,
     SlotName,
     _aware,
@@ -36,24 +29,10 @@ from ._message_base import (
 )
 
 __all__ = [
-    "PROTOCOL_SCHEMA_VERSION",
-    "MIN_SCHEMA_VERSION",
-    "DeploymentState",
-    "TERMINAL_STATES",
-    "SlotName",
     "SlotInfo",
     "State",
     "FleetState",
     "Inventory",
-    "CommandSignature",
-    "ManifestSignature",
-    "CommandBase",
-    "DeployCommand",
-    "CancelCommand",
-    "RollbackCommand",
-    "BenchmarkCommand",
-    "ConfigCommand",
-    "Command",
     "DeploymentEvent",
     "CommandAck",
     "ErrorEvent",
@@ -61,7 +40,6 @@ __all__ = [
     "TelemetrySample",
     "TelemetryBatch",
     "Message",
-    "utcnow",
 ]
 
 
