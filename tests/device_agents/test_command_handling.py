@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 from edgefleet.sdk import protocol as p
 
-from tests.device_agents.support import deploy_cmd, wait_until
+from tests.device_agents.support import deploy_cmd
 from tests.device_agents.test_deploy import _send, _serving
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.broker
 
@@ -191,7 +191,8 @@ def test_online_is_announced_only_after_the_command_subscription(make_agent):
     agent = make_agent(broker=proxy, wait_online=False, mqtt5_connack_timeout_s=30.0)
     try:
         wait_until(lambda: not agent.work.busy, what="startup jobs (they end by publishing state)")
-        time.sleep(0.3)  # anything they queued has reached the broker by now
+        # Whatever they published is on the wire (ahead of any later SUBSCRIBE in the stream).
+        wait_until(lambda: not agent.client.want_write(), what="the agent's output written")
         proxy.release()
         wait_until(agent.connected.is_set, 20, what="agent online")
         dev = agent.device_id

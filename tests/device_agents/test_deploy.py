@@ -7,8 +7,9 @@ import pytest
 from edgefleet.device_agents import load_active
 from edgefleet.sdk import protocol as p
 
-from tests.device_agents.support import deploy_cmd, wait_until
+from tests.device_agents.support import deploy_cmd
 from tests.support.packages import tiny_inputs, tiny_reference
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.broker
 

@@ -6,7 +6,9 @@ import hashlib
 
 import pytest
 
-from .fake_device import FakeDevice, wait_until
+from tests.support.waiting import wait_until
+
+from .fake_device import FakeDevice
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,9 @@ import shutil
 
 import pytest
 
-from .fake_device import FakeDevice, wait_until
+from tests.support.waiting import wait_until
+
+from .fake_device import FakeDevice
 
 pytestmark = [pytest.mark.browser, pytest.mark.broker]
 

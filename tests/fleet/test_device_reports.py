@@ -14,9 +14,9 @@ import pytest
 from edgefleet.sdk import protocol as p
 
 from tests.support.mosquitto import free_port
+from tests.support.waiting import wait_until
 
 from .conftest import ADMIN, UvicornThread
-from .fake_device import wait_until
 
 
 def _offline_service(tmp_path, **kw):

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 from edgefleet.sdk import protocol as p
 
-from .fake_device import FakeDevice, wait_until
+from tests.support.waiting import wait_until
+
+from .fake_device import FakeDevice
 
 pytestmark = pytest.mark.broker
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
-import time
 
 import paho.mqtt.client as mqtt
 import pytest
 from edgefleet.sdk import protocol as p
 
-from .fake_device import FakeDevice, wait_until
+from tests.support.waiting import wait_until
+
+from .fake_device import FakeDevice
 
 pytestmark = pytest.mark.broker
 
@@ -52,6 +53,23 @@ def _rollout(c, tag: str, version: str, spec: dict) -> dict:
     return r.json()
 
 
+def _barrier(live, devs: list[FakeDevice]) -> None:
+    """Send each device a no-op config command through the fleet's own MQTT session and
+    wait for all of them: whatever the fleet published to those devices before (on the same
+    session, topic and QoS) has been delivered once these have, as MQTT keeps that order."""
+    ids = {}
+    for d in devs:
+        cmd = p.sign_command(
+            p.ConfigCommand(**p.command_fields(d.id)), live.service.ctx.signing_key
+        )
+        live.service.ctx.publish(p.cmd_topic(d.id), p.encode(cmd), 1, False)
+        ids[d.id] = cmd.command_id
+    wait_until(
+        lambda: all(any(c.command_id == ids[d.id] for c in d.received) for d in devs),
+        what="the barrier command on every device",
+    )
+
+
 def test_failing_canary_halts_rollout_and_no_other_device_gets_it(
     models, live, mosquitto, fleet_pub, package_pub
 ):
@@ -65,7 +83,7 @@ def test_failing_canary_halts_rollout_and_no_other_device_gets_it(
             detail = c.get(f"/api/v1/rollouts/{rid}").json()
             assert "smoke test" in detail["devices"][0]["detail"]
             assert "over the failure threshold" in detail["reason"]
-            time.sleep(0.5)  # give a wrongly dispatched command time to arrive
+            _barrier(live, devs)  # a wrongly dispatched command would have arrived by now
             got = [d for d in devs if any(isinstance(x, p.DeployCommand) for x in d.received)]
             assert [d.id for d in got] == ["canary-0"]
             assert [w["states"] for w in detail["waves"]] == [{"FAILED": 1}, {"PENDING": 3}]
