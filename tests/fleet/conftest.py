@@ -103,3 +103,10 @@ def package_pub(signing_keys):
     from edgefleet.sdk import load_public_key
 
     return load_public_key(signing_keys[1])
+
+
+def offline_service(tmp_path, **kw):
+    """A FleetService without MQTT (not started): for tests that feed it reports directly."""
+    from edgefleet.fleet import FleetService, FleetSettings
+
+    return FleetService(FleetSettings(data_dir=tmp_path, mqtt_enabled=False, **kw))

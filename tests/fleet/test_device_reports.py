@@ -3,27 +3,13 @@ reports, lock contention in the API, QoS 1 duplicates."""
 
 from __future__ import annotations
 
-import sqlite3
-import threading
-import time
-from datetime import UTC, datetime
-
-import httpx
 import paho.mqtt.client as mqtt
 import pytest
 from edgefleet.sdk import protocol as p
 
-from tests.support.mosquitto import free_port
 from tests.support.waiting import wait_until
 
-from .conftest import ADMIN, UvicornThread
-
-
-def _offline_service(tmp_path, **kw):
-    from edgefleet.fleet import FleetService, FleetSettings
-
-    return FleetService(FleetSettings(data_dir=tmp_path, mqtt_enabled=False, **kw))
-
+from .conftest import offline_service
 
 # ----------------------------------------------------------------------------- tags
 
@@ -31,7 +17,7 @@ def _offline_service(tmp_path, **kw):
 def test_reported_tags_reach_a_device_created_by_its_state(tmp_path):
     from edgefleet.fleet._db import Device
 
-    svc = _offline_service(tmp_path)
+    svc = offline_service(tmp_path)
     try:
         # State first (creates the device without tags), then the inventory with tags.
         svc.reports.apply([p.State(device_id="t-1", online=True)])
@@ -90,156 +76,6 @@ def test_fleet_started_after_its_devices_sees_their_retained_reports(tmp_path, m
         svc.stop()
 
 
-@pytest.mark.broker
-def test_stopped_replica_does_not_swallow_telemetry(tmp_path, mosquitto):
-    from edgefleet.fleet import FleetService, FleetSettings
-    from edgefleet.fleet._db import Telemetry
-    from sqlalchemy import func, select
-
-    base = FleetSettings(
-        data_dir=tmp_path,
-        broker_url=mosquitto.url,
-        share_group="gone",
-        mqtt_client_id="fleet-gone",
-        telemetry_flush_interval_s=0.05,
-    )
-    live = FleetService(base).start()
-    dead = FleetService(base.model_copy(update={"run_engine": False})).start()
-    dead.stop()  # for good: its share must go back to the live replica
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="gone-dev")
-    c.connect("127.0.0.1", mosquitto.port)
-    c.loop_start()
-    try:
-        for i in range(40):
-            b = p.TelemetryBatch(
-                device_id="gone-0",
-                seq=i,
-                samples=[p.TelemetrySample(ts=datetime.now(UTC), model="tiny@1.0.0", calls=1)],
-            )
-            c.publish(p.telemetry_topic("gone-0"), p.encode(b), 1).wait_for_publish(5)
-
-        def stored() -> int:
-            with live.ctx.ReadSession() as db:
-                return db.scalar(select(func.count()).select_from(Telemetry))
-
-        assert wait_until(lambda: stored() == 40, 10), stored()
-    finally:
-        c.disconnect()
-        c.loop_stop()
-        live.stop()
-
-
-# ----------------------------------------------------------------------------- lock contention
-
-
-def test_held_write_lock_answers_503_with_retry_after(tmp_path):
-    from edgefleet.fleet import create_app
-    from fastapi.testclient import TestClient
-
-    svc = _offline_service(tmp_path, sqlite_busy_timeout_s=0.2, bootstrap_admin_token=ADMIN)
-    holder = sqlite3.connect(tmp_path / "fleet.db", isolation_level=None)
-    try:
-        with TestClient(create_app(svc)) as client:
-            client.headers["Authorization"] = f"Bearer {ADMIN}"
-            assert client.get("/api/v1/devices").status_code == 200  # warms the token cache
-            holder.execute("BEGIN IMMEDIATE")  # another writer holds the lock for long
-            r = client.put("/api/v1/devices/x-1/tags", json={"tags": ["a"]})
-            assert r.status_code == 503, r.text
-            assert r.headers["Retry-After"] == "1"
-            r = client.post("/api/v1/devices", json={"id": "x-1", "tags": ["a"]})
-            assert r.status_code == 503, r.text
-            holder.execute("ROLLBACK")
-            r = client.post("/api/v1/devices", json={"id": "x-1", "tags": ["a"]})
-            assert r.status_code == 201, r.text
-    finally:
-        holder.close()
-        svc.stop()
-
-
-@pytest.mark.broker
-def test_api_under_ingestion_load_never_answers_500(tmp_path, mosquitto, fleet_packages):
-    from edgefleet.fleet import FleetService, FleetSettings, create_app
-
-    port = free_port()
-    svc = FleetService(
-        FleetSettings(
-            data_dir=tmp_path,
-            broker_url=mosquitto.url,
-            port=port,
-            share_group="hammer",
-            allow_unverified_packages=True,
-            bootstrap_admin_token=ADMIN,
-            telemetry_flush_interval_s=0.01,
-            telemetry_batch_size=50,
-        )
-    ).start()
-    server = UvicornThread(create_app(svc), port)
-    server.start()
-    stop = threading.Event()
-    statuses: list[int] = []
-
-    def flood() -> None:
-        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="hammer-flood")
-        c.connect("127.0.0.1", mosquitto.port)
-        c.loop_start()
-        i = 0
-        while not stop.is_set():
-            dev = f"hm-{i % 40}"
-            st = p.State(device_id=dev, online=True, agent_version=str(i))
-            c.publish(p.state_topic(dev), p.encode(st), 1)
-            s = p.TelemetrySample(ts=datetime.now(UTC), model="tiny@1.0.0", calls=1)
-            c.publish(
-                p.telemetry_topic(dev),
-                p.encode(p.TelemetryBatch(device_id=dev, seq=i, samples=[s])),
-                0,
-            )
-            i += 1
-            time.sleep(0.001)
-        c.disconnect()
-        c.loop_stop()
-
-    def api(k: int) -> None:
-        with httpx.Client(
-            base_url=f"http://127.0.0.1:{port}",
-            headers={"Authorization": f"Bearer {ADMIN}"},
-            timeout=60,
-        ) as c:
-            for i in range(8):
-                body = {
-                    "name": f"h{k}-{i}",
-                    "model": "tiny",
-                    "version": "1.0.0",
-                    "target": {"device_ids": [f"hm-{(k + i) % 40}"]},
-                    "spec": {},
-                }
-                statuses.append(c.post("/api/v1/rollouts", json=body).status_code)
-                statuses.append(
-                    c.put(f"/api/v1/devices/hm-{k}/tags", json={"tags": [f"t{i}"]}).status_code
-                )
-
-    flooder = threading.Thread(target=flood, daemon=True)
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as c:
-            c.headers["Authorization"] = f"Bearer {ADMIN}"
-            data = fleet_packages["v1"].read_bytes()
-            assert c.post("/api/v1/models", files={"file": ("p.efpkg", data)}).status_code == 201
-        flooder.start()
-        assert wait_until(lambda: len(svc.devices.list()) >= 40, 15)
-        workers = [threading.Thread(target=api, args=(k,)) for k in range(4)]
-        for w in workers:
-            w.start()
-        for w in workers:
-            w.join(120)
-    finally:
-        stop.set()
-        flooder.join(10)
-        server.stop()
-        svc.stop()
-    assert len(statuses) == 64
-    assert 500 not in statuses, statuses
-    assert statuses.count(201) + statuses.count(200) >= 60, statuses  # 503 only in a pinch
-
-
 # ----------------------------------------------------------------------------- duplicates
 
 
@@ -247,7 +83,7 @@ def test_duplicate_events_and_replayed_acks_are_no_ops(tmp_path):
     from edgefleet.fleet._db import ModelVersion, Rollout, RolloutDevice, RolloutEvent
     from sqlalchemy import func, select
 
-    svc = _offline_service(tmp_path)
+    svc = offline_service(tmp_path)
     try:
         with svc.ctx.Session() as db:
             mv = ModelVersion(
@@ -313,26 +149,3 @@ def test_duplicate_events_and_replayed_acks_are_no_ops(tmp_path):
             assert db.scalar(select(func.count()).select_from(RolloutEvent)) == 0
     finally:
         svc.stop()
-
-
-@pytest.mark.broker
-def test_stable_replica_id_keeps_a_persistent_session(tmp_path, mosquitto):
-    from edgefleet.fleet import FleetService, FleetSettings
-
-    s = FleetSettings(
-        data_dir=tmp_path,
-        broker_url=mosquitto.url,
-        mqtt_client_id="fx",
-        replica_id="r1",
-        share_group="stable",  # own group: the session left behind must not take others' share
-    )
-    svc = FleetService(s).start()
-    try:
-        assert svc.mqtt.client._client_id == b"fx-r1"
-        assert svc.mqtt.client._clean_session is False
-    finally:
-        svc.stop()
-        # Drop the persistent session on the shared broker (a clean connect discards it).
-        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="fx-r1", clean_session=True)
-        c.connect("127.0.0.1", mosquitto.port)
-        c.disconnect()
