@@ -12,8 +12,8 @@ from sqlalchemy.orm import Session
 from ._command_sender import CommandSender
 from ._context import Context
 from ._db import Device, ModelVersion, Rollout, RolloutDevice, RolloutEvent
-from ._errors import BadRequestError, NotFoundError
-from ._registry import model_ref
+from ._errors import BadRequestError, NotFoundError, found
+from ._registry import find_version, model_ref
 from ._rollout_machine import (
     IN_FLIGHT,
     DeviceProgress,
@@ -64,13 +64,7 @@ class Rollouts:
         self, name: str, model: str, version: str, target: TargetSpec, spec: RolloutSpec
     ) -> Rollout:
         with self.ctx.Session() as db:
-            mv = db.scalar(
-                select(ModelVersion).where(
-                    ModelVersion.name == model, ModelVersion.version == version
-                )
-            )
-            if mv is None:
-                raise NotFoundError(f"model {model} version {version} is not registered")
+            mv = find_version(db, model, version)
             ids = self.resolve_targets(db, target)
             if not ids:
                 raise BadRequestError(f"the target {target.model_dump()} matches no devices")
@@ -92,10 +86,7 @@ class Rollouts:
 
     def get(self, rollout_id: int) -> Rollout:
         with self.ctx.ReadSession() as db:
-            r = db.get(Rollout, rollout_id)
-        if r is None:
-            raise NotFoundError(f"rollout {rollout_id} does not exist")
-        return r
+            return found(db.get(Rollout, rollout_id), f"rollout {rollout_id} does not exist")
 
     def list(self) -> list[Rollout]:
         with self.ctx.ReadSession() as db:

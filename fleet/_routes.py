@@ -255,18 +255,9 @@ def build_router(
         with service.ctx.read_engine.connect() as conn:
             models = conn.execute(select(Telemetry.model).where(Telemetry.ts >= lo).distinct())
             names = sorted(m for (m,) in models)
+        window = {"device_id": None, "since": lo, "until": hi, "bucket_s": bucket_s}
         return [
-            {
-                "model": m,
-                "series": query_series(
-                    service.ctx.read_engine,
-                    model=m,
-                    device_id=None,
-                    since=lo,
-                    until=hi,
-                    bucket_s=bucket_s,
-                ),
-            }
+            {"model": m, "series": query_series(service.ctx.read_engine, model=m, **window)}
             for m in names[:20]
         ]
 

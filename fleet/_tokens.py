@@ -9,7 +9,7 @@ from sqlalchemy import select
 from ._auth import ROLES, Principal, hash_secret, new_token, parse_token, verify_secret
 from ._context import Context
 from ._db import ApiToken
-from ._errors import AuthError, BadRequestError, NotFoundError
+from ._errors import AuthError, BadRequestError, found
 
 __all__ = ["ApiTokens"]
 
@@ -42,10 +42,7 @@ class ApiTokens:
 
     def revoke(self, tid: str) -> None:
         with self.ctx.Session() as db:
-            row = db.get(ApiToken, tid)
-            if row is None:
-                raise NotFoundError(f"token {tid!r} does not exist")
-            row.revoked = True
+            found(db.get(ApiToken, tid), f"token {tid!r} does not exist").revoked = True
             db.commit()
         self.ctx.tokens.forget(tid)
 

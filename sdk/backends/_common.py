@@ -14,7 +14,7 @@ import numpy as np
 
 from .._errors import BackendError, BackendUnavailableError, ConfigError
 from .._manifest import Artifact, TensorSpec
-from ._base import EXTRAS, BackendOptions, module_available
+from ._base import EXTRAS, module_available
 
 __all__ = [
     "LoadRequest",
@@ -79,25 +79,27 @@ class LoadRequest:
 
 
 class RuntimeBackend:
-    """The Backend Protocol's common part: ``available`` from the runtime modules (any one
-    importable) and ``load``, which checks the options type and calls ``open``."""
+    """The Backend Protocol's common part. A backend names itself in its class line
+    (``class X(RuntimeBackend, name=..., formats=..., options=..., modules=...)``);
+    ``available`` asks for the runtime modules (any one importable) and ``load`` checks the
+    options type, then calls ``open``."""
 
     name: str
     formats: tuple[str, ...]
     options_type: type
     modules: tuple[str, ...] = ()
 
+    def __init_subclass__(
+        cls, *, name: str, formats: tuple[str, ...], options: type, modules: tuple[str, ...] = ()
+    ) -> None:
+        super().__init_subclass__()
+        cls.name, cls.formats, cls.options_type, cls.modules = name, formats, options, modules
+
     def available(self) -> str | None:
         return missing_runtime(self.name, self.modules) if self.modules else None
 
-    def load(
-        self,
-        path: Path,
-        artifact: Artifact,
-        inputs: list[TensorSpec],
-        outputs: list[TensorSpec],
-        options: BackendOptions | None,
-    ) -> RuntimeSession:
+    def load(self, path, artifact, inputs, outputs, options=None) -> RuntimeSession:
+        """The Backend Protocol's ``load`` (see ``_base.Backend``)."""
         opts = check_options(options, self.options_type, self.name)
         return self.open(LoadRequest(path, artifact, inputs, outputs), opts)
 

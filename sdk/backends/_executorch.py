@@ -58,11 +58,9 @@ class ExecuTorchSession(RuntimeSession):
         self._program = None
 
 
-class ExecuTorchBackend(RuntimeBackend):
-    name = "executorch"
-    formats = ("pte",)
-    options_type = ExecuTorchOptions
-
+class ExecuTorchBackend(
+    RuntimeBackend, name="executorch", formats=("pte",), options=ExecuTorchOptions
+):
     def available(self) -> str | None:
         # The Python runtime needs torch too; a half install would fail only at load.
         return missing_runtime(self.name, ["executorch"]) or missing_runtime(self.name, ["torch"])

@@ -160,11 +160,7 @@ class LiteRTSession(RuntimeSession):
         self._interp = None
 
 
-class LiteRTBackend(RuntimeBackend):
-    name = "litert"
-    formats = ("tflite",)
-    options_type = LiteRTOptions
-
+class LiteRTBackend(RuntimeBackend, name="litert", formats=("tflite",), options=LiteRTOptions):
     def available(self) -> str | None:
         # Top-level names only: find_spec of "a.b" imports package "a" (slow, and not lazy).
         return missing_runtime(self.name, [m.split(".")[0] for m, _, _ in _RUNTIMES])

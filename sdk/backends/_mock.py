@@ -54,12 +54,13 @@ class MockSession(RuntimeSession):
         self.closed = True
 
 
-class MockBackend(RuntimeBackend):
+class MockBackend(
+    RuntimeBackend,
+    name="mock",
+    formats=("onnx", "tflite", "pte", "pt2", "torchscript"),
+    options=MockOptions,
+):
     """Accepts any artifact format; the file is not read, so tests need no real model."""
-
-    name = "mock"
-    formats = ("onnx", "tflite", "pte", "pt2", "torchscript")
-    options_type = MockOptions
 
     def open(self, req: LoadRequest, opts: MockOptions) -> MockSession:
         log.debug("mock loaded %s", req.artifact.name)

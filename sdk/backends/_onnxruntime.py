@@ -86,12 +86,13 @@ class OnnxRuntimeSession(RuntimeSession):
         self._sess = None
 
 
-class OnnxRuntimeBackend(RuntimeBackend):
-    name = "onnxruntime"
-    formats = ("onnx",)
-    options_type = OnnxRuntimeOptions
-    modules = ("onnxruntime",)
-
+class OnnxRuntimeBackend(
+    RuntimeBackend,
+    name="onnxruntime",
+    formats=("onnx",),
+    options=OnnxRuntimeOptions,
+    modules=("onnxruntime",),
+):
     def open(self, req: LoadRequest, opts: OnnxRuntimeOptions) -> OnnxRuntimeSession:
         path, artifact = req.path, req.artifact
         check_threads(

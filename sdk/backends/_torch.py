@@ -68,12 +68,9 @@ class TorchSession(RuntimeSession):
         self._module = None
 
 
-class TorchBackend(RuntimeBackend):
-    name = "torch"
-    formats = ("pt2",)
-    options_type = TorchOptions
-    modules = ("torch",)
-
+class TorchBackend(
+    RuntimeBackend, name="torch", formats=("pt2",), options=TorchOptions, modules=("torch",)
+):
     def open(self, req: LoadRequest, opts: TorchOptions) -> TorchSession:
         path, artifact = req.path, req.artifact
         check_threads(self.name, num_threads=opts.num_threads)
