@@ -113,24 +113,14 @@ class Agent:
         self.executor = executor or ThreadPoolExecutor(1, thread_name_prefix="edgefleet-work")
         self.work = WorkQueue(self.executor, self.device_id, after_each=self.publish_state)
         self.telemetry = TelemetrySender(
-            self.device_id, self.queue, self.active,
+            self.queue, self.active, s.telemetry_batch_max,
             publish=lambda topic, payload, qos: self.client.publish(topic, payload, qos=qos),
             ready=lambda: self.connected.is_set() and not self._stopping,
-            batch_max=s.telemetry_batch_max,
         )  # fmt: skip
         self.commands = CommandHandler(
-            self.device_id,
-            events=self.events,
-            verifier=lambda: self.verifier,
-            pending=self.pending,
-            journal=self.journal,
-            work=self.work,
-            deployer=self.deployer,
-            store=self.store,
-            policy=self.policy,
-            backend=s.backend,
+            self.events, lambda: self.verifier, self.pending, self.work, self.deployer,
             configure=self.configure,
-        )
+        )  # fmt: skip
         self._closed = self._stopping = False
         self._state_lock = threading.Lock()
         self._sub_mid = -1

@@ -34,8 +34,7 @@ from edgefleet.sdk.protocol import (
 from ._benchmark import run_benchmark
 from ._deploy import Deployer
 from ._events import EventPublisher
-from ._journal import DeploymentRecord, Journal, PendingCommands
-from ._store import ModelStore
+from ._journal import DeploymentRecord, PendingCommands
 from ._work_queue import WorkQueue
 
 __all__ = ["CommandHandler"]
@@ -48,33 +47,26 @@ _QUEUED_COMMANDS = (DeployCommand, RollbackCommand, BenchmarkCommand)
 
 class CommandHandler:
     """``verifier()`` gives the device's CommandVerifier (None: no fleet key configured);
-    ``policy()`` its package trust policy; ``configure(cmd)`` applies a config command."""
+    ``deployer`` runs deployments (and holds the store, journal and trust policy);
+    ``configure(cmd)`` applies a config command."""
 
     def __init__(
         self,
-        device_id: str,
-        *,
         events: EventPublisher,
         verifier: Callable[[], CommandVerifier | None],
         pending: PendingCommands,
-        journal: Journal,
         work: WorkQueue,
         deployer: Deployer,
-        store: ModelStore,
-        policy: Callable,
-        backend: str | None,
         configure: Callable[[ConfigCommand], None],
     ) -> None:
-        self.device_id = device_id
         self.events = events
+        self.device_id = events.device_id
         self.verifier = verifier
         self.pending = pending
-        self.journal = journal
         self.work = work
         self.deployer = deployer
-        self.store = store
-        self.policy = policy
-        self.backend = backend
+        self.store, self.journal, hooks = deployer.store, deployer.journal, deployer.hooks
+        self.policy, self.backend = hooks.policy, hooks.backend
         self.configure = configure
 
     # -- commands

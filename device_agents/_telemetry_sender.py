@@ -23,19 +23,17 @@ class TelemetrySender:
 
     def __init__(
         self,
-        device_id: str,
         queue: TelemetryQueue,
         active: ActiveModel,
+        batch_max: int,
+        *,
         publish: Callable[[str, bytes, int], object],
         ready: Callable[[], bool],
-        batch_max: int,
     ) -> None:
-        self.device_id = device_id
         self.queue = queue
-        self.active = active
-        self.publish = publish
-        self.ready = ready
-        self.batch_max = batch_max
+        self.device_id = queue.device_id
+        self.active, self.batch_max = active, batch_max
+        self.publish, self.ready = publish, ready
         self._inflight: tuple[int, PendingBatch] | None = None
         self._lock = threading.Lock()
         self._closed = False

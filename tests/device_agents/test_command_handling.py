@@ -8,7 +8,7 @@ import pytest
 from edgefleet.sdk import protocol as p
 
 from tests.device_agents.support import deploy_cmd
-from tests.device_agents.test_deploy import _send, _serving
+from tests.device_agents.test_deploy import _deploy, _send, _serving
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.broker
@@ -44,9 +44,7 @@ def test_cancel_while_downloading(make_agent, collector, artifacts, packages, fl
 
 def test_rollback_benchmark_and_config(make_agent, collector, artifacts, packages, fleet_key):
     agent = make_agent()
-    url, data = artifacts.add(packages["v2"])
-    cmd = deploy_cmd(agent.device_id, url, data, packages["v2"], fleet_key)
-    _send(collector, agent, cmd)
+    cmd = _deploy(collector, agent, artifacts, packages["v2"], fleet_key)
     assert collector.wait_terminal(agent.device_id, cmd.deployment_id) == "ACTIVE"
 
     bench = p.sign_command(

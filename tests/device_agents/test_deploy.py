@@ -18,6 +18,14 @@ def _send(collector, agent, cmd):
     collector.publish(p.cmd_topic(agent.device_id), p.encode(cmd))
 
 
+def _deploy(collector, agent, artifacts, package, key, **kw):
+    """Serve ``package``, send the agent a signed deploy of it; the command sent."""
+    url, data = artifacts.add(package)
+    cmd = deploy_cmd(agent.device_id, url, data, package, key, **kw)
+    _send(collector, agent, cmd)
+    return cmd
+
+
 def _serving(agent, seed):
     """The active slot answers like the reference model of ``seed``."""
     model = load_active(agent.store)
@@ -64,9 +72,7 @@ def test_command_signed_by_untrusted_key_rejected(
     from edgefleet.sdk import load_private_key
 
     agent = make_agent()
-    url, data = artifacts.add(packages["v2"])
-    cmd = deploy_cmd(agent.device_id, url, data, packages["v2"], load_private_key(other_keys[0]))
-    _send(collector, agent, cmd)
+    cmd = _deploy(collector, agent, artifacts, packages["v2"], load_private_key(other_keys[0]))
     assert collector.wait_terminal(agent.device_id, cmd.deployment_id) == "REJECTED"
     ack = wait_until(lambda: [a for a in collector.of(p.CommandAck, agent.device_id)
                               if a.command_id == cmd.command_id])  # fmt: skip
@@ -98,9 +104,7 @@ def test_hash_mismatch_fails_and_old_model_keeps_serving(
     make_agent, collector, artifacts, packages, fleet_key
 ):
     agent = make_agent()
-    url, data = artifacts.add(packages["v2"])
-    cmd = deploy_cmd(agent.device_id, url, data, packages["v2"], fleet_key, sha256="0" * 64)
-    _send(collector, agent, cmd)
+    cmd = _deploy(collector, agent, artifacts, packages["v2"], fleet_key, sha256="0" * 64)
     assert collector.wait_terminal(agent.device_id, cmd.deployment_id) == "FAILED"
     assert "hash mismatch" in collector.of(p.DeploymentEvent, agent.device_id)[-1].reason
     assert _serving(agent, 0)
@@ -109,9 +113,7 @@ def test_hash_mismatch_fails_and_old_model_keeps_serving(
 
 def test_smoke_test_failure_fails(make_agent, collector, artifacts, packages, fleet_key):
     agent = make_agent()
-    url, data = artifacts.add(packages["broken"])
-    cmd = deploy_cmd(agent.device_id, url, data, packages["broken"], fleet_key)
-    _send(collector, agent, cmd)
+    cmd = _deploy(collector, agent, artifacts, packages["broken"], fleet_key)
     assert collector.wait_terminal(agent.device_id, cmd.deployment_id) == "FAILED"
     assert collector.states(agent.device_id, cmd.deployment_id)[-2] == "ACTIVATING"
     assert "smoke test failed" in collector.of(p.DeploymentEvent, agent.device_id)[-1].reason
@@ -121,9 +123,7 @@ def test_smoke_test_failure_fails(make_agent, collector, artifacts, packages, fl
 
 def test_post_activation_failure_rolls_back(make_agent, collector, artifacts, packages, fleet_key):
     agent = make_agent(fault_point="health:fail")
-    url, data = artifacts.add(packages["v2"])
-    cmd = deploy_cmd(agent.device_id, url, data, packages["v2"], fleet_key)
-    _send(collector, agent, cmd)
+    cmd = _deploy(collector, agent, artifacts, packages["v2"], fleet_key)
     assert collector.wait_terminal(agent.device_id, cmd.deployment_id) == "ROLLED_BACK"
     assert _serving(agent, 0)
     assert agent.store.active_slot() == "A"
