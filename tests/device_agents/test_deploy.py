@@ -26,6 +26,12 @@ def _deploy(collector, agent, artifacts, package, key, **kw):
     return cmd
 
 
+def _old_model_kept(agent) -> None:
+    """A deployment that did not finish left the old model serving and no download behind."""
+    assert _serving(agent, 0)
+    assert not list((agent.settings.data_dir / "downloads").glob("*"))
+
+
 def _serving(agent, seed):
     """The active slot answers like the reference model of ``seed``."""
     model = load_active(agent.store)
@@ -107,8 +113,7 @@ def test_hash_mismatch_fails_and_old_model_keeps_serving(
     cmd = _deploy(collector, agent, artifacts, packages["v2"], fleet_key, sha256="0" * 64)
     assert collector.wait_terminal(agent.device_id, cmd.deployment_id) == "FAILED"
     assert "hash mismatch" in collector.of(p.DeploymentEvent, agent.device_id)[-1].reason
-    assert _serving(agent, 0)
-    assert not list((agent.settings.data_dir / "downloads").glob("*"))
+    _old_model_kept(agent)
 
 
 def test_smoke_test_failure_fails(make_agent, collector, artifacts, packages, fleet_key):
