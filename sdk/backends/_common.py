@@ -80,23 +80,51 @@ class LoadRequest:
 
 class RuntimeBackend:
     """The Backend Protocol's common part. A backend names itself in its class line
-    (``class X(RuntimeBackend, name=..., formats=..., options=..., modules=...)``);
-    ``available`` asks for the runtime modules (any one importable) and ``load`` checks the
-    options type, then calls ``open``."""
+    (``class X(RuntimeBackend, name=..., formats=..., options=..., ...)``): ``modules`` is
+    "any one of these" (alternative runtimes), ``requires`` "all of these". ``load`` checks
+    the options type, then calls ``open``."""
 
     name: str
     formats: tuple[str, ...]
     options_type: type
     modules: tuple[str, ...] = ()
+    requires: tuple[str, ...] = ()
 
     def __init_subclass__(
-        cls, *, name: str, formats: tuple[str, ...], options: type, modules: tuple[str, ...] = ()
+        cls,
+        *,
+        name: str,
+        formats: tuple[str, ...],
+        options: type,
+        modules: tuple[str, ...] = (),
+        requires: tuple[str, ...] = (),
     ) -> None:
         super().__init_subclass__()
-        cls.name, cls.formats, cls.options_type, cls.modules = name, formats, options, modules
+        cls.name, cls.formats, cls.options_type = name, formats, options
+        cls.modules, cls.requires = modules, requires
 
     def available(self) -> str | None:
+        for module in self.requires:
+            if (reason := missing_runtime(self.name, [module])) is not None:
+                return reason
         return missing_runtime(self.name, self.modules) if self.modules else None
+
+    @contextlib.contextmanager
+    def runtime_import(self) -> Iterator[None]:
+        """Around the runtime's import: not installed -> BackendUnavailableError naming the
+        extra; any other failure -> BackendError; its import-time warnings silenced."""
+        if (reason := self.available()) is not None:
+            raise BackendUnavailableError(reason)
+        with self.failing(f"{self.name} runtime could not be imported"):
+            yield
+
+    @staticmethod
+    @contextlib.contextmanager
+    def failing(action: str) -> Iterator[None]:
+        """Around a runtime call: a BackendError saying what we were doing (see wrap_errors),
+        and the runtime's own deprecation warnings silenced."""
+        with quiet_imports(), wrap_errors(action):
+            yield
 
     def load(self, path, artifact, inputs, outputs, options=None) -> RuntimeSession:
         """The Backend Protocol's ``load`` (see ``_base.Backend``)."""

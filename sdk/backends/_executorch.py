@@ -14,16 +14,7 @@ import numpy as np
 
 from .._errors import BackendError
 from ._base import ExecuTorchOptions
-from ._common import (
-    LoadRequest,
-    RuntimeBackend,
-    RuntimeSession,
-    missing_runtime,
-    quiet_imports,
-    require_runtime,
-    to_torch,
-    wrap_errors,
-)
+from ._common import LoadRequest, RuntimeBackend, RuntimeSession, to_torch
 
 __all__ = ["ExecuTorchBackend", "ExecuTorchSession"]
 
@@ -58,22 +49,18 @@ class ExecuTorchSession(RuntimeSession):
         self._program = None
 
 
+# The Python runtime needs torch too: a half install would fail only at load.
 class ExecuTorchBackend(
-    RuntimeBackend, name="executorch", formats=("pte",), options=ExecuTorchOptions
-):
-    def available(self) -> str | None:
-        # The Python runtime needs torch too; a half install would fail only at load.
-        return missing_runtime(self.name, ["executorch"]) or missing_runtime(self.name, ["torch"])
-
+    RuntimeBackend, name="executorch", formats=("pte",), options=ExecuTorchOptions,
+    requires=("executorch", "torch"),
+):  # fmt: skip
     def open(self, req: LoadRequest, opts: ExecuTorchOptions) -> ExecuTorchSession:
         path, artifact, inputs, outputs = req.path, req.artifact, req.inputs, req.outputs
-        require_runtime(self.name, ["executorch"])
-        require_runtime(self.name, ["torch"])
-        with quiet_imports(), wrap_errors("executorch runtime could not be imported"):
+        with self.runtime_import():
             import torch
             from executorch.runtime import Runtime
 
-        with wrap_errors(f"executorch could not load {artifact.name} ({path})"):
+        with self.failing(f"executorch could not load {artifact.name} ({path})"):
             program = Runtime.get().load_program(Path(path))
             if opts.method not in program.method_names:
                 raise BackendError(

@@ -18,15 +18,7 @@ import numpy as np
 from .._errors import BackendError, BackendUnavailableError, InputError
 from .._manifest import TensorSpec
 from ._base import LiteRTOptions
-from ._common import (
-    LoadRequest,
-    RuntimeBackend,
-    RuntimeSession,
-    check_threads,
-    match_names,
-    missing_runtime,
-    wrap_errors,
-)
+from ._common import LoadRequest, RuntimeBackend, RuntimeSession, check_threads, match_names
 
 __all__ = ["LiteRTBackend", "LiteRTSession", "import_interpreter"]
 
@@ -160,21 +152,24 @@ class LiteRTSession(RuntimeSession):
         self._interp = None
 
 
-class LiteRTBackend(RuntimeBackend, name="litert", formats=("tflite",), options=LiteRTOptions):
-    def available(self) -> str | None:
-        # Top-level names only: find_spec of "a.b" imports package "a" (slow, and not lazy).
-        return missing_runtime(self.name, [m.split(".")[0] for m, _, _ in _RUNTIMES])
+# Any one of the runtimes; top-level names only: find_spec of "a.b" imports package "a"
+# (slow, and not lazy).
+_MODULES = tuple(dict.fromkeys(m.split(".")[0] for m, _, _ in _RUNTIMES))
 
+
+class LiteRTBackend(
+    RuntimeBackend, name="litert", formats=("tflite",), options=LiteRTOptions, modules=_MODULES
+):
     def open(self, req: LoadRequest, opts: LiteRTOptions) -> LiteRTSession:
         path, artifact = req.path, req.artifact
         check_threads(self.name, num_threads=opts.num_threads)
         module, interpreter_cls, load_delegate = import_interpreter()
         delegates = []
         for lib in opts.delegates:
-            with wrap_errors(f"litert could not load delegate {lib}"):
+            with self.failing(f"litert could not load delegate {lib}"):
                 _check_delegate(lib)
                 delegates.append(load_delegate(lib))
-        with wrap_errors(f"litert could not load {artifact.name} ({path})"):
+        with self.failing(f"litert could not load {artifact.name} ({path})"):
             interp = interpreter_cls(
                 model_path=str(path),
                 num_threads=opts.num_threads,

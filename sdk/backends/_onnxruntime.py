@@ -9,15 +9,7 @@ import numpy as np
 from .._errors import ConfigError
 from .._manifest import TensorSpec
 from ._base import OnnxRuntimeOptions
-from ._common import (
-    LoadRequest,
-    RuntimeBackend,
-    RuntimeSession,
-    check_threads,
-    match_names,
-    require_runtime,
-    wrap_errors,
-)
+from ._common import LoadRequest, RuntimeBackend, RuntimeSession, check_threads, match_names
 
 __all__ = ["OnnxRuntimeBackend", "OnnxRuntimeSession"]
 
@@ -91,7 +83,7 @@ class OnnxRuntimeBackend(
     name="onnxruntime",
     formats=("onnx",),
     options=OnnxRuntimeOptions,
-    modules=("onnxruntime",),
+    requires=("onnxruntime",),
 ):
     def open(self, req: LoadRequest, opts: OnnxRuntimeOptions) -> OnnxRuntimeSession:
         path, artifact = req.path, req.artifact
@@ -111,8 +103,8 @@ class OnnxRuntimeBackend(
             raise ConfigError(
                 f"onnxruntime providers must be a tuple of provider names, got {opts.providers!r}"
             )
-        require_runtime(self.name, ["onnxruntime"])
-        import onnxruntime as ort
+        with self.runtime_import():
+            import onnxruntime as ort
 
         so = ort.SessionOptions()
         so.graph_optimization_level = getattr(
@@ -123,7 +115,7 @@ class OnnxRuntimeBackend(
         if opts.inter_op_threads is not None:
             so.inter_op_num_threads = opts.inter_op_threads
         providers = choose_providers(opts.providers, ort.get_available_providers())
-        with wrap_errors(f"onnxruntime could not load {artifact.name} ({path})"):
+        with self.failing(f"onnxruntime could not load {artifact.name} ({path})"):
             sess = ort.InferenceSession(str(path), sess_options=so, providers=providers)
             session = OnnxRuntimeSession(sess, req.inputs, req.outputs, artifact.name)
         log.debug("onnxruntime loaded %s with providers %s", artifact.name, session.providers)

@@ -13,16 +13,7 @@ import numpy as np
 
 from .._errors import BackendError
 from ._base import TorchOptions
-from ._common import (
-    LoadRequest,
-    RuntimeBackend,
-    RuntimeSession,
-    check_threads,
-    quiet_imports,
-    require_runtime,
-    to_torch,
-    wrap_errors,
-)
+from ._common import LoadRequest, RuntimeBackend, RuntimeSession, check_threads, to_torch
 
 __all__ = ["TorchBackend", "TorchSession"]
 
@@ -69,19 +60,18 @@ class TorchSession(RuntimeSession):
 
 
 class TorchBackend(
-    RuntimeBackend, name="torch", formats=("pt2",), options=TorchOptions, modules=("torch",)
+    RuntimeBackend, name="torch", formats=("pt2",), options=TorchOptions, requires=("torch",)
 ):
     def open(self, req: LoadRequest, opts: TorchOptions) -> TorchSession:
         path, artifact = req.path, req.artifact
         check_threads(self.name, num_threads=opts.num_threads)
-        require_runtime(self.name, ["torch"])
-        with quiet_imports(), wrap_errors("torch could not be imported"):
+        with self.runtime_import():
             import torch
 
         if opts.num_threads is not None:
             # Process-wide in torch; fine for the reference backend on a workstation.
             torch.set_num_threads(opts.num_threads)
-        with quiet_imports(), wrap_errors(f"torch could not load {artifact.name} ({path})"):
+        with self.failing(f"torch could not load {artifact.name} ({path})"):
             module = torch.export.load(str(path)).module()
         log.debug("torch loaded %s", artifact.name)
         return TorchSession(torch, module, req)
