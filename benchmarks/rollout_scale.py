@@ -42,7 +42,7 @@ def run_agents(args: argparse.Namespace) -> None:
         "telemetry_interval_s": 60.0,
         "smoke_test": True,
     }
-    sim = Simulation(
+    sim = Simulation.numbered(
         args.devices,
         args.data_dir,
         base,

@@ -11,13 +11,13 @@ import functools
 import logging
 import threading
 import time
-from collections import deque
 from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from edgefleet.sdk import ConfigError
 from edgefleet.sdk.protocol import (
     CommandVerifier,
+    ConfigCommand,
     State,
     cmd_topic,
     encode,
@@ -27,14 +27,17 @@ from edgefleet.sdk.protocol import (
 
 from ._active import ActiveModel
 from ._client import connect_kwargs, make_client, refused_v5
+from ._command_handler import CommandHandler
 from ._deploy import Deployer, DeployHooks
-from ._fsutil import read_json
-from ._handlers import AgentHandlers
+from ._events import EventPublisher
+from ._fsutil import read_json, write_json_atomic
 from ._inventory import AGENT_VERSION, build_inventory, detect_profile_name
 from ._journal import FileNonceStore, Journal, PendingCommands
 from ._mux import Link, Mux
 from ._settings import AgentSettings
-from ._telemetry import PendingBatch, TelemetryQueue
+from ._telemetry import TelemetryQueue
+from ._telemetry_sender import TelemetrySender
+from ._work_queue import WorkQueue
 
 if TYPE_CHECKING:
     from edgefleet.sdk import TrustPolicy
@@ -46,7 +49,11 @@ log = logging.getLogger(__name__)
 _fallback_logged = False  # one warning per process, not one per simulated agent
 
 
-class Agent(AgentHandlers):
+class Agent:
+    """One device's session and lifecycle; the work is done by the parts it wires up:
+    ``commands`` (CommandHandler), ``deployer`` (Deployer), ``work`` (WorkQueue),
+    ``telemetry`` (TelemetrySender), ``events`` (EventPublisher)."""
+
     def __init__(
         self,
         settings: AgentSettings,
@@ -80,12 +87,13 @@ class Agent(AgentHandlers):
             cache=self._cache(),
         )  # fmt: skip
         self.endpoint = None
+        self.events = EventPublisher(self.device_id, self.publish, self.publish_state)
         self.deployer = Deployer(
             self.store,
             self.journal,
             root / "downloads",
             DeployHooks(
-                emit=self._emit,
+                emit=self.events.deployment,
                 policy=self.policy,
                 profile_name=lambda: self.profile_name,
                 probe=self._probe,
@@ -103,11 +111,16 @@ class Agent(AgentHandlers):
         self.mux = mux or Mux()
         self._own_executor = executor is None
         self.executor = executor or ThreadPoolExecutor(1, thread_name_prefix="edgefleet-work")
-        self._work: deque = deque()
-        self._busy = self._halt = False
-        self._work_lock = threading.Lock()
-        self._inflight: tuple[int, PendingBatch] | None = None
-        self._tel_lock = threading.Lock()
+        self.work = WorkQueue(self.executor, self.device_id, after_each=self.publish_state)
+        self.telemetry = TelemetrySender(
+            self.queue, self.active, s.telemetry_batch_max,
+            publish=lambda topic, payload, qos: self.client.publish(topic, payload, qos=qos),
+            ready=lambda: self.connected.is_set() and not self._stopping,
+        )  # fmt: skip
+        self.commands = CommandHandler(
+            self.events, lambda: self.verifier, self.pending, self.work, self.deployer,
+            configure=self.configure,
+        )  # fmt: skip
         self._closed = self._stopping = False
         self._state_lock = threading.Lock()
         self._sub_mid = -1
@@ -122,7 +135,6 @@ class Agent(AgentHandlers):
         self._timer: list | None = None
         self._v5_timer: list | None = None
         self._connack_seen = False
-        self._process = None
 
     # -- setup
     @functools.cached_property
@@ -182,7 +194,7 @@ class Agent(AgentHandlers):
                 max_delay=s.reconnect_max_s,
             )
         )
-        self._timer = self.mux.every(self.telemetry_interval_s, self.tick)
+        self._timer = self.mux.every(self.telemetry_interval_s, self.telemetry.tick)
         if self.mqtt_version == "5":
             self._v5_timer = self.mux.every(0.25, self._check_connack)
         if self._own_mux:
@@ -191,8 +203,8 @@ class Agent(AgentHandlers):
             from ._endpoint import LocalEndpoint
 
             self.endpoint = LocalEndpoint(self.active, s.local_endpoint).start()
-        self.submit(self.deployer.resume)
-        self.submit(self.resume_pending)
+        self.work.submit(self.deployer.resume)
+        self.work.submit(self.commands.resume_pending)
         return self
 
     def begin_stop(self):
@@ -223,15 +235,14 @@ class Agent(AgentHandlers):
                 timer[0] = timer[1] = float("inf")
         if self._own_mux:
             self.mux.stop()
-        self._halt = True  # finish the running job only; the waiting ones are persisted
+        self.work.halt()  # finish the running job only; the waiting ones are persisted
         if self._own_executor:
             self.executor.shutdown(wait=True, cancel_futures=True)
         if self.endpoint is not None:
             self.endpoint.stop()
         self.active.close()
-        with self._tel_lock:
-            self._closed = True
-            self.queue.close()
+        self.telemetry.close()
+        self._closed = True
 
     def stop(self, graceful: bool = True) -> None:
         if self._closed:
@@ -240,29 +251,6 @@ class Agent(AgentHandlers):
         if info is not None:
             info.wait_for_publish(5.0)
         self.finish_stop()
-
-    # -- work queue: one job at a time per agent on a (possibly shared) executor
-    def submit(self, fn, *args) -> None:
-        with self._work_lock:
-            self._work.append((fn, args))
-            if self._busy:
-                return
-            self._busy = True
-        self.executor.submit(self._drain)
-
-    def _drain(self) -> None:
-        while True:
-            with self._work_lock:
-                if not self._work or self._halt:
-                    self._busy = False
-                    return
-                fn, args = self._work.popleft()
-            try:
-                fn(*args)
-            except Exception:
-                log.exception("%s: background job failed", self.device_id)
-            finally:
-                self.publish_state()
 
     # -- publishing
     def publish(self, topic: str, msg, retain: bool = False, qos: int = 1):
@@ -345,7 +333,7 @@ class Agent(AgentHandlers):
         # published to us could be dropped by the broker.
         self.connected.set()
         log.info("%s: online at %s", self.device_id, self.settings.broker_url)
-        self._send_telemetry()
+        self.telemetry.send()
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         self._announce = False  # plain store: never wait on a lock in the network thread
@@ -353,13 +341,41 @@ class Agent(AgentHandlers):
         log.info("%s: disconnected (%s)", self.device_id, reason_code)
 
     def _on_message(self, client, userdata, msg) -> None:
-        self.handle(msg.topic, msg.payload)
+        self.commands.handle(msg.topic, msg.payload)
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
-        with self._tel_lock:
-            inflight = self._inflight
-            if self._closed or inflight is None or inflight[0] != mid:
-                return
-            self._inflight = None
-            self.queue.ack(inflight[1])
-        self._send_telemetry()
+        self.telemetry.on_publish(mid)
+
+    # -- run-time configuration and health (used by the parts above)
+    def configure(self, cmd: ConfigCommand) -> None:
+        if cmd.telemetry_interval_s is not None:
+            self.telemetry_interval_s = cmd.telemetry_interval_s
+            if self._timer is not None:
+                self._timer[1] = cmd.telemetry_interval_s
+                self._timer[0] = min(self._timer[0], self._timer[1])
+        if cmd.cache_entries is not None or cmd.cache_bytes is not None:
+            self.cache_entries = cmd.cache_entries if cmd.cache_entries is not None else (
+                self.cache_entries)  # fmt: skip
+            self.cache_bytes = cmd.cache_bytes if cmd.cache_bytes is not None else self.cache_bytes
+            self.active.set_cache(self._cache())
+        write_json_atomic(
+            self.config_path,
+            {
+                "telemetry_interval_s": self.telemetry_interval_s,
+                "cache_entries": self.cache_entries,
+                "cache_bytes": self.cache_bytes,
+            },
+        )
+
+    def _probe(self) -> bool:
+        if not self.settings.serve_model:
+            return True
+        try:
+            model = self.active.refresh(force=True)
+            return model is not None and model.smoke_test().passed
+        except Exception as e:
+            log.warning("%s: health probe failed: %s", self.device_id, e)
+            return False
+
+    def _traffic(self) -> tuple[int, int]:
+        return self.endpoint.traffic() if self.endpoint is not None else (0, 0)

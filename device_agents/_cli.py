@@ -5,6 +5,7 @@ Only typer/rich/stdlib at module level; the agent loads inside the commands.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import sys
 import time
@@ -18,40 +19,45 @@ __all__ = ["app"]
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_show_locals=False)
 _err = Console(stderr=True)
 
-_CONFIG = typer.Option(None, "--config", "-c", help="agent.toml (env EDGEFLEET_AGENT_* overrides)")
-
 
 def _fail(e: Exception) -> None:
     _err.print(f"[red]error:[/red] {e}")
     raise typer.Exit(2)
 
 
-@app.command()
-def run(
-    config: Path | None = _CONFIG,
-    device_id: str | None = typer.Option(None, help="Overrides the config's device_id."),
-    broker: str | None = typer.Option(None, help="mqtt://host:port or mqtts://host:port"),
-    data_dir: Path | None = typer.Option(None, help="Store, journal and telemetry queue."),
-    fleet_key: list[Path] = typer.Option(None, help="Fleet public key that signs commands."),
-) -> None:
+def _run(**values: object) -> None:
     """Run the agent until SIGTERM/SIGINT (what the systemd unit starts)."""
     from edgefleet.sdk import EdgefleetError
 
-    from ._run import run_agent
+    from ._run import run_from_options
 
     logging.getLogger("edgefleet").setLevel(
         min(logging.getLogger("edgefleet").getEffectiveLevel(), logging.INFO)
     )
     try:
-        run_agent(
-            config,
-            device_id=device_id,
-            broker_url=broker,
-            data_dir=data_dir,
-            fleet_keys=fleet_key or None,
-        )
+        run_from_options(values)
     except EdgefleetError as e:
         _fail(e)
+
+
+def _options_signature(fn) -> None:
+    """Give ``fn`` the Typer parameters of RUN_OPTIONS (the lean argparse entry in
+    ``__main__`` is built from the same table, so the two cannot drift)."""
+    from ._run import RUN_OPTIONS
+
+    params = []
+    for o in RUN_OPTIONS:
+        kind = list[o.type] if o.many else o.type
+        flags = [o.flag, o.short] if o.short else [o.flag]
+        default = typer.Option(None, *flags, help=o.help)
+        params.append(inspect.Parameter(o.dest, inspect.Parameter.KEYWORD_ONLY,
+                                        default=default, annotation=kind | None))  # fmt: skip
+    fn.__signature__ = inspect.Signature(params)
+    fn.__annotations__ = {p.name: p.annotation for p in params}
+
+
+_options_signature(_run)
+app.command("run")(_run)
 
 
 @app.command()
@@ -101,7 +107,7 @@ def simulate(
         "smoke_test": smoke_test,
     }
     try:
-        sim = Simulation(count, data_dir, base, prefix=prefix).start()
+        sim = Simulation.numbered(count, data_dir, base, prefix=prefix).start()
     except (EdgefleetError, ValueError) as e:
         _fail(e)
     t0 = time.monotonic()

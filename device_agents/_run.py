@@ -1,18 +1,68 @@
-"""Run one agent until SIGTERM/SIGINT: shared by ``edgefleet agent run`` and the lean
-``python -m edgefleet.device_agents run`` entry the systemd unit uses."""
+"""Run one agent until SIGTERM/SIGINT: shared by ``edgefleet agent run`` (Typer) and the lean
+``python -m edgefleet.device_agents run`` entry the systemd unit uses (argparse: no Typer or
+rich to import on a board). Both build their options from :data:`RUN_OPTIONS`."""
 
 from __future__ import annotations
 
+import argparse
 import faulthandler
 import logging
 import signal
 import sys
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["run_agent", "wait_for_signal"]
+__all__ = ["RUN_OPTIONS", "RunOption", "run_agent", "run_from_options", "run_parser"]
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunOption:
+    """One option of ``agent run``: its flag, the settings field it overrides (None: the
+    config file itself), the value type, help, and whether it may repeat."""
+
+    flag: str
+    setting: str | None
+    type: type
+    help: str
+    many: bool = False
+    short: str | None = None
+
+    @property
+    def dest(self) -> str:
+        return self.flag.lstrip("-").replace("-", "_")
+
+
+RUN_OPTIONS = (
+    RunOption("--config", None, Path, "agent.toml (env EDGEFLEET_AGENT_* overrides)", short="-c"),
+    RunOption("--device-id", "device_id", str, "Overrides the config's device_id."),
+    RunOption("--broker", "broker_url", str, "mqtt://host:port or mqtts://host:port"),
+    RunOption("--data-dir", "data_dir", Path, "Store, journal and telemetry queue."),
+    RunOption("--fleet-key", "fleet_keys", Path, "Fleet public key that signs commands.", True),
+)
+
+
+def run_parser(prog: str) -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog=prog)
+    for o in RUN_OPTIONS:
+        flags = [o.flag, o.short] if o.short else [o.flag]
+        ap.add_argument(*flags, type=o.type, help=o.help, action="append" if o.many else None)
+    return ap
+
+
+def run_from_options(values: dict[str, object]) -> None:
+    """``run_agent`` with parsed options (keyed by :attr:`RunOption.dest`)."""
+    config = None
+    overrides: dict[str, object] = {}
+    for o in RUN_OPTIONS:
+        value = values.get(o.dest) or None  # an empty repeatable option = not given
+        if o.setting is None:
+            config = value
+        else:
+            overrides[o.setting] = value
+    run_agent(config, **overrides)
 
 
 def wait_for_signal(stop_after: float | None = None) -> None:

@@ -19,7 +19,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from edgefleet.sdk import ConfigError
-from edgefleet.sdk.protocol import is_valid_device_id
+from edgefleet.sdk.protocol import DeviceId
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = ["AgentSettings", "FAULT_RE", "ENV_PREFIX"]
@@ -53,7 +53,7 @@ def _env_values(fields: dict) -> dict[str, Any]:
 class AgentSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    device_id: str
+    device_id: DeviceId
     broker_url: str = "mqtt://127.0.0.1:1883"
     username: str | None = None
     password: str | None = None
@@ -97,13 +97,6 @@ class AgentSettings(BaseModel):
     tags: list[str] = Field(default_factory=list)
 
     fault_point: str | None = None
-
-    @field_validator("device_id")
-    @classmethod
-    def _device(cls, v: str) -> str:
-        if not is_valid_device_id(v) or v in (".", ".."):
-            raise ValueError(f"expected a device id matching [A-Za-z0-9._-]{{1,64}}, got {v!r}")
-        return v
 
     @field_validator("broker_url")
     @classmethod

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import resource
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -30,17 +31,25 @@ def _raise_fd_limit(needed: int) -> None:
 
 
 class Simulation:
-    """``count`` agents with ids ``{prefix}-0000``..., each with its own data directory
-    (store, journal, telemetry queue) under ``data_root``. ``durable=False`` (default) skips
-    fsync in this process (see ``_fsutil.set_durable``). ``base`` gives the shared
-    settings (broker, keys, profile, intervals); device_id and data_dir are filled in.
-
-    ``first``/``step`` number the agents ``first, first + step, ...``: several simulator
-    processes with ``first=k, step=processes`` interleave their ids, so a rollout (which
-    goes through devices in id order) keeps every process busy, not one after the other."""
+    """Agents that share one MQTT loop thread (:class:`Mux`) and one worker pool. Built from
+    their settings (the demo's boards), or numbered from shared settings (:meth:`numbered`).
+    ``durable=False`` skips fsync in this process (see ``_fsutil.set_durable``)."""
 
     def __init__(
-        self,
+        self, settings: Sequence[AgentSettings], *, workers: int = 4, durable: bool = True
+    ) -> None:
+        _raise_fd_limit(len(settings) * 6 + 256)
+        set_durable(durable)
+        self.mux = Mux()
+        self.pool = ThreadPoolExecutor(workers, thread_name_prefix="edgefleet-sim")
+        with ThreadPoolExecutor(8) as pool:  # SQLite/fsync set-up overlaps across agents
+            self.agents = list(
+                pool.map(lambda s: Agent(s, mux=self.mux, executor=self.pool), settings)
+            )
+
+    @classmethod
+    def numbered(
+        cls,
         count: int,
         data_root: Path,
         base: dict,
@@ -50,15 +59,17 @@ class Simulation:
         durable: bool = False,
         first: int = 0,
         step: int = 1,
-    ) -> None:
+    ) -> Simulation:
+        """``count`` agents with ids ``{prefix}-0000``..., each with its own data directory
+        (store, journal, telemetry queue) under ``data_root``. ``base`` gives the shared
+        settings (broker, keys, profile, intervals); device_id and data_dir are filled in.
+
+        ``first``/``step`` number the agents ``first, first + step, ...``: several simulator
+        processes with ``first=k, step=processes`` interleave their ids, so a rollout (which
+        goes through devices in id order) keeps every process busy, not one after the other.
+        """
         if first < 0 or step < 1:
             raise ValueError(f"expected first >= 0 and step >= 1, got first={first}, step={step}")
-        _raise_fd_limit(count * 6 + 256)
-        # Simulated agents share this machine's disk: fsync per state change of 1,000 agents
-        # was a third of the simulator's time. Crash safety is tested on real agent processes.
-        set_durable(durable)
-        self.mux = Mux()
-        self.pool = ThreadPoolExecutor(workers, thread_name_prefix="edgefleet-sim")
         base = {"local_endpoint": None, "serve_model": False, **base}
         one = AgentSettings(**base, device_id=f"{prefix}-0000", data_dir=data_root / "x")
         # Validate once, then copy: pydantic-settings costs ~25 ms per instance.
@@ -66,17 +77,21 @@ class Simulation:
         settings = [
             one.model_copy(update={"device_id": n, "data_dir": data_root / n}) for n in names
         ]
-        with ThreadPoolExecutor(8) as pool:  # SQLite/fsync set-up overlaps across agents
-            self.agents = list(
-                pool.map(lambda s: Agent(s, mux=self.mux, executor=self.pool), settings)
-            )
+        # Simulated agents share this machine's disk: fsync per state change of 1,000 agents
+        # was a third of the simulator's time. Crash safety is tested on real agent processes.
+        sim = cls(settings, workers=workers, durable=durable)
         # Hundreds of agents share this machine's cores: each smoke-test session runs on one
         # intra-op thread instead of spawning (and joining, GIL held) a pool per deploy.
         from edgefleet.sdk.backends import OnnxRuntimeOptions
 
         smoke = OnnxRuntimeOptions(intra_op_threads=1, inter_op_threads=1)
-        for a in self.agents:
+        for a in sim.agents:
             a.deployer.hooks.smoke_onnxruntime = smoke
+        return sim
+
+    @property
+    def ids(self) -> list[str]:
+        return [a.device_id for a in self.agents]
 
     def start(self) -> Simulation:
         for a in self.agents:
@@ -86,6 +101,18 @@ class Simulation:
 
     def online(self) -> int:
         return sum(a.connected.is_set() for a in self.agents)
+
+    def versions(self) -> dict[str, str | None]:
+        """device id -> version of the package in its active slot (None: nothing yet)."""
+        out: dict[str, str | None] = {}
+        for a in self.agents:
+            slot = a.store.active_slot()
+            info = a.store.slot_info(slot) if slot else None
+            out[a.device_id] = info.package_version if info else None
+        return out
+
+    def queued_telemetry(self) -> int:
+        return sum(len(a.queue) for a in self.agents)
 
     def stop(self) -> None:
         """Publish every agent's offline state first, then disconnect them all."""

@@ -35,7 +35,7 @@ _GROUPS: list[tuple[str | None, str, str, str]] = [
     ("agent", "edgefleet.device_agents._cli", "edgefleet[agent]", "The device agent."),
     ("fleet", "edgefleet.fleet._cli", "edgefleet[fleet]", "The fleet service."),
     ("hil", "edgefleet.hardware._cli", "edgefleet", "Hardware targets and the HIL matrix."),
-    ("=demo", "edgefleet._demo_cli", "edgefleet[all]", "Run the whole system end to end."),
+    ("=demo", "edgefleet.demo._cli", "edgefleet[all]", "Run the whole system end to end."),
 ]
 
 

@@ -6,18 +6,6 @@
 """
 
 from ._api import create_app
-from ._engine import (
-    STATUSES,
-    DeviceProgress,
-    GateInputs,
-    RolloutSnapshot,
-    RolloutSpec,
-    TargetSpec,
-    WaveSize,
-    apply_action,
-    plan_waves,
-    step,
-)
 from ._errors import (
     AuthError,
     BadRequestError,
@@ -29,6 +17,18 @@ from ._errors import (
     PayloadTooLargeError,
 )
 from ._mosquitto import hash_mqtt_password, render_acl, render_password_file
+from ._rollout_machine import (
+    STATUSES,
+    DeviceProgress,
+    GateInputs,
+    RolloutSnapshot,
+    RolloutSpec,
+    TargetSpec,
+    WaveSize,
+    apply_action,
+    plan_waves,
+    step,
+)
 from ._service import FleetService
 from ._settings import FleetSettings
 

@@ -16,8 +16,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ._auth import Principal, role_allows
 from ._db import Device, Rollout
-from ._engine import FAILED_STATES
 from ._errors import AuthError, FleetError, ForbiddenError
+from ._rollout_machine import FAILED_STATES
 from ._routes import build_router
 from ._service import FleetService
 
@@ -120,7 +120,7 @@ def create_app(service: FleetService, *, manage_lifecycle: bool = False) -> Fast
     ) -> Principal:
         if creds is None or not creds.credentials:
             raise AuthError("missing API token: send 'Authorization: Bearer <token>'")
-        return service.authenticate(creds.credentials)
+        return service.tokens.authenticate(creds.credentials)
 
     def need(role: str):
         def dep(p: Annotated[Principal, Depends(principal)]) -> Principal:

@@ -56,7 +56,7 @@ def token_create(
 
     service = _service()
     try:
-        token = service.create_token(role, name)
+        token = service.tokens.create(role, name)
     except FleetError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from e
@@ -73,7 +73,7 @@ def token_list() -> None:
 
     service = _service()
     table = Table("id", "name", "role", "created", "revoked")
-    for t in service.list_tokens():
+    for t in service.tokens.list():
         table.add_row(
             t.id, t.name, t.role, t.created_at.isoformat(timespec="seconds"), str(t.revoked)
         )
@@ -88,7 +88,7 @@ def token_revoke(token_id: str) -> None:
 
     service = _service()
     try:
-        service.revoke_token(token_id)
+        service.tokens.revoke(token_id)
     except FleetError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from e

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from ._auth import hash_secret, verify_secret
 from ._context import Context
 from ._db import Device
-from ._errors import BadRequestError, ConflictError, NotFoundError
+from ._errors import BadRequestError, ConflictError, NotFoundError, found
 from ._mosquitto import (
     hash_mqtt_password,
     new_password,
@@ -25,6 +25,10 @@ from ._mosquitto import (
 __all__ = ["Devices", "apply_state", "apply_inventory", "merge_tags"]
 
 log = logging.getLogger(__name__)
+
+
+def _unknown(device_id: str) -> str:
+    return f"device {device_id!r} is not known to this fleet"
 
 
 def _check_id(device_id: str) -> str:
@@ -102,7 +106,7 @@ class Devices:
         with self.ctx.ReadSession() as db:
             dev = db.get(Device, device_id)
         if dev is None:
-            raise NotFoundError(f"device {device_id!r} is not known to this fleet")
+            raise NotFoundError(_unknown(device_id))
         return dev
 
     def list(self, *, tag: str | None = None, include_decommissioned: bool = False) -> list[Device]:
@@ -141,16 +145,14 @@ class Devices:
         with self.ctx.Session() as db:
             dev = db.get(Device, device_id)
             if dev is None or dev.decommissioned:
-                raise NotFoundError(f"device {device_id!r} is not known to this fleet")
+                raise NotFoundError(_unknown(device_id))
             dev.tags = sorted(set(tags) | set((dev.inventory or {}).get("tags", [])))
             db.commit()
         return dev
 
     def decommission(self, device_id: str) -> Device:
         with self.ctx.Session() as db:
-            dev = db.get(Device, device_id)
-            if dev is None:
-                raise NotFoundError(f"device {device_id!r} is not known to this fleet")
+            dev = found(db.get(Device, device_id), _unknown(device_id))
             dev.decommissioned = True
             dev.online = False
             dev.token_hash = None

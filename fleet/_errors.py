@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 from edgefleet.sdk import EdgefleetError
 
 __all__ = [
@@ -14,7 +16,10 @@ __all__ = [
     "InvalidTransitionError",
     "PayloadTooLargeError",
     "StorageError",
+    "found",
 ]
+
+T = TypeVar("T")
 
 
 class FleetError(EdgefleetError):
@@ -53,3 +58,10 @@ class StorageError(FleetError):
     """The artifact store is misconfigured or unreachable: not the client's fault."""
 
     status_code = 503
+
+
+def found(row: T | None, message: str) -> T:
+    """``row``, or NotFoundError(message) when the lookup found nothing."""
+    if row is None:
+        raise NotFoundError(message)
+    return row

@@ -34,31 +34,11 @@ from pydantic import ValidationError
 
 from ._ingest import TelemetryIngest
 from ._metrics import Metrics
+from ._telemetry_codec import Row, batch_rows
 
-__all__ = ["MqttBridge", "telemetry_rows"]
+__all__ = ["MqttBridge"]
 
 log = logging.getLogger(__name__)
-
-
-def telemetry_rows(msg: TelemetryBatch, fallback_model: str | None = None) -> list[dict]:
-    rows = []
-    for s in msg.samples:
-        lookups = s.cache_hits + s.cache_misses
-        rows.append(
-            {
-                "device_id": msg.device_id,
-                "model": s.model or fallback_model or "unknown",
-                "ts": s.ts.timestamp(),
-                "seq": msg.seq,
-                "calls": s.calls,
-                "errors": s.errors,
-                "p50_ms": s.latency_p50_ms,
-                "p95_ms": s.latency_p95_ms,
-                "p99_ms": s.latency_p99_ms,
-                "cache_hit_rate": s.cache_hits / lookups if lookups else None,
-            }
-        )
-    return rows
 
 
 class MqttBridge:
@@ -73,7 +53,7 @@ class MqttBridge:
         share_group: str | None,
         max_payload_bytes: int,
         metrics: Metrics,
-        on_telemetry: Callable[[list[dict]], None],
+        on_telemetry: Callable[[list[Row]], None],
         on_message: Callable[[object], None],
         fast_telemetry: bool = True,
     ) -> None:
@@ -222,7 +202,7 @@ class MqttBridge:
             return
         try:
             if isinstance(msg, TelemetryBatch):
-                self._on_telemetry(telemetry_rows(msg))
+                self._on_telemetry(batch_rows(msg))
             else:
                 self._on_message(msg)
         except queue.Full:

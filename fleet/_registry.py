@@ -9,19 +9,26 @@ from pathlib import Path
 from edgefleet.sdk import PackageError, TrustPolicy, load_public_key, open_package
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from ._context import Context
 from ._db import ModelVersion
-from ._errors import BadRequestError, ConflictError, NotFoundError
+from ._errors import BadRequestError, ConflictError, found
 from ._storage import make_store
 
-__all__ = ["Registry", "model_ref"]
+__all__ = ["Registry", "find_version", "model_ref"]
 
 log = logging.getLogger(__name__)
 
 
 def model_ref(name: str, version: str) -> str:
     return f"{name}@{version}"
+
+
+def find_version(db: Session, name: str, version: str) -> ModelVersion:
+    """The registered version, or NotFoundError naming it."""
+    stmt = select(ModelVersion).where(ModelVersion.name == name, ModelVersion.version == version)
+    return found(db.scalar(stmt), f"model {name} version {version} is not registered")
 
 
 class Registry:
@@ -92,21 +99,11 @@ class Registry:
 
     def get(self, name: str, version: str) -> ModelVersion:
         with self.ctx.ReadSession() as db:
-            mv = db.scalar(
-                select(ModelVersion).where(
-                    ModelVersion.name == name, ModelVersion.version == version
-                )
-            )
-        if mv is None:
-            raise NotFoundError(f"model {name} version {version} is not registered")
-        return mv
+            return find_version(db, name, version)
 
     def by_id(self, mv_id: int) -> ModelVersion:
         with self.ctx.ReadSession() as db:
-            mv = db.get(ModelVersion, mv_id)
-        if mv is None:
-            raise NotFoundError(f"model version id {mv_id} does not exist")
-        return mv
+            return found(db.get(ModelVersion, mv_id), f"model version id {mv_id} does not exist")
 
     def list(self, name: str | None = None) -> list[ModelVersion]:
         stmt = select(ModelVersion).order_by(ModelVersion.name, ModelVersion.id)

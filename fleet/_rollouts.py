@@ -1,4 +1,4 @@
-"""Rollouts in the database: create, manual actions, the engine tick, device events."""
+"""Rollouts in the database: create, manual actions, the engine tick."""
 
 from __future__ import annotations
 
@@ -9,10 +9,12 @@ from datetime import UTC, datetime
 from sqlalchemy import Row, bindparam, select, update
 from sqlalchemy.orm import Session
 
-from ._commands import Commands, deployment_id, download_ticket
+from ._command_sender import CommandSender
 from ._context import Context
 from ._db import Device, ModelVersion, Rollout, RolloutDevice, RolloutEvent
-from ._engine import (
+from ._errors import BadRequestError, NotFoundError, found
+from ._registry import find_version, model_ref
+from ._rollout_machine import (
     IN_FLIGHT,
     DeviceProgress,
     GateInputs,
@@ -23,22 +25,22 @@ from ._engine import (
     plan_waves,
     step,
 )
-from ._errors import BadRequestError, NotFoundError
-from ._registry import model_ref
-from ._reports import Reports
 from ._telemetry import aggregate
 
-__all__ = ["Rollouts", "deployment_id", "download_ticket"]
+__all__ = ["Rollouts"]
 
 log = logging.getLogger(__name__)
 
 _CHUNK = 500  # ids per IN (...): well under SQLite's bound-parameter limit
 
 
-class Rollouts(Commands, Reports):
-    def __init__(self, ctx: Context, ticket_secret: bytes) -> None:
+class Rollouts:
+    """Rollouts in the database: created and acted on through the API, advanced by the
+    engine tick; ``commands`` sends what either decides to the devices."""
+
+    def __init__(self, ctx: Context, commands: CommandSender) -> None:
         self.ctx = ctx
-        self.ticket_secret = ticket_secret
+        self.commands = commands
 
     # ------------------------------------------------------------------ create / read
 
@@ -62,13 +64,7 @@ class Rollouts(Commands, Reports):
         self, name: str, model: str, version: str, target: TargetSpec, spec: RolloutSpec
     ) -> Rollout:
         with self.ctx.Session() as db:
-            mv = db.scalar(
-                select(ModelVersion).where(
-                    ModelVersion.name == model, ModelVersion.version == version
-                )
-            )
-            if mv is None:
-                raise NotFoundError(f"model {model} version {version} is not registered")
+            mv = find_version(db, model, version)
             ids = self.resolve_targets(db, target)
             if not ids:
                 raise BadRequestError(f"the target {target.model_dump()} matches no devices")
@@ -90,10 +86,7 @@ class Rollouts(Commands, Reports):
 
     def get(self, rollout_id: int) -> Rollout:
         with self.ctx.ReadSession() as db:
-            r = db.get(Rollout, rollout_id)
-        if r is None:
-            raise NotFoundError(f"rollout {rollout_id} does not exist")
-        return r
+            return found(db.get(Rollout, rollout_id), f"rollout {rollout_id} does not exist")
 
     def list(self) -> list[Rollout]:
         with self.ctx.ReadSession() as db:
@@ -175,9 +168,9 @@ class Rollouts(Commands, Reports):
             self._event(db, r, r.status, new, why, actor)
             db.commit()
         if rollback:
-            self._send_rollbacks(r, rollback)
+            self.commands.rollback(r, rollback)
         if cancel:
-            self._send_cancels(r, cancel)
+            self.commands.cancel(r, cancel)
         if new == "RUNNING":
             self.tick_one(rollout_id)
         return self.get(rollout_id)
@@ -274,7 +267,7 @@ class Rollouts(Commands, Reports):
                 self._set_states(db, r.id, dec.dispatch, {"PENDING"}, "SENT", now)
             db.commit()
         if dec.dispatch:
-            ids = self._send_deploys(r, mv, dec.dispatch)
+            ids = self.commands.deploy(r, mv, dec.dispatch)
             with self.ctx.Session() as db:
                 if ids:  # one executemany, not one UPDATE round trip per device
                     db.execute(
@@ -285,7 +278,7 @@ class Rollouts(Commands, Reports):
                     )
                 db.commit()
         if dec.rollback_devices:
-            self._send_rollbacks(r, dec.rollback_devices)
+            self.commands.rollback(r, dec.rollback_devices)
 
     @staticmethod
     def _set_states(

@@ -9,14 +9,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Literal
 
+from edgefleet.sdk.protocol import DEVICE_ID_PATTERN
 from fastapi import APIRouter, Depends, File, Header, Query, UploadFile
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, RedirectResponse
 
 from ._auth import Principal
+from ._command_sender import download_ticket
 from ._errors import AuthError, PayloadTooLargeError
 from ._registry import model_ref
-from ._rollouts import download_ticket
 from ._schemas import (
     ActionIn,
     DeviceOut,
@@ -41,7 +42,7 @@ __all__ = ["build_router"]
 
 log = logging.getLogger(__name__)
 
-DeviceId = Annotated[str, PathParam(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
+DeviceId = Annotated[str, PathParam(pattern=DEVICE_ID_PATTERN)]
 Name = Annotated[str, PathParam(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
 RolloutId = Annotated[int, PathParam(ge=1, le=2**31 - 1)]
 ERRORS = {
@@ -101,7 +102,7 @@ def build_router(
     def download(
         name: Name,
         version: Name,
-        device: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9._-]{1,64}$")] = None,
+        device: Annotated[str | None, Query(pattern=DEVICE_ID_PATTERN)] = None,
         exp: Annotated[int | None, Query(ge=0, le=2**40)] = None,
         ticket: Annotated[str | None, Query(max_length=128)] = None,
         authorization: Annotated[str | None, Header()] = None,
@@ -112,14 +113,16 @@ def build_router(
         mv = service.registry.get(name, version)
         ok = False
         if device and exp is not None and ticket:
-            want = download_ticket(service.rollouts.ticket_secret, device, name, version, exp)
+            want = download_ticket(
+                service.rollouts.commands.ticket_secret, device, name, version, exp
+            )
             ok = hmac.compare_digest(want, ticket) and exp >= time.time()
         elif authorization and authorization.lower().startswith("bearer "):
             token = authorization[7:].strip()
             if token.startswith("efd_"):
                 ok = bool(device) and service.devices.check_token(device, token)
             else:
-                service.authenticate(token)
+                service.tokens.authenticate(token)
                 ok = True
         if not ok:
             raise AuthError("a valid download ticket, device token or API token is required")
@@ -221,7 +224,7 @@ def build_router(
     def telemetry(
         p: Viewer,
         model: Annotated[str | None, Query(max_length=140)] = None,
-        device: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9._-]{1,64}$")] = None,
+        device: Annotated[str | None, Query(pattern=DEVICE_ID_PATTERN)] = None,
         since: float | None = None,
         until: float | None = None,
         bucket_s: Annotated[float, Query(ge=1, le=86400)] = 60,
@@ -252,18 +255,9 @@ def build_router(
         with service.ctx.read_engine.connect() as conn:
             models = conn.execute(select(Telemetry.model).where(Telemetry.ts >= lo).distinct())
             names = sorted(m for (m,) in models)
+        window = {"device_id": None, "since": lo, "until": hi, "bucket_s": bucket_s}
         return [
-            {
-                "model": m,
-                "series": query_series(
-                    service.ctx.read_engine,
-                    model=m,
-                    device_id=None,
-                    since=lo,
-                    until=hi,
-                    bucket_s=bucket_s,
-                ),
-            }
+            {"model": m, "series": query_series(service.ctx.read_engine, model=m, **window)}
             for m in names[:20]
         ]
 
@@ -271,7 +265,7 @@ def build_router(
 
     @r.post("/tokens", tags=["auth"], status_code=201, response_model=TokenOut)
     def create_token(p: Admin, body: TokenIn):
-        return {"token": service.create_token(body.role, body.name), "role": body.role}
+        return {"token": service.tokens.create(body.role, body.name), "role": body.role}
 
     @r.get("/tokens", tags=["auth"], response_model=list[TokenInfo])
     def list_tokens(p: Admin):
@@ -283,11 +277,11 @@ def build_router(
                 "created_at": t.created_at,
                 "revoked": t.revoked,
             }
-            for t in service.list_tokens()
+            for t in service.tokens.list()
         ]
 
     @r.delete("/tokens/{token_id}", tags=["auth"], status_code=204)
     def revoke_token(p: Admin, token_id: Annotated[str, PathParam(pattern=r"^[0-9a-f]{1,32}$")]):
-        service.revoke_token(token_id)
+        service.tokens.revoke(token_id)
 
     return r

@@ -7,11 +7,12 @@ import time
 from datetime import datetime
 from typing import Any, Literal
 
+from edgefleet.sdk.protocol import DEVICE_ID_PATTERN
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ._db import ModelVersion
-from ._engine import RolloutSpec, TargetSpec
 from ._errors import BadRequestError
+from ._rollout_machine import RolloutSpec, TargetSpec
 
 __all__ = [
     "ErrorOut",
@@ -36,8 +37,6 @@ __all__ = [
     "mv_out",
     "time_window",
 ]
-
-_ID = r"^[A-Za-z0-9._-]{1,64}$"
 
 
 class _In(BaseModel):
@@ -83,7 +82,7 @@ class DeviceOut(BaseModel):
 
 
 class ProvisionIn(_In):
-    id: str = Field(pattern=_ID)
+    id: str = Field(pattern=DEVICE_ID_PATTERN)
     tags: list[str] = Field(default_factory=list, max_length=64)
 
 

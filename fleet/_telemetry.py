@@ -33,10 +33,6 @@ _COLUMNS = (
 )
 
 
-def _as_tuple(row: dict | tuple) -> tuple:
-    return row if type(row) is tuple else tuple(row.get(c) for c in _COLUMNS)
-
-
 def _as_dict(row: tuple) -> dict:
     return dict(zip(_COLUMNS, row, strict=True))
 
@@ -44,8 +40,8 @@ def _as_dict(row: tuple) -> dict:
 class TelemetryWriter:
     """Collects rows from the MQTT thread and writes them in batches from its own thread.
 
-    Rows are dicts matching :class:`Telemetry` columns. ``flush()`` blocks until everything
-    queued before the call is in the database (used by tests and shutdown).
+    Rows are tuples in ``_COLUMNS`` order (``_telemetry_codec.Row``). ``flush()`` blocks
+    until everything queued before the call is in the database (used by tests and shutdown).
     """
 
     def __init__(
@@ -75,11 +71,9 @@ class TelemetryWriter:
     def start(self) -> None:
         self._thread.start()
 
-    def put_many(self, rows: list[dict] | list[tuple]) -> None:
-        """Queue rows: dicts of :class:`Telemetry` columns, or tuples in ``_COLUMNS`` order
-        (the ingest fast path). One queue item per call keeps this cheap."""
-        if any(type(r) is not tuple for r in rows):  # the writer keeps tuples only
-            rows = [_as_tuple(r) for r in rows]
+    def put_many(self, rows: list[tuple]) -> None:
+        """Queue rows (tuples in ``_COLUMNS`` order). One queue item per call keeps this
+        cheap."""
         try:
             self._q.put_nowait(rows)
         except queue.Full:

@@ -9,15 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.test_layering import FOLDERS
+
 ROOT = Path(__file__).resolve().parent.parent
-MAPPING = {
-    "edgefleet": "edgefleet",
-    "sdk": "edgefleet/sdk",
-    "trainer": "edgefleet/trainer",
-    "device_agents": "edgefleet/device_agents",
-    "fleet": "edgefleet/fleet",
-    "hardware": "edgefleet/hardware",
-}
+# source folder -> its place in the wheel (the folders of the layering test, plus the root).
+MAPPING = {"edgefleet": "edgefleet", **{f: m.replace(".", "/") for f, m in FOLDERS.items()}}
 DATA_SUFFIXES = {".toml", ".json", ".html", ".js", ".css", ".ini", ".mako", ".service"}
 
 

@@ -9,10 +9,10 @@ from ._emulator import DEBS, WHEELS, EmulatorRoot, find_emulator, prepare_emulat
 from ._errors import EmulatorError, HilError, MatrixError
 from ._executors import EMULATED_NOT_RUN, CellPlan, package_bytes, plan_cells, run_process_cell
 from ._fleet import FleetSession, run_fleet_cells
-from ._reports import cell_figures, html_page, junit_xml, markdown, write_reports
+from ._matrix_spec import EXECUTORS, MatrixSpec, default_executors, host_arch, load_matrix
+from ._report_files import cell_figures, html_page, junit_xml, markdown, write_reports
 from ._results import CHECKS, CellResult, CheckResult, MatrixResult, cell_status
 from ._runner import run_matrix
-from ._spec import EXECUTORS, MatrixSpec, default_executors, host_arch, load_matrix
 
 __all__ = [
     "CHECKS",

@@ -22,8 +22,8 @@ from typing import Any
 from edgefleet.hardware.profiles import get_profile
 
 from ._emulator import EmulatorRoot
+from ._matrix_spec import MatrixSpec, host_arch
 from ._results import CellResult, CheckResult
-from ._spec import MatrixSpec, host_arch
 
 __all__ = [
     "EMULATED_NOT_RUN",

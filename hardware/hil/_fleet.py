@@ -16,8 +16,8 @@ from urllib.parse import urlparse
 
 from edgefleet.sdk import protocol as p
 
+from ._matrix_spec import MatrixSpec
 from ._results import CellResult, CheckResult
-from ._spec import MatrixSpec
 
 __all__ = ["FleetSession", "run_fleet_cells"]
 

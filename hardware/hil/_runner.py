@@ -13,8 +13,8 @@ from pathlib import Path
 
 from ._emulator import find_emulator
 from ._executors import CellPlan, plan_cells, run_process_cell
+from ._matrix_spec import MatrixSpec
 from ._results import CellResult, MatrixResult
-from ._spec import MatrixSpec
 
 __all__ = ["Progress", "run_matrix"]
 
@@ -32,7 +32,7 @@ def _slug(plan: CellPlan) -> str:
 def run_matrix(spec: MatrixSpec, out: str | Path, progress: Progress | None = None) -> MatrixResult:
     """Run every cell of ``spec`` (one at a time: cells measure latency and RSS, so they
     must not compete for the cores) and write the reports into ``out``."""
-    from ._reports import write_reports
+    from ._report_files import write_reports
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

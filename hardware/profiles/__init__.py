@@ -8,9 +8,10 @@ the fleet and the trainer can all read the same profiles.
 'litert'
 """
 
+from ._catalog import PROFILE_DIR, get_profile, list_profiles, load_profile, profile_names
 from ._detect import BoardFacts, Detection, detect, detect_profile, read_facts
 from ._errors import ProfileError
-from ._model import (
+from ._profile import (
     ARCHES,
     BACKEND_OPTION_FIELDS,
     Accelerator,
@@ -20,7 +21,6 @@ from ._model import (
     RuntimeChoice,
     profile_from_dict,
 )
-from ._registry import PROFILE_DIR, get_profile, list_profiles, load_profile, profile_names
 
 __all__ = [
     "ARCHES",

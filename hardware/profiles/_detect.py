@@ -9,9 +9,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from ._catalog import get_profile, list_profiles
 from ._errors import ProfileError
-from ._model import Profile
-from ._registry import get_profile, list_profiles
+from ._profile import Profile
 
 __all__ = ["BoardFacts", "Detection", "detect", "detect_profile", "read_facts"]
 

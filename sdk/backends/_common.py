@@ -1,4 +1,5 @@
-"""Helpers shared by the runtime adapters: name matching, option checks, error wrapping."""
+"""What the runtime adapters share: the session and backend bases, name matching, option
+checks, error wrapping."""
 
 from __future__ import annotations
 
@@ -6,13 +7,20 @@ import contextlib
 import logging
 import warnings
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
 
 from .._errors import BackendError, BackendUnavailableError, ConfigError
-from .._manifest import TensorSpec
+from .._manifest import Artifact, TensorSpec
 from ._base import EXTRAS, module_available
 
 __all__ = [
-    "SpecsMixin",
+    "LoadRequest",
+    "RuntimeBackend",
+    "RuntimeSession",
+    "to_torch",
     "match_names",
     "check_options",
     "check_threads",
@@ -25,18 +33,114 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-class SpecsMixin:
-    """The Session Protocol's spec accessors, for sessions that keep the manifest specs in
-    ``_inputs`` / ``_outputs`` (copies, so callers cannot change the session's view)."""
+class RuntimeSession:
+    """What every runtime's session shares: the manifest specs (handed out as copies, so
+    callers cannot change the session's view), the artifact name for messages, run errors
+    as BackendError and the output-count check. ``thread_safe``: the runtime call may run
+    concurrently (or the session serialises it itself), so the Model layer adds no lock."""
 
-    _inputs: list[TensorSpec]
-    _outputs: list[TensorSpec]
+    runtime = ""
+    thread_safe = False
+
+    def __init__(self, inputs: list[TensorSpec], outputs: list[TensorSpec], source: str):
+        self._inputs = inputs
+        self._outputs = outputs
+        self._source = source
+        self._in_names = [s.name for s in inputs]
+        self._out_names = [s.name for s in outputs]
 
     def input_specs(self) -> list[TensorSpec]:
         return list(self._inputs)
 
     def output_specs(self) -> list[TensorSpec]:
         return list(self._outputs)
+
+    def _run_failed(self, e: Exception) -> BackendError:
+        return BackendError(f"{self.runtime} failed running {self._source}: {e}")
+
+    def _named(self, outs: Sequence) -> list[tuple[str, object]]:
+        """(manifest name, runtime output) pairs, after checking the declared count."""
+        if len(outs) != len(self._out_names):
+            raise BackendError(
+                f"{self._source}: {self.runtime} returned {len(outs)} outputs, "
+                f"the manifest declares {len(self._out_names)} {self._out_names}"
+            )
+        return list(zip(self._out_names, outs, strict=True))
+
+
+@dataclass(frozen=True)
+class LoadRequest:
+    """What a backend loads: the artifact file and the manifest's specs for it."""
+
+    path: Path
+    artifact: Artifact
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+
+
+class RuntimeBackend:
+    """The Backend Protocol's common part. A backend names itself in its class line
+    (``class X(RuntimeBackend, name=..., formats=..., options=..., ...)``): ``modules`` is
+    "any one of these" (alternative runtimes), ``requires`` "all of these". ``load`` checks
+    the options type, then calls ``open``."""
+
+    name: str
+    formats: tuple[str, ...]
+    options_type: type
+    modules: tuple[str, ...] = ()
+    requires: tuple[str, ...] = ()
+
+    def __init_subclass__(
+        cls,
+        *,
+        name: str,
+        formats: tuple[str, ...],
+        options: type,
+        modules: tuple[str, ...] = (),
+        requires: tuple[str, ...] = (),
+    ) -> None:
+        super().__init_subclass__()
+        cls.name, cls.formats, cls.options_type = name, formats, options
+        cls.modules, cls.requires = modules, requires
+
+    def available(self) -> str | None:
+        for module in self.requires:
+            if (reason := missing_runtime(self.name, [module])) is not None:
+                return reason
+        return missing_runtime(self.name, self.modules) if self.modules else None
+
+    @contextlib.contextmanager
+    def runtime_import(self) -> Iterator[None]:
+        """Around the runtime's import: not installed -> BackendUnavailableError naming the
+        extra; any other failure -> BackendError; its import-time warnings silenced."""
+        if (reason := self.available()) is not None:
+            raise BackendUnavailableError(reason)
+        with self.failing(f"{self.name} runtime could not be imported"):
+            yield
+
+    @staticmethod
+    @contextlib.contextmanager
+    def failing(action: str) -> Iterator[None]:
+        """Around a runtime call: a BackendError saying what we were doing (see wrap_errors),
+        and the runtime's own deprecation warnings silenced."""
+        with quiet_imports(), wrap_errors(action):
+            yield
+
+    def load(self, path, artifact, inputs, outputs, options=None) -> RuntimeSession:
+        """The Backend Protocol's ``load`` (see ``_base.Backend``)."""
+        opts = check_options(options, self.options_type, self.name)
+        return self.open(LoadRequest(path, artifact, inputs, outputs), opts)
+
+    def open(self, req: LoadRequest, opts) -> RuntimeSession:
+        raise NotImplementedError
+
+
+def to_torch(torch, x: np.ndarray):
+    """A torch tensor sharing ``x``'s memory; from_numpy refuses read-only arrays (it warns)
+    and needs C order, so only those are copied."""
+    if not x.flags.writeable or not x.flags.c_contiguous:
+        x = np.array(x, order="C", copy=True)
+    return torch.from_numpy(x)
 
 
 def _norm(name: str) -> str:

@@ -13,88 +13,54 @@ from pathlib import Path
 import numpy as np
 
 from .._errors import BackendError
-from .._manifest import Artifact, TensorSpec
-from ._base import BackendOptions, ExecuTorchOptions
-from ._common import (
-    SpecsMixin,
-    check_options,
-    missing_runtime,
-    quiet_imports,
-    require_runtime,
-    wrap_errors,
-)
+from ._base import ExecuTorchOptions
+from ._common import LoadRequest, RuntimeBackend, RuntimeSession, to_torch
 
 __all__ = ["ExecuTorchBackend", "ExecuTorchSession"]
 
 log = logging.getLogger(__name__)
 
 
-class ExecuTorchSession(SpecsMixin):
-    # Serialised by our own lock below, so the Model layer need not add another.
-    thread_safe = True
+class ExecuTorchSession(RuntimeSession):
+    runtime = "executorch"
+    thread_safe = True  # serialised by our own lock below
 
-    def __init__(self, torch, program, method, inputs, outputs, source: str) -> None:
+    def __init__(self, torch, program, method, req: LoadRequest) -> None:
+        super().__init__(req.inputs, req.outputs, req.artifact.name)
         self._torch = torch
         self._program = program  # keeps the program (and its buffers) alive for the method
         self._method = method
-        self._inputs = inputs
-        self._outputs = outputs
-        self._source = source
-        self._in_names = [s.name for s in inputs]
-        self._out_names = [s.name for s in outputs]
         # A method owns its planned memory: one call at a time.
         self._lock = threading.Lock()
-
-    def _tensor(self, x: np.ndarray):
-        # from_numpy shares memory and refuses read-only arrays (it warns); copy only then.
-        if not x.flags.writeable or not x.flags.c_contiguous:
-            x = np.array(x, order="C", copy=True)
-        return self._torch.from_numpy(x)
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         with self._lock:
             try:
-                outs = self._method.execute([self._tensor(inputs[n]) for n in self._in_names])
+                outs = self._method.execute(
+                    [to_torch(self._torch, inputs[n]) for n in self._in_names]
+                )
             except Exception as e:
-                raise BackendError(f"executorch failed running {self._source}: {e}") from e
-        if len(outs) != len(self._out_names):
-            raise BackendError(
-                f"{self._source}: executorch returned {len(outs)} outputs, "
-                f"the manifest declares {len(self._out_names)} {self._out_names}"
-            )
+                raise self._run_failed(e) from e
         # ExecuTorch copies outputs out of its arenas on every call, so .numpy() is safe.
-        return {n: o.numpy() for n, o in zip(self._out_names, outs, strict=True)}
+        return {n: o.numpy() for n, o in self._named(outs)}
 
     def close(self) -> None:
         self._method = None
         self._program = None
 
 
-class ExecuTorchBackend:
-    name = "executorch"
-    formats = ("pte",)
-    options_type = ExecuTorchOptions
-
-    def available(self) -> str | None:
-        # The Python runtime needs torch too; a half install would fail only at load.
-        return missing_runtime(self.name, ["executorch"]) or missing_runtime(self.name, ["torch"])
-
-    def load(
-        self,
-        path: Path,
-        artifact: Artifact,
-        inputs: list[TensorSpec],
-        outputs: list[TensorSpec],
-        options: BackendOptions | None,
-    ) -> ExecuTorchSession:
-        opts = check_options(options, ExecuTorchOptions, self.name)
-        require_runtime(self.name, ["executorch"])
-        require_runtime(self.name, ["torch"])
-        with quiet_imports(), wrap_errors("executorch runtime could not be imported"):
+# The Python runtime needs torch too: a half install would fail only at load.
+class ExecuTorchBackend(
+    RuntimeBackend, name="executorch", formats=("pte",), options=ExecuTorchOptions,
+    requires=("executorch", "torch"),
+):  # fmt: skip
+    def open(self, req: LoadRequest, opts: ExecuTorchOptions) -> ExecuTorchSession:
+        path, artifact, inputs, outputs = req.path, req.artifact, req.inputs, req.outputs
+        with self.runtime_import():
             import torch
             from executorch.runtime import Runtime
 
-        with wrap_errors(f"executorch could not load {artifact.name} ({path})"):
+        with self.failing(f"executorch could not load {artifact.name} ({path})"):
             program = Runtime.get().load_program(Path(path))
             if opts.method not in program.method_names:
                 raise BackendError(
@@ -110,4 +76,4 @@ class ExecuTorchBackend:
                 f"{len(inputs)} and {len(outputs)}"
             )
         log.debug("executorch loaded %s (%s)", artifact.name, opts.method)
-        return ExecuTorchSession(torch, program, method, inputs, outputs, artifact.name)
+        return ExecuTorchSession(torch, program, method, req)

@@ -12,21 +12,13 @@ import ctypes
 import importlib
 import logging
 import threading
-from pathlib import Path
 
 import numpy as np
 
 from .._errors import BackendError, BackendUnavailableError, InputError
-from .._manifest import Artifact, TensorSpec
-from ._base import BackendOptions, LiteRTOptions
-from ._common import (
-    SpecsMixin,
-    check_options,
-    check_threads,
-    match_names,
-    missing_runtime,
-    wrap_errors,
-)
+from .._manifest import TensorSpec
+from ._base import LiteRTOptions
+from ._common import LoadRequest, RuntimeBackend, RuntimeSession, check_threads, match_names
 
 __all__ = ["LiteRTBackend", "LiteRTSession", "import_interpreter"]
 
@@ -93,15 +85,13 @@ def _quant_for(detail: dict, spec: TensorSpec) -> _Quant | None:
     return None
 
 
-class LiteRTSession(SpecsMixin):
-    # Serialised by our own lock below, so the Model layer need not add another.
-    thread_safe = True
+class LiteRTSession(RuntimeSession):
+    runtime = "litert"
+    thread_safe = True  # serialised by our own lock below
 
     def __init__(self, interp, inputs: list[TensorSpec], outputs: list[TensorSpec], source: str):
+        super().__init__(inputs, outputs, source)
         self._interp = interp
-        self._inputs = inputs
-        self._outputs = outputs
-        self._source = source
         in_d = interp.get_input_details()
         out_d = interp.get_output_details()
         in_idx = match_names([d["name"] for d in in_d], inputs, "input", source)
@@ -156,44 +146,36 @@ class LiteRTSession(SpecsMixin):
             except InputError:
                 raise
             except Exception as e:
-                raise BackendError(f"litert failed running {self._source}: {e}") from e
+                raise self._run_failed(e) from e
 
     def close(self) -> None:
         self._interp = None
 
 
-class LiteRTBackend:
-    name = "litert"
-    formats = ("tflite",)
-    options_type = LiteRTOptions
+# Any one of the runtimes; top-level names only: find_spec of "a.b" imports package "a"
+# (slow, and not lazy).
+_MODULES = tuple(dict.fromkeys(m.split(".")[0] for m, _, _ in _RUNTIMES))
 
-    def available(self) -> str | None:
-        # Top-level names only: find_spec of "a.b" imports package "a" (slow, and not lazy).
-        return missing_runtime(self.name, [m.split(".")[0] for m, _, _ in _RUNTIMES])
 
-    def load(
-        self,
-        path: Path,
-        artifact: Artifact,
-        inputs: list[TensorSpec],
-        outputs: list[TensorSpec],
-        options: BackendOptions | None,
-    ) -> LiteRTSession:
-        opts = check_options(options, LiteRTOptions, self.name)
+class LiteRTBackend(
+    RuntimeBackend, name="litert", formats=("tflite",), options=LiteRTOptions, modules=_MODULES
+):
+    def open(self, req: LoadRequest, opts: LiteRTOptions) -> LiteRTSession:
+        path, artifact = req.path, req.artifact
         check_threads(self.name, num_threads=opts.num_threads)
         module, interpreter_cls, load_delegate = import_interpreter()
         delegates = []
         for lib in opts.delegates:
-            with wrap_errors(f"litert could not load delegate {lib}"):
+            with self.failing(f"litert could not load delegate {lib}"):
                 _check_delegate(lib)
                 delegates.append(load_delegate(lib))
-        with wrap_errors(f"litert could not load {artifact.name} ({path})"):
+        with self.failing(f"litert could not load {artifact.name} ({path})"):
             interp = interpreter_cls(
                 model_path=str(path),
                 num_threads=opts.num_threads,
                 experimental_delegates=delegates or None,
             )
             interp.allocate_tensors()
-            session = LiteRTSession(interp, inputs, outputs, artifact.name)
+            session = LiteRTSession(interp, req.inputs, req.outputs, artifact.name)
         log.debug("litert (%s) loaded %s", module, artifact.name)
         return session

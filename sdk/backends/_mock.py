@@ -3,24 +3,24 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import numpy as np
 
 from .._errors import BackendError
-from .._manifest import Artifact, TensorSpec
-from ._base import BackendOptions, MockOptions
-from ._common import SpecsMixin, check_options
+from .._manifest import TensorSpec
+from ._base import MockOptions
+from ._common import LoadRequest, RuntimeBackend, RuntimeSession
 
 __all__ = ["MockBackend", "MockSession"]
 
 log = logging.getLogger(__name__)
 
 
-class MockSession(SpecsMixin):
+class MockSession(RuntimeSession):
+    runtime = "mock"
+
     def __init__(self, inputs: list[TensorSpec], outputs: list[TensorSpec], options: MockOptions):
-        self._inputs = inputs
-        self._outputs = outputs
+        super().__init__(inputs, outputs, "mock")
         self._handler = options.handler
         self.calls = 0
         self.closed = False
@@ -54,24 +54,14 @@ class MockSession(SpecsMixin):
         self.closed = True
 
 
-class MockBackend:
+class MockBackend(
+    RuntimeBackend,
+    name="mock",
+    formats=("onnx", "tflite", "pte", "pt2", "torchscript"),
+    options=MockOptions,
+):
     """Accepts any artifact format; the file is not read, so tests need no real model."""
 
-    name = "mock"
-    formats = ("onnx", "tflite", "pte", "pt2", "torchscript")
-    options_type = MockOptions
-
-    def available(self) -> str | None:
-        return None
-
-    def load(
-        self,
-        path: Path,
-        artifact: Artifact,
-        inputs: list[TensorSpec],
-        outputs: list[TensorSpec],
-        options: BackendOptions | None,
-    ) -> MockSession:
-        opts = check_options(options, MockOptions, self.name)
-        log.debug("mock loaded %s", artifact.name)
-        return MockSession(inputs, outputs, opts)
+    def open(self, req: LoadRequest, opts: MockOptions) -> MockSession:
+        log.debug("mock loaded %s", req.artifact.name)
+        return MockSession(req.inputs, req.outputs, opts)

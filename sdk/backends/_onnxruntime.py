@@ -3,22 +3,13 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import numpy as np
 
-from .._errors import BackendError, ConfigError
-from .._manifest import Artifact, TensorSpec
-from ._base import BackendOptions, OnnxRuntimeOptions
-from ._common import (
-    SpecsMixin,
-    check_options,
-    check_threads,
-    match_names,
-    missing_runtime,
-    require_runtime,
-    wrap_errors,
-)
+from .._errors import ConfigError
+from .._manifest import TensorSpec
+from ._base import OnnxRuntimeOptions
+from ._common import LoadRequest, RuntimeBackend, RuntimeSession, check_threads, match_names
 
 __all__ = ["OnnxRuntimeBackend", "OnnxRuntimeSession"]
 
@@ -53,15 +44,13 @@ def choose_providers(requested: tuple[str, ...] | None, available: list[str]) ->
     return chosen
 
 
-class OnnxRuntimeSession(SpecsMixin):
-    # InferenceSession.run is re-entrant: the Model layer need not serialise calls.
-    thread_safe = True
+class OnnxRuntimeSession(RuntimeSession):
+    runtime = "onnxruntime"
+    thread_safe = True  # InferenceSession.run is re-entrant
 
     def __init__(self, sess, inputs: list[TensorSpec], outputs: list[TensorSpec], source: str):
+        super().__init__(inputs, outputs, source)
         self._sess = sess
-        self._inputs = inputs
-        self._outputs = outputs
-        self._source = source
         rt_in = [i.name for i in sess.get_inputs()]
         rt_out = [o.name for o in sess.get_outputs()]
         in_idx = match_names(rt_in, inputs, "input", source)
@@ -70,7 +59,6 @@ class OnnxRuntimeSession(SpecsMixin):
         self._feed_names = [(s.name, rt_in[i]) for s, i in zip(inputs, in_idx, strict=True)]
         self._same_inputs = all(a == b for a, b in self._feed_names)
         self._rt_outputs = [rt_out[i] for i in out_idx]
-        self._out_names = [s.name for s in outputs]
         self.providers = list(sess.get_providers())
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -78,7 +66,7 @@ class OnnxRuntimeSession(SpecsMixin):
         try:
             results = self._sess.run(self._rt_outputs, feed)
         except Exception as e:  # onnxruntime raises its own pybind exception types
-            raise BackendError(f"onnxruntime failed running {self._source}: {e}") from e
+            raise self._run_failed(e) from e
         return dict(zip(self._out_names, results, strict=True))
 
     @property
@@ -90,23 +78,15 @@ class OnnxRuntimeSession(SpecsMixin):
         self._sess = None
 
 
-class OnnxRuntimeBackend:
-    name = "onnxruntime"
-    formats = ("onnx",)
-    options_type = OnnxRuntimeOptions
-
-    def available(self) -> str | None:
-        return missing_runtime(self.name, ["onnxruntime"])
-
-    def load(
-        self,
-        path: Path,
-        artifact: Artifact,
-        inputs: list[TensorSpec],
-        outputs: list[TensorSpec],
-        options: BackendOptions | None,
-    ) -> OnnxRuntimeSession:
-        opts = check_options(options, OnnxRuntimeOptions, self.name)
+class OnnxRuntimeBackend(
+    RuntimeBackend,
+    name="onnxruntime",
+    formats=("onnx",),
+    options=OnnxRuntimeOptions,
+    requires=("onnxruntime",),
+):
+    def open(self, req: LoadRequest, opts: OnnxRuntimeOptions) -> OnnxRuntimeSession:
+        path, artifact = req.path, req.artifact
         check_threads(
             self.name,
             intra_op_threads=opts.intra_op_threads,
@@ -123,8 +103,8 @@ class OnnxRuntimeBackend:
             raise ConfigError(
                 f"onnxruntime providers must be a tuple of provider names, got {opts.providers!r}"
             )
-        require_runtime(self.name, ["onnxruntime"])
-        import onnxruntime as ort
+        with self.runtime_import():
+            import onnxruntime as ort
 
         so = ort.SessionOptions()
         so.graph_optimization_level = getattr(
@@ -135,8 +115,8 @@ class OnnxRuntimeBackend:
         if opts.inter_op_threads is not None:
             so.inter_op_num_threads = opts.inter_op_threads
         providers = choose_providers(opts.providers, ort.get_available_providers())
-        with wrap_errors(f"onnxruntime could not load {artifact.name} ({path})"):
+        with self.failing(f"onnxruntime could not load {artifact.name} ({path})"):
             sess = ort.InferenceSession(str(path), sess_options=so, providers=providers)
-            session = OnnxRuntimeSession(sess, inputs, outputs, artifact.name)
+            session = OnnxRuntimeSession(sess, req.inputs, req.outputs, artifact.name)
         log.debug("onnxruntime loaded %s with providers %s", artifact.name, session.providers)
         return session

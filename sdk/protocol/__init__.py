@@ -10,7 +10,7 @@ with clear errors, and signed commands. No MQTT client lives here.
 """
 
 from ._codec import ALLOWED_TYPES, MAX_PAYLOAD_BYTES, decode, encode, parse_message, upgrade
-from ._commands import (
+from ._command_auth import (
     CommandVerifier,
     MemoryNonceStore,
     NonceStore,
@@ -19,34 +19,39 @@ from ._commands import (
     new_nonce,
     sign_command,
 )
-from ._errors import CommandRejected, DuplicateCommand, ProtocolError
-from ._messages import (
-    MIN_SCHEMA_VERSION,
-    PROTOCOL_SCHEMA_VERSION,
-    TERMINAL_STATES,
+from ._command_messages import (
     BenchmarkCommand,
     CancelCommand,
     Command,
-    CommandAck,
     CommandBase,
     CommandSignature,
     ConfigCommand,
     DeployCommand,
-    DeploymentEvent,
+    ManifestSignature,
+    RollbackCommand,
+)
+from ._device_id import DEVICE_ID_PATTERN, DeviceId, is_valid_device_id, validate_device_id
+from ._errors import CommandRejected, DuplicateCommand, ProtocolError
+from ._message_base import (
+    MIN_SCHEMA_VERSION,
+    PROTOCOL_SCHEMA_VERSION,
+    TERMINAL_STATES,
     DeploymentState,
+    SlotName,
+    utcnow,
+)
+from ._messages import (
+    CommandAck,
+    DeploymentEvent,
     ErrorEvent,
     Event,
     FleetState,
     Inventory,
-    ManifestSignature,
     Message,
-    RollbackCommand,
     SlotInfo,
-    SlotName,
     State,
     TelemetryBatch,
     TelemetrySample,
-    utcnow,
 )
 from ._schema import SCHEMA_PATH, message_schema, schema_text, write_schema
 from ._topics import (
@@ -60,15 +65,15 @@ from ._topics import (
     events_topic,
     fleet_state_topic,
     inventory_topic,
-    is_valid_device_id,
     parse_topic,
     shared_filter,
     state_topic,
     telemetry_topic,
-    validate_device_id,
 )
 
 __all__ = [
+    "DEVICE_ID_PATTERN",
+    "DeviceId",
     "ALLOWED_TYPES",
     "DEVICE_KINDS",
     "FLEET_STATE_TOPIC",

@@ -10,7 +10,8 @@ from typing import Any
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from ._errors import ProtocolError
-from ._messages import MIN_SCHEMA_VERSION, PROTOCOL_SCHEMA_VERSION, Message
+from ._message_base import MIN_SCHEMA_VERSION, PROTOCOL_SCHEMA_VERSION
+from ._messages import Message
 from ._topics import parse_topic
 
 __all__ = ["MAX_PAYLOAD_BYTES", "ALLOWED_TYPES", "encode", "decode", "parse_message", "upgrade"]

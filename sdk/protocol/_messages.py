@@ -11,10 +11,14 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
-from ._base import (
-    MIN_SCHEMA_VERSION,
-    PROTOCOL_SCHEMA_VERSION,
-    TERMINAL_STATES,
+from ._command_messages import (
+    BenchmarkCommand,
+    CancelCommand,
+    ConfigCommand,
+    DeployCommand,
+    RollbackCommand,
+)
+from ._message_base import (
     DeploymentState,
     SlotName,
     _aware,
@@ -23,37 +27,12 @@ from ._base import (
     _Part,
     utcnow,
 )
-from ._cmdmodels import (
-    BenchmarkCommand,
-    CancelCommand,
-    Command,
-    CommandBase,
-    CommandSignature,
-    ConfigCommand,
-    DeployCommand,
-    ManifestSignature,
-    RollbackCommand,
-)
 
 __all__ = [
-    "PROTOCOL_SCHEMA_VERSION",
-    "MIN_SCHEMA_VERSION",
-    "DeploymentState",
-    "TERMINAL_STATES",
-    "SlotName",
     "SlotInfo",
     "State",
     "FleetState",
     "Inventory",
-    "CommandSignature",
-    "ManifestSignature",
-    "CommandBase",
-    "DeployCommand",
-    "CancelCommand",
-    "RollbackCommand",
-    "BenchmarkCommand",
-    "ConfigCommand",
-    "Command",
     "DeploymentEvent",
     "CommandAck",
     "ErrorEvent",
@@ -61,7 +40,6 @@ __all__ = [
     "TelemetrySample",
     "TelemetryBatch",
     "Message",
-    "utcnow",
 ]
 
 

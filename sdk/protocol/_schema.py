@@ -11,7 +11,8 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from ._messages import PROTOCOL_SCHEMA_VERSION, Message
+from ._message_base import PROTOCOL_SCHEMA_VERSION
+from ._messages import Message
 
 __all__ = ["SCHEMA_PATH", "message_schema", "schema_text", "write_schema"]
 

@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
+from ._device_id import validate_device_id
 from ._errors import ProtocolError
 
 __all__ = [
@@ -18,8 +19,6 @@ __all__ = [
     "DeviceTopicKind",
     "FLEET_STATE_TOPIC",
     "TopicInfo",
-    "validate_device_id",
-    "is_valid_device_id",
     "device_topic",
     "state_topic",
     "inventory_topic",
@@ -37,24 +36,7 @@ DeviceTopicKind = Literal["state", "inventory", "cmd", "events", "telemetry"]
 DEVICE_KINDS: tuple[str, ...] = ("state", "inventory", "cmd", "events", "telemetry")
 FLEET_STATE_TOPIC = f"{TOPIC_ROOT}/fleet/state"
 
-_DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _SHARE_GROUP_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-
-
-def is_valid_device_id(device_id: object) -> bool:
-    return isinstance(device_id, str) and bool(_DEVICE_ID_RE.match(device_id))
-
-
-def validate_device_id(device_id: object) -> str:
-    """Return ``device_id`` if it matches ``[A-Za-z0-9._-]{1,64}``, else raise ProtocolError."""
-    if not is_valid_device_id(device_id):
-        raise ProtocolError(
-            f"invalid device id {device_id!r}: expected 1-64 characters of A-Z a-z 0-9 . _ -"
-        )
-    if device_id in (".", ".."):
-        # Ids are also used as directory names on the fleet and the simulator.
-        raise ProtocolError(f"invalid device id {device_id!r}: '.' and '..' are reserved")
-    return device_id  # type: ignore[return-value]
 
 
 def _check_kind(kind: str) -> None:

@@ -8,8 +8,9 @@ import uuid
 import pytest
 from edgefleet.sdk import TrustPolicy, generate_keypair, load_private_key
 
-from tests.device_agents.support import ArtifactServer, Collector, wait_until
+from tests.device_agents.support import ArtifactServer, Collector
 from tests.support.packages import make_package
+from tests.support.waiting import wait_until
 
 
 @pytest.fixture(scope="session")

@@ -12,17 +12,9 @@ from pathlib import Path
 
 from edgefleet.sdk import protocol as p
 
-__all__ = ["ArtifactServer", "Collector", "deploy_cmd", "wait_until"]
+from tests.support.waiting import wait_until
 
-
-def wait_until(pred, timeout: float = 20.0, interval: float = 0.05, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = pred()
-        if got:
-            return got
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+__all__ = ["ArtifactServer", "Collector", "deploy_cmd"]
 
 
 @dataclass

@@ -11,7 +11,7 @@ import threading
 import pytest
 from edgefleet.sdk import protocol as p
 
-from tests.device_agents.support import wait_until
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.broker
 

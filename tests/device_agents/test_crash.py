@@ -16,8 +16,9 @@ from edgefleet.device_agents import ModelStore, load_active
 from edgefleet.sdk import TrustPolicy
 from edgefleet.sdk import protocol as p
 
-from tests.device_agents.support import deploy_cmd, wait_until
+from tests.device_agents.support import deploy_cmd
 from tests.support.packages import tiny_inputs, tiny_reference
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 

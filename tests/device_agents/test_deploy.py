@@ -7,14 +7,29 @@ import pytest
 from edgefleet.device_agents import load_active
 from edgefleet.sdk import protocol as p
 
-from tests.device_agents.support import deploy_cmd, wait_until
+from tests.device_agents.support import deploy_cmd
 from tests.support.packages import tiny_inputs, tiny_reference
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.broker
 
 
 def _send(collector, agent, cmd):
     collector.publish(p.cmd_topic(agent.device_id), p.encode(cmd))
+
+
+def _deploy(collector, agent, artifacts, package, key, **kw):
+    """Serve ``package``, send the agent a signed deploy of it; the command sent."""
+    url, data = artifacts.add(package)
+    cmd = deploy_cmd(agent.device_id, url, data, package, key, **kw)
+    _send(collector, agent, cmd)
+    return cmd
+
+
+def _old_model_kept(agent) -> None:
+    """A deployment that did not finish left the old model serving and no download behind."""
+    assert _serving(agent, 0)
+    assert not list((agent.settings.data_dir / "downloads").glob("*"))
 
 
 def _serving(agent, seed):
@@ -63,9 +78,7 @@ def test_command_signed_by_untrusted_key_rejected(
     from edgefleet.sdk import load_private_key
 
     agent = make_agent()
-    url, data = artifacts.add(packages["v2"])
-    cmd = deploy_cmd(agent.device_id, url, data, packages["v2"], load_private_key(other_keys[0]))
-    _send(collector, agent, cmd)
+    cmd = _deploy(collector, agent, artifacts, packages["v2"], load_private_key(other_keys[0]))
     assert collector.wait_terminal(agent.device_id, cmd.deployment_id) == "REJECTED"
     ack = wait_until(lambda: [a for a in collector.of(p.CommandAck, agent.device_id)
                               if a.command_id == cmd.command_id])  # fmt: skip
@@ -97,20 +110,15 @@ def test_hash_mismatch_fails_and_old_model_keeps_serving(
     make_agent, collector, artifacts, packages, fleet_key
 ):
     agent = make_agent()
-    url, data = artifacts.add(packages["v2"])
-    cmd = deploy_cmd(agent.device_id, url, data, packages["v2"], fleet_key, sha256="0" * 64)
-    _send(collector, agent, cmd)
+    cmd = _deploy(collector, agent, artifacts, packages["v2"], fleet_key, sha256="0" * 64)
     assert collector.wait_terminal(agent.device_id, cmd.deployment_id) == "FAILED"
     assert "hash mismatch" in collector.of(p.DeploymentEvent, agent.device_id)[-1].reason
-    assert _serving(agent, 0)
-    assert not list((agent.settings.data_dir / "downloads").glob("*"))
+    _old_model_kept(agent)
 
 
 def test_smoke_test_failure_fails(make_agent, collector, artifacts, packages, fleet_key):
     agent = make_agent()
-    url, data = artifacts.add(packages["broken"])
-    cmd = deploy_cmd(agent.device_id, url, data, packages["broken"], fleet_key)
-    _send(collector, agent, cmd)
+    cmd = _deploy(collector, agent, artifacts, packages["broken"], fleet_key)
     assert collector.wait_terminal(agent.device_id, cmd.deployment_id) == "FAILED"
     assert collector.states(agent.device_id, cmd.deployment_id)[-2] == "ACTIVATING"
     assert "smoke test failed" in collector.of(p.DeploymentEvent, agent.device_id)[-1].reason
@@ -120,9 +128,7 @@ def test_smoke_test_failure_fails(make_agent, collector, artifacts, packages, fl
 
 def test_post_activation_failure_rolls_back(make_agent, collector, artifacts, packages, fleet_key):
     agent = make_agent(fault_point="health:fail")
-    url, data = artifacts.add(packages["v2"])
-    cmd = deploy_cmd(agent.device_id, url, data, packages["v2"], fleet_key)
-    _send(collector, agent, cmd)
+    cmd = _deploy(collector, agent, artifacts, packages["v2"], fleet_key)
     assert collector.wait_terminal(agent.device_id, cmd.deployment_id) == "ROLLED_BACK"
     assert _serving(agent, 0)
     assert agent.store.active_slot() == "A"
@@ -197,7 +203,7 @@ def test_non_command_message_gives_error_event(make_agent, collector):
     agent = make_agent(install=None, local_endpoint=None)
     state = p.State(device_id=agent.device_id, online=True, agent_version="0")
     before = len(collector.of(p.ErrorEvent, agent.device_id))
-    agent.handle(p.state_topic(agent.device_id), p.encode(state))
+    agent.commands.handle(p.state_topic(agent.device_id), p.encode(state))
     wait_until(lambda: len(collector.of(p.ErrorEvent, agent.device_id)) > before)
     err = collector.of(p.ErrorEvent, agent.device_id)[-1]
     assert err.code == "malformed" and "expected a command" in err.message

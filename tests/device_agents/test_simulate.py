@@ -10,7 +10,8 @@ import pytest
 from edgefleet.device_agents import Simulation
 from edgefleet.sdk import protocol as p
 
-from tests.device_agents.support import deploy_cmd, wait_until
+from tests.device_agents.support import deploy_cmd
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.broker
 
@@ -26,7 +27,7 @@ def test_simulation_runs_many_agents_on_few_threads(
         "device_token": "device-token-1",
         "telemetry_interval_s": 0.5,
     }
-    sim = Simulation(40, tmp_path, base, prefix="simtest").start()
+    sim = Simulation.numbered(40, tmp_path, base, prefix="simtest").start()
     try:
         wait_until(lambda: sim.online() == 40, 30, what="40 agents online")
         # One loop thread + a small worker pool, not one network thread per agent.
@@ -68,7 +69,7 @@ def test_simulation_interleaves_ids_across_processes(tmp_path, signing_keys):
     """first/step number the agents so several simulator processes interleave their ids
     (a rollout goes through devices in id order); smoke tests run on one intra-op thread."""
     base = {"broker_url": "mqtt://127.0.0.1:1", "fleet_keys": [signing_keys[1]]}
-    sim = Simulation(3, tmp_path, base, prefix="il", first=1, step=2)
+    sim = Simulation.numbered(3, tmp_path, base, prefix="il", first=1, step=2)
     try:
         assert [a.device_id for a in sim.agents] == ["il-0001", "il-0003", "il-0005"]
         assert {a.settings.data_dir.name for a in sim.agents} == {"il-0001", "il-0003", "il-0005"}
@@ -76,4 +77,4 @@ def test_simulation_interleaves_ids_across_processes(tmp_path, signing_keys):
     finally:
         sim.stop()
     with pytest.raises(ValueError, match="step >= 1"):
-        Simulation(1, tmp_path, base, step=0)
+        Simulation.numbered(1, tmp_path, base, step=0)

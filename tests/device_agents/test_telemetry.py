@@ -9,8 +9,9 @@ import pytest
 from edgefleet.device_agents import TelemetryQueue
 from edgefleet.sdk import protocol as p
 
-from tests.device_agents.support import Collector, wait_until
+from tests.device_agents.support import Collector
 from tests.support.mosquitto import Mosquitto
+from tests.support.waiting import wait_until
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

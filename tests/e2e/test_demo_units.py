@@ -6,7 +6,7 @@ import pytest
 from edgefleet.sdk import ConfigError
 from typer.testing import CliRunner
 
-from edgefleet._demo_plan import prepare_out, rollout_body
+from edgefleet.demo._plan import prepare_out, rollout_body
 
 
 def test_rollout_body_is_a_valid_canary_then_waves_rollout():
@@ -45,7 +45,7 @@ def test_rerun_clears_run_state_but_keeps_keys_and_package(tmp_path):
 
 
 def test_bad_formats_are_refused_with_what_is_expected(tmp_path):
-    from edgefleet._demo_cli import app
+    from edgefleet.demo._cli import app
 
     result = CliRunner().invoke(app, ["--formats", "onnx,coreml", "--out", str(tmp_path)])
     assert result.exit_code == 2

@@ -12,7 +12,7 @@ import urllib.request
 import numpy as np
 import pytest
 
-from edgefleet._demo_fleet import wait_for
+from edgefleet.demo._local_fleet import wait_for
 from tests.e2e.conftest import EDGEFLEET, agent_env, start_agent
 from tests.support.mosquitto import Mosquitto, free_port
 from tests.support.packages import make_package, tiny_inputs, tiny_reference

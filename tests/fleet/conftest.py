@@ -84,8 +84,8 @@ def live(tmp_path_factory, mosquitto, signing_keys, fleet_packages):
         service=service,
         url=f"http://127.0.0.1:{port}",
         admin=ADMIN,
-        operator=service.create_token("operator", "op"),
-        viewer=service.create_token("viewer", "view"),
+        operator=service.tokens.create("operator", "op"),
+        viewer=service.tokens.create("viewer", "view"),
         packages=fleet_packages,
     )
     yield live
@@ -103,3 +103,10 @@ def package_pub(signing_keys):
     from edgefleet.sdk import load_public_key
 
     return load_public_key(signing_keys[1])
+
+
+def offline_service(tmp_path, **kw):
+    """A FleetService without MQTT (not started): for tests that feed it reports directly."""
+    from edgefleet.fleet import FleetService, FleetSettings
+
+    return FleetService(FleetSettings(data_dir=tmp_path, mqtt_enabled=False, **kw))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import tempfile
 import threading
-import time
 from pathlib import Path
 
 import httpx
@@ -168,12 +167,3 @@ class FakeDevice:
         self.active = f"{cmd.package_name}@{cmd.package_version}"
         self.event(dep, "ACTIVE")
         self.publish_state()
-
-
-def wait_until(pred, timeout: float = 20.0, interval: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(interval)
-    return bool(pred())

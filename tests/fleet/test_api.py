@@ -6,7 +6,9 @@ import hashlib
 
 import pytest
 
-from .fake_device import FakeDevice, wait_until
+from tests.support.waiting import wait_until
+
+from .fake_device import FakeDevice
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +43,7 @@ def test_tokens_are_stored_hashed_and_revocable(live):
         assert r.status_code == 201
         token = r.json()["token"]
         tid = token.split("_")[1]
-        rows = {t.id: t for t in live.service.list_tokens()}
+        rows = {t.id: t for t in live.service.tokens.list()}
         assert token.split("_")[2] not in rows[tid].secret_hash
         assert rows[tid].secret_hash.startswith("$argon2id$")
         with live.client(token) as v:

@@ -6,7 +6,9 @@ import shutil
 
 import pytest
 
-from .fake_device import FakeDevice, wait_until
+from tests.support.waiting import wait_until
+
+from .fake_device import FakeDevice
 
 pytestmark = [pytest.mark.browser, pytest.mark.broker]
 
@@ -35,6 +37,18 @@ def page(live):
         browser.close()
 
 
+def _create_and_start(page, name: str, model: str, **fields: str):
+    """Fill the New rollout form (other inputs keep what they hold), create, press Start."""
+    page.fill('#create input[name="name"]', name)
+    page.select_option("#model-select", model)
+    for field, value in fields.items():
+        page.fill(f'#create input[name="{field}"]', value)
+    page.click("#create-btn")
+    card = page.locator(".rollout", has_text=name).first
+    card.locator('button[data-action="start"]').click()
+    return card
+
+
 def test_pages_load_and_a_rollout_started_from_the_page_progresses(
     page, live, mosquitto, fleet_pub, package_pub
 ):
@@ -53,25 +67,14 @@ def test_pages_load_and_a_rollout_started_from_the_page_progresses(
         assert "ui" in page.inner_text('#devices tr[data-device="ui-0"]')
         page.wait_for_selector("#models tbody tr")
         # Create a canary rollout of 1.0.0 to tag "ui" and start it from the page.
-        page.fill('#create input[name="name"]', "ui-rollout")
-        page.select_option("#model-select", "tiny@1.0.0")
-        page.fill('#create input[name="tag"]', "ui")
-        page.fill('#create input[name="health"]', "0")
-        page.click("#create-btn")
-        card = page.locator(".rollout", has_text="ui-rollout").first
-        card.locator('button[data-action="start"]').click()
+        card = _create_and_start(page, "ui-rollout", "tiny@1.0.0", tag="ui", health="0")
         card.locator(".status.COMPLETED").wait_for()
         assert "2/2 active" in card.inner_text()  # second wave after the canary
         page.wait_for_selector(
             '#devices tr[data-device="ui-1"] .active-model:has-text("tiny@1.0.0")'
         )
         # A second rollout soaks long enough to pause and roll it back from the page.
-        page.fill('#create input[name="name"]', "ui-pause")
-        page.select_option("#model-select", "tiny@2.0.0")
-        page.fill('#create input[name="soak"]', "120")
-        page.click("#create-btn")
-        card = page.locator(".rollout", has_text="ui-pause").first
-        card.locator('button[data-action="start"]').click()
+        card = _create_and_start(page, "ui-pause", "tiny@2.0.0", soak="120")
         assert wait_until(
             lambda: devs[0].active == "tiny@2.0.0" or any(d.active == "tiny@2.0.0" for d in devs),
             20,

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from .fake_device import FakeDevice, wait_until
+from tests.support.waiting import wait_until
+
+from .fake_device import FakeDevice
 
 pytest.importorskip("amqtt")
 

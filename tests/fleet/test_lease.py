@@ -7,8 +7,9 @@ from edgefleet.sdk import protocol as p
 
 from tests.fleet.conftest import UvicornThread
 from tests.support.mosquitto import free_port
+from tests.support.waiting import wait_until
 
-from .fake_device import FakeDevice, wait_until
+from .fake_device import FakeDevice
 
 
 def test_lease_is_exclusive_renewable_and_taken_over(tmp_path):

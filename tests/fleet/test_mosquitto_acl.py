@@ -10,8 +10,7 @@ from edgefleet.fleet import hash_mqtt_password, render_acl, render_password_file
 from edgefleet.sdk import protocol as p
 
 from tests.support.mosquitto import Mosquitto
-
-from .fake_device import wait_until
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.broker
 
@@ -25,6 +24,8 @@ class Client:
         self.c.username_pw_set(user, password)
         self.c.on_connect = self._conn
         self.c.on_message = lambda c, u, m: self.got.append((m.topic, m.payload))
+        self.acked: set[int] = set()
+        self.c.on_subscribe = lambda c, u, mid, codes, props: self.acked.add(mid)
         self.c.connect("127.0.0.1", port)
         self.c.loop_start()
 
@@ -33,7 +34,9 @@ class Client:
         self.ready.set()
 
     def sub(self, topic: str) -> None:
-        self.c.subscribe(topic, 1)
+        """Subscribe and wait for the broker's SUBACK (granted or not)."""
+        mid = self.c.subscribe(topic, 1)[1]
+        wait_until(lambda: mid in self.acked, 5, what=f"SUBACK for {topic}")
 
     def pub(self, topic: str, payload: bytes) -> None:
         self.c.publish(topic, payload, qos=1).wait_for_publish(5)
@@ -69,9 +72,6 @@ def test_device_cannot_publish_as_another_nor_read_its_commands(tmp_path):
         a.sub(p.cmd_topic("dev-b"))  # silently not granted
         a.sub(p.cmd_topic("dev-a"))
         b.sub(p.cmd_topic("dev-b"))
-        import time
-
-        time.sleep(0.3)
         a.pub(p.state_topic("dev-b"), b"forged")  # denied by the ACL
         a.pub(p.state_topic("dev-a"), b"mine")
         fleet.pub(p.cmd_topic("dev-b"), b"for-b")
@@ -79,7 +79,8 @@ def test_device_cannot_publish_as_another_nor_read_its_commands(tmp_path):
         assert wait_until(lambda: (p.cmd_topic("dev-b"), b"for-b") in b.got, 5)
         assert wait_until(lambda: (p.state_topic("dev-a"), b"mine") in fleet.got, 5)
         assert wait_until(lambda: (p.cmd_topic("dev-a"), b"for-a") in a.got, 5)
-        time.sleep(0.3)
+        # No wait needed for what must not arrive: each refused message was sent (PUBACKed)
+        # before one the same subscriber has now received, and the broker delivers in order.
         assert (p.state_topic("dev-b"), b"forged") not in fleet.got
         assert all(t != p.cmd_topic("dev-b") for t, _ in a.got)
         for c in (fleet, a, b):
@@ -125,9 +126,6 @@ def test_fleet_generated_files_work_with_a_real_mosquitto(tmp_path, signing_keys
             assert b.ready.wait(5) and not b.rc.is_failure
             a.sub(p.cmd_topic("dev-a"))
             a.sub(p.cmd_topic("dev-b"))
-            import time
-
-            time.sleep(0.3)
             st = p.State(device_id="dev-b", online=True, agent_version="forged")
             a.pub(p.state_topic("dev-b"), p.encode(st))  # denied: not a's topic
             st = p.State(device_id="dev-a", online=True, agent_version="real")
@@ -136,7 +134,8 @@ def test_fleet_generated_files_work_with_a_real_mosquitto(tmp_path, signing_keys
             live.ctx.publish(p.cmd_topic("dev-a"), b"for-a", 1, False)
             assert wait_until(lambda: live.devices.get("dev-a").agent_version == "real", 5)
             assert wait_until(lambda: (p.cmd_topic("dev-a"), b"for-a") in a.got, 5)
-            time.sleep(0.3)
+            # The forged state and the command for b went out before what has now arrived,
+            # on the same connections: had the broker let them through, they would be here.
             assert live.devices.get("dev-b").agent_version is None
             assert all(t != p.cmd_topic("dev-b") for t, _ in a.got)
         finally:

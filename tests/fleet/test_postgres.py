@@ -61,8 +61,8 @@ def postgres_url():
 
 def test_fleet_runs_on_postgresql(postgres_url, tmp_path, signing_keys, fleet_packages):
     from edgefleet.fleet import FleetService, FleetSettings, RolloutSpec, TargetSpec
-    from edgefleet.fleet._mqtt import telemetry_rows
     from edgefleet.fleet._telemetry import aggregate
+    from edgefleet.fleet._telemetry_codec import batch_rows
     from edgefleet.sdk import protocol as p
     from sqlalchemy import inspect
 
@@ -105,7 +105,7 @@ def test_fleet_runs_on_postgresql(postgres_url, tmp_path, signing_keys, fleet_pa
                 )
             ],
         )
-        service.telemetry.put_many(telemetry_rows(batch) * 100)
+        service.telemetry.put_many(batch_rows(batch) * 100)
         service.telemetry.flush()
         calls, p95, err = aggregate(
             service.ctx.engine,

@@ -8,7 +8,7 @@ import pytest
 from edgefleet.fleet import FleetService, FleetSettings, RolloutSpec, TargetSpec
 from edgefleet.sdk import protocol as p
 
-from .fake_device import wait_until
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.broker
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from edgefleet.fleet import FleetService, FleetSettings, RolloutSpec, TargetSpec, WaveSize
+from edgefleet.fleet._deployment_reports import apply_event
 from edgefleet.sdk import protocol as p
 
 
@@ -55,8 +56,8 @@ def test_stuck_device_times_out_and_abort_cancels_in_flight(svc):
     svc.rollouts.act(ro.id, "start", "test")
     assert len(_commands(svc)) == 2
     with svc.ctx.Session() as db:
-        svc.rollouts.apply_event(db, "svc-0", f"rollout-{ro.id}", "ACTIVE", "", svc.now)
-        svc.rollouts.apply_event(db, "svc-1", f"rollout-{ro.id}", "DOWNLOADING", "", svc.now)
+        apply_event(db, "svc-0", f"rollout-{ro.id}", "ACTIVE", "", svc.now)
+        apply_event(db, "svc-1", f"rollout-{ro.id}", "DOWNLOADING", "", svc.now)
         db.commit()
     svc.now += 61
     svc.rollouts.tick_one(ro.id)

@@ -69,7 +69,7 @@ def s3_fleet(tmp_path, s3_env, signing_keys):
 
 def test_upload_goes_to_the_bucket_and_devices_are_redirected(s3_fleet, fleet_packages, tmp_path):
     from edgefleet.device_agents._download import DownloadSpec, download
-    from edgefleet.fleet._rollouts import download_ticket
+    from edgefleet.fleet._command_sender import download_ticket
 
     service, url, bucket, s3 = s3_fleet
     pkg = fleet_packages["v1"]
@@ -83,7 +83,9 @@ def test_upload_goes_to_the_bucket_and_devices_are_redirected(s3_fleet, fleet_pa
     assert not (service.ctx.settings.data_dir / "packages").exists()
 
     exp = int(time.time()) + 600
-    ticket = download_ticket(service.rollouts.ticket_secret, "dev-s3", "tiny", "1.0.0", exp)
+    ticket = download_ticket(
+        service.rollouts.commands.ticket_secret, "dev-s3", "tiny", "1.0.0", exp
+    )
     art = f"{url}/api/v1/artifacts/tiny/1.0.0?device=dev-s3&exp={exp}&ticket={ticket}"
     r = httpx.get(art)
     assert r.status_code == 307

@@ -16,8 +16,7 @@ from edgefleet.sdk import protocol as p
 from sqlalchemy import text
 
 from tests.support.mosquitto import Mosquitto
-
-from .fake_device import wait_until
+from tests.support.waiting import wait_until
 
 T0 = datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=UTC)
 

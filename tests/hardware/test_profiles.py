@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import platform
 import tomllib
 from pathlib import Path
 
@@ -189,8 +190,11 @@ def test_empty_root_cannot_be_detected(tmp_path):
         detect_profile(tmp_path)
 
 
-def test_this_host_is_x86_64():
-    assert detect_profile("/").arch == "x86_64"
+def test_this_host_is_detected_with_its_own_architecture():
+    """Whatever the host (an x86_64 workstation or an ARM64 board), detection on ``/``
+    gives a profile of its architecture."""
+    machine = platform.machine().lower()
+    assert detect_profile("/").arch == {"arm64": "aarch64", "amd64": "x86_64"}.get(machine, machine)
 
 
 def test_cli_lists_profiles_and_detects_a_sample():

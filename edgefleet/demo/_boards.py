@@ -16,10 +16,14 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-__all__ = ["DEMO_PROFILES", "AppStats", "DeviceApps", "DemoDevices", "digits_frames"]
+if TYPE_CHECKING:
+    from edgefleet.device_agents import Simulation
+
+__all__ = ["DEMO_PROFILES", "AppStats", "DeviceApps", "demo_devices", "digits_frames"]
 
 log = logging.getLogger(__name__)
 
@@ -42,35 +46,29 @@ def digits_frames(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return x.astype(np.float32)[:, None, :, :], y.astype(np.int64)
 
 
-class DemoDevices:
-    """``per_profile`` agents for each profile, ids like ``rpi4-01``."""
+def demo_devices(
+    root: Path,
+    *,
+    broker_url: str,
+    fleet_keys: Sequence[Path],
+    package_keys: Sequence[Path],
+    profiles: Sequence[str] = DEMO_PROFILES,
+    per_profile: int = 2,
+    telemetry_interval_s: float = 1.0,
+    cache_entries: int = 256,
+    tags: Sequence[str] = ("demo",),
+    mqtt_version: str = "5",
+) -> Simulation:
+    """``per_profile`` agents for each profile, ids like ``rpi4-01``, serving their model."""
+    from edgefleet.device_agents import AgentSettings, Simulation
 
-    def __init__(
-        self,
-        root: Path,
-        *,
-        broker_url: str,
-        fleet_keys: Sequence[Path],
-        package_keys: Sequence[Path],
-        profiles: Sequence[str] = DEMO_PROFILES,
-        per_profile: int = 2,
-        telemetry_interval_s: float = 1.0,
-        cache_entries: int = 256,
-        tags: Sequence[str] = ("demo",),
-        mqtt_version: str = "5",
-    ) -> None:
-        from concurrent.futures import ThreadPoolExecutor
-
-        from edgefleet.device_agents import Agent, AgentSettings, Mux
-
-        self.mux = Mux()
-        self.pool = ThreadPoolExecutor(4, thread_name_prefix="demo-agent")
-        self.agents = []
-        for profile in profiles:
-            short = _SHORT.get(profile, profile)
-            for i in range(per_profile):
-                device_id = f"{short}-{i + 1:02d}"
-                settings = AgentSettings(
+    settings = []
+    for profile in profiles:
+        short = _SHORT.get(profile, profile)
+        for i in range(per_profile):
+            device_id = f"{short}-{i + 1:02d}"
+            settings.append(
+                AgentSettings(
                     device_id=device_id,
                     broker_url=broker_url,
                     mqtt_version=mqtt_version,
@@ -84,41 +82,8 @@ class DemoDevices:
                     local_endpoint=None,
                     serve_model=True,
                 )
-                self.agents.append(Agent(settings, mux=self.mux, executor=self.pool))
-
-    @property
-    def ids(self) -> list[str]:
-        return [a.device_id for a in self.agents]
-
-    def start(self) -> DemoDevices:
-        for a in self.agents:
-            a.start()
-        self.mux.start()
-        return self
-
-    def online(self) -> int:
-        return sum(a.connected.is_set() for a in self.agents)
-
-    def versions(self) -> dict[str, str | None]:
-        """device id -> version of the package in its active slot (None: nothing yet)."""
-        out: dict[str, str | None] = {}
-        for a in self.agents:
-            slot = a.store.active_slot()
-            info = a.store.slot_info(slot) if slot else None
-            out[a.device_id] = info.package_version if info else None
-        return out
-
-    def queued_telemetry(self) -> int:
-        return sum(len(a.queue) for a in self.agents)
-
-    def stop(self) -> None:
-        for a in self.agents:
-            try:
-                a.stop(graceful=True)
-            except Exception:  # stop the others anyway
-                log.exception("stopping %s failed", a.device_id)
-        self.mux.stop()
-        self.pool.shutdown(wait=True, cancel_futures=True)
+            )
+    return Simulation(settings, workers=4)
 
 
 @dataclass

@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass, field
 
 from ._errors import InvalidTransitionError
-from ._spec import RolloutSpec, TargetSpec, WaveSize
+from ._rollout_spec import RolloutSpec, TargetSpec, WaveSize
 
 __all__ = [
     "STATUSES",

@@ -15,13 +15,16 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from edgefleet.sdk import ConfigError
 
-from ._demo_devices import DemoDevices, DeviceApps
-from ._demo_fleet import FleetApiError, FleetClient, LocalFleet, free_port, wait_for
-from ._demo_plan import DemoOptions, prepare_out, rollout_body
+from ._boards import DeviceApps, demo_devices
+from ._local_fleet import FleetApiError, FleetClient, LocalFleet, free_port, wait_for
+from ._plan import DemoOptions, prepare_out, rollout_body
+
+if TYPE_CHECKING:
+    from edgefleet.device_agents import Simulation
 
 __all__ = ["DemoOptions", "DemoUi", "Demo"]
 
@@ -57,7 +60,7 @@ class Demo:
     ui: DemoUi
     fleet: LocalFleet | None = None
     client: FleetClient | None = None
-    devices: DemoDevices | None = None
+    devices: Simulation | None = None
     apps: DeviceApps | None = None
     summary: dict[str, Any] = field(default_factory=dict)
     _t0: float = field(default_factory=time.perf_counter)
@@ -67,7 +70,7 @@ class Demo:
         """(package, public key, name, version): the given one, a reused one, or trained."""
         from edgefleet.sdk import TrustPolicy, load_public_key, open_package
 
-        from ._demo_train import demo_keys, train_digits
+        from ._digits import demo_keys, train_digits
 
         o = self.opts
         if o.package is not None:
@@ -140,7 +143,7 @@ class Demo:
         o = self.opts
         n = o.per_profile * len(o.profiles)
         self.ui.step(f"starting {n} simulated devices ({', '.join(o.profiles)})")
-        self.devices = DemoDevices(
+        self.devices = demo_devices(
             o.out / "devices",
             broker_url=self.fleet.mqtt_url,
             fleet_keys=[self.fleet.fleet_key],

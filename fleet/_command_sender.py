@@ -22,7 +22,7 @@ from edgefleet.sdk.protocol import (
 from ._context import Context
 from ._db import ModelVersion, Rollout
 
-__all__ = ["Commands", "deployment_id", "download_ticket"]
+__all__ = ["CommandSender", "deployment_id", "download_ticket"]
 
 log = logging.getLogger(__name__)
 
@@ -37,18 +37,19 @@ def download_ticket(secret: bytes, device_id: str, name: str, version: str, exp:
     return hmac.new(secret, msg, hashlib.sha256).hexdigest()
 
 
-class Commands:
-    """Mixin of :class:`Rollouts`: builds, signs and publishes commands."""
+class CommandSender:
+    """Builds, signs and publishes the rollout engine's commands to devices."""
 
-    ctx: Context
-    ticket_secret: bytes
+    def __init__(self, ctx: Context, ticket_secret: bytes) -> None:
+        self.ctx = ctx
+        self.ticket_secret = ticket_secret
 
     def _sign_publish(self, cmd) -> None:
         signed = sign_command(cmd, self.ctx.signing_key)
         self.ctx.publish(cmd_topic(cmd.device_id), encode(signed), 1, False)
         self.ctx.metrics.inc("edgefleet_fleet_commands_sent_total", type=cmd.type)
 
-    def _send_deploys(self, r: Rollout, mv: ModelVersion, device_ids: list[str]) -> dict[str, str]:
+    def deploy(self, r: Rollout, mv: ModelVersion, device_ids: list[str]) -> dict[str, str]:
         s = self.ctx.settings
         sig = mv.manifest.get("signature") or {}
         ids: dict[str, str] = {}
@@ -77,12 +78,12 @@ class Commands:
             ids[dev] = fields["command_id"]
         return ids
 
-    def _send_rollbacks(self, r: Rollout, device_ids: list[str]) -> None:
+    def rollback(self, r: Rollout, device_ids: list[str]) -> None:
         for dev in device_ids:
             fields = command_fields(dev, ttl_s=self.ctx.settings.command_ttl_s)
             self._sign_publish(RollbackCommand(**fields, deployment_id=deployment_id(r.id)))
 
-    def _send_cancels(self, r: Rollout, device_ids: list[str]) -> None:
+    def cancel(self, r: Rollout, device_ids: list[str]) -> None:
         for dev in device_ids:
             fields = command_fields(dev, ttl_s=self.ctx.settings.command_ttl_s)
             self._sign_publish(CancelCommand(**fields, deployment_id=deployment_id(r.id)))

@@ -191,7 +191,7 @@ class LocalFleet:
             telemetry_flush_interval_s=0.2,
         )
         self.service = FleetService(settings)
-        self.admin_token = self.service.create_token("admin", "demo")
+        self.admin_token = self.service.tokens.create("admin", "demo")
         app = create_app(self.service, manage_lifecycle=True)
         config = uvicorn.Config(
             app, host=self.host, port=self.port, log_level="warning", lifespan="on"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from edgefleet.sdk import ConfigError
 
-from ._demo_devices import DEMO_PROFILES
+from ._boards import DEMO_PROFILES
 
 __all__ = ["DemoOptions", "prepare_out", "rollout_body"]
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 from edgefleet.sdk import protocol as p
 
-from tests.device_agents.support import deploy_cmd, wait_until
-from tests.device_agents.test_deploy import _send, _serving
+from tests.device_agents.support import deploy_cmd
+from tests.device_agents.test_deploy import _deploy, _old_model_kept, _send, _serving
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.broker
 
@@ -38,15 +38,12 @@ def test_cancel_while_downloading(make_agent, collector, artifacts, packages, fl
         assert collector.wait_terminal(agent.device_id, cmd.deployment_id) == "CANCELED"
     finally:
         artifacts.delay_s = 0.0
-    assert _serving(agent, 0)
-    assert not list((agent.settings.data_dir / "downloads").glob("*"))
+    _old_model_kept(agent)
 
 
 def test_rollback_benchmark_and_config(make_agent, collector, artifacts, packages, fleet_key):
     agent = make_agent()
-    url, data = artifacts.add(packages["v2"])
-    cmd = deploy_cmd(agent.device_id, url, data, packages["v2"], fleet_key)
-    _send(collector, agent, cmd)
+    cmd = _deploy(collector, agent, artifacts, packages["v2"], fleet_key)
     assert collector.wait_terminal(agent.device_id, cmd.deployment_id) == "ACTIVE"
 
     bench = p.sign_command(
@@ -190,8 +187,9 @@ def test_online_is_announced_only_after_the_command_subscription(make_agent):
     proxy = _HoldingProxy(broker.port)
     agent = make_agent(broker=proxy, wait_online=False, mqtt5_connack_timeout_s=30.0)
     try:
-        wait_until(lambda: not agent._busy, what="startup jobs (they end by publishing state)")
-        time.sleep(0.3)  # anything they queued has reached the broker by now
+        wait_until(lambda: not agent.work.busy, what="startup jobs (they end by publishing state)")
+        # Whatever they published is on the wire (ahead of any later SUBSCRIBE in the stream).
+        wait_until(lambda: not agent.client.want_write(), what="the agent's output written")
         proxy.release()
         wait_until(agent.connected.is_set, 20, what="agent online")
         dev = agent.device_id

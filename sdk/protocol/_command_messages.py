@@ -1,4 +1,4 @@
-"""Fleet -> device commands. Every command is signed (see ``_commands``) and carries the
+"""Fleet -> device commands. Every command is signed (see ``_command_auth``) and carries the
 device id, a nonce and a validity window."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from pydantic import Field, field_validator, model_validator
 
 from .._manifest import NAME_RE as _NAME_RE
 from .._manifest import SHA256_RE as _SHA256_RE
-from ._base import SlotName, _aware, _Msg, _Part
-from ._topics import is_valid_device_id
+from ._device_id import DeviceId
+from ._message_base import SlotName, _aware, _Msg, _Part
 
 __all__ = [
     "CommandSignature",
@@ -46,18 +46,11 @@ class CommandBase(_Msg):
     """Fields every command carries. The signature covers everything but ``signature``."""
 
     command_id: str = Field(min_length=1, max_length=64)
-    device_id: str
+    device_id: DeviceId
     nonce: str = Field(description="random, 16-128 url-safe characters; never reused")
     issued_at: datetime
     expires_at: datetime
     signature: CommandSignature | None = None
-
-    @field_validator("device_id")
-    @classmethod
-    def _device(cls, v: str) -> str:
-        if not is_valid_device_id(v):
-            raise ValueError(f"expected a device id matching [A-Za-z0-9._-]{{1,64}}, got {v!r}")
-        return v
 
     @field_validator("nonce")
     @classmethod

@@ -149,7 +149,7 @@ def demo(
     """Train, sign, start the fleet and simulated boards, roll out, run cached inference."""
     from edgefleet.sdk import EdgefleetError
 
-    from ._demo import Demo, DemoOptions
+    from ._orchestrator import Demo, DemoOptions
 
     console = Console(stderr=True, soft_wrap=True)  # unwrapped lines stay grep-able in logs
     # amqtt logs every probe and disconnect at WARNING/ERROR, torch/torchao and the TFLite

@@ -8,7 +8,7 @@ import tomllib
 from pathlib import Path
 
 from ._errors import ProfileError
-from ._model import Profile, profile_from_dict
+from ._profile import Profile, profile_from_dict
 
 __all__ = ["PROFILE_DIR", "get_profile", "list_profiles", "load_profile", "profile_names"]
 

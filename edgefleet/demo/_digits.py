@@ -17,8 +17,6 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class TrainedPackage:
     path: Path
-    name: str
-    version: str
     seconds: float
     accuracy: float | None  # held-out accuracy of the compressed torch model
     artifacts: tuple[str, ...]  # "model.int8.onnx 22 KiB acc 0.98", ...
@@ -80,8 +78,6 @@ def train_digits(
         raise PackageError("the trainer produced no package")
     return TrainedPackage(
         result.package,
-        recipe.name,
-        recipe.version,
         seconds,
         result.compressed_accuracy,
         tuple(ok),

@@ -22,8 +22,8 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from .._errors import SignatureError
+from ._command_messages import CommandBase, CommandSignature
 from ._errors import CommandRejected, DuplicateCommand
-from ._messages import CommandBase, CommandSignature
 
 __all__ = [
     "new_nonce",

@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ._topics import is_valid_device_id
+from ._device_id import DeviceId
 
 __all__ = [
     "PROTOCOL_SCHEMA_VERSION",
@@ -83,15 +83,8 @@ def _aware(v: datetime) -> datetime:
 
 
 class _DeviceMsg(_Msg):
-    device_id: str
+    device_id: DeviceId
     ts: datetime = Field(default_factory=utcnow)
-
-    @field_validator("device_id")
-    @classmethod
-    def _device(cls, v: str) -> str:
-        if not is_valid_device_id(v):
-            raise ValueError(f"expected a device id matching [A-Za-z0-9._-]{{1,64}}, got {v!r}")
-        return v
 
     @field_validator("ts")
     @classmethod
