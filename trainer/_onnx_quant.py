@@ -181,17 +181,22 @@ def quantize_static_qdq(
 
 def quantize_dynamic_int8(
     fp32_onnx: Path, out: Path, *, per_channel: bool = True, reduce_range: bool = False,
-    op_types: tuple[str, ...] = ("MatMul", "Gemm"),
+    op_types: tuple[str, ...] = ("MatMul", "Gemm"), default_float: bool = False,
 ) -> Path:  # fmt: skip
     """Dynamic int8 on MatMul/Gemm with constant weights only: Gather (embeddings),
     LayerNorm, Softmax and activation x activation MatMuls (attention) stay float."""
+    import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     with _quiet():
         quantize_dynamic(
             str(fp32_onnx), str(out), op_types_to_quantize=list(op_types),
             per_channel=per_channel, reduce_range=reduce_range, weight_type=QuantType.QInt8,
-            extra_options={"MatMulConstBOnly": True},
+            extra_options={"MatMulConstBOnly": True,
+                           # ORT's fused contrib ops (Attention, BiasGelu) have no shape
+                           # inference in the quantizer: their outputs are float.
+                           **({"DefaultTensorType": onnx.TensorProto.FLOAT} if default_float
+                              else {})},
         )  # fmt: skip
     return out
 

@@ -75,9 +75,10 @@ def test_transformers_folder_goes_in_with_two_int64_inputs(bert_onnx, signing_ke
         # the tokenizer travels in the package, hashed and signed
         tok = {f.path: f for f in m.files}
         assert tok["tokenizer/tokenizer.json"].role == "tokenizer"
-        assert sha256_file(pkg.root / "tokenizer/tokenizer.json") == tok[
-            "tokenizer/tokenizer.json"
-        ].sha256
+        assert (
+            sha256_file(pkg.root / "tokenizer/tokenizer.json")
+            == tok["tokenizer/tokenizer.json"].sha256
+        )
         text = m.preprocessing.text
         assert text.tokenizer == "tokenizer/tokenizer.json"
         assert text.inputs == {"input_ids": "input_ids", "attention_mask": "attention_mask"}
@@ -222,8 +223,8 @@ def test_lowrank_searches_the_rank_until_the_gate_holds(tmp_path):
     assert not step.skipped and "rank search" in step.detail
     assert res.params_after < res.params_before and res.compressed_score >= 0.995
     # a gate no factorisation meets: the step is undone and reported, never shipped
-    strict = CompressOptions(**{**opts.__dict__, "metric": MetricSpec(name="cosine",
-                                                                       floor=0.99999999)})  # fmt: skip
+    never = MetricSpec(name="cosine", floor=0.99999999)
+    strict = CompressOptions(**{**opts.__dict__, "metric": never})
     res = compress(_low_rank_mlp(), x, options=strict, out=tmp_path / "b")
     [step] = res.steps
     assert step.skipped and "misses the gate" in step.detail
@@ -254,8 +255,8 @@ def test_bad_inputs_get_clear_errors(tmp_path):
     with pytest.raises(ConfigError, match="output_names names 1 outputs, the model returns 2"):
         compress(model, data, options=CompressOptions(output_names=("y",)), out=tmp_path)
     with pytest.raises(ConfigError, match="'top1_agreement' is for classifiers"):
-        compress(model, data, options=CompressOptions(
-            metric=MetricSpec(name="top1_agreement"), primary_output="output_1"), out=tmp_path)  # fmt: skip
+        top1 = CompressOptions(metric=MetricSpec(name="top1_agreement"), primary_output="output_1")
+        compress(model, data, options=top1, out=tmp_path)
 
 
 @pytest.mark.slow
