@@ -29,6 +29,7 @@ from ._mqtt_wire import (
     WireError,
     connect_packet,
     puback_packets,
+    publish_limit,
     split_packets,
     subscribe_packet,
 )
@@ -183,7 +184,7 @@ class TelemetryIngest:
         rows: list[Row] = []
         # The payload limit plus room for the topic and packet id: a longer PUBLISH is
         # refused from its fixed header, never buffered (the buffer stays below this + _RECV).
-        max_length = self._max_payload + 2 + 65535 + 2
+        max_length = publish_limit(self._max_payload)
         try:
             while not self._stop.is_set():
                 # Wake up for keepalives and stop(); sooner while rows wait for the hand-off.

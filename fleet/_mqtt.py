@@ -35,6 +35,8 @@ from pydantic import ValidationError
 
 from ._ingest import TelemetryIngest
 from ._metrics import Metrics
+from ._mqtt_wire import publish_limit
+from ._paho_guard import GuardedClient
 from ._tls import client_context
 
 __all__ = ["MqttBridge", "telemetry_rows"]
@@ -97,13 +99,16 @@ class MqttBridge:
         self._on_message = on_message
         self.connected = threading.Event()
         self._last_warn = 0.0
-        self.client = mqtt.Client(
+        self.client = GuardedClient(
             mqtt.CallbackAPIVersion.VERSION2,
             client_id=client_id,
             protocol=mqtt.MQTTv311,
             # Persistent only with a stable replica id: a dead persistent session in the
             # shared group would keep taking (and losing) its share of device reports.
             clean_session=clean_session,
+            # A PUBLISH over the limit is skipped from its fixed header, never buffered.
+            max_packet=publish_limit(max_payload_bytes),
+            on_oversized=lambda topic, n: self._reject("oversized", topic, f"{n} bytes"),
         )
         if username or u.username:
             self.client.username_pw_set(username or u.username, password or u.password)
@@ -224,6 +229,9 @@ class MqttBridge:
 
     def _message(self, client, userdata, m: mqtt.MQTTMessage) -> None:
         self.metrics.inc("edgefleet_fleet_mqtt_messages_total")
+        if not m.payload and self.client.skipped_topic == m.topic:
+            self.client.skipped_topic = None  # its payload was skipped, already counted
+            return
         if len(m.payload) > self.max_payload:
             self._reject("oversized", m.topic, f"{len(m.payload)} bytes > {self.max_payload}")
             return

@@ -18,6 +18,7 @@ __all__ = [
     "subscribe_packet",
     "puback_packets",
     "split_packets",
+    "publish_limit",
 ]
 
 log = logging.getLogger(__name__)
@@ -28,6 +29,12 @@ _PUBACK = struct.Struct("!BBH")
 # Packets the broker may send besides PUBLISH, with their allowed remaining lengths:
 # CONNACK, SUBACK (packet id + one code per filter), UNSUBACK, PINGRESP.
 _CONTROL = {2: (2, 2), 9: (3, 4098), 11: (2, 2), 13: (0, 0)}
+
+
+def publish_limit(max_payload_bytes: int) -> int:
+    """Longest PUBLISH remaining length that can hold an allowed payload: the payload, the
+    longest topic (64 KiB) and a packet id. Longer ones are refused from the fixed header."""
+    return max_payload_bytes + 2 + 65535 + 2
 
 
 class WireError(Exception):

@@ -166,3 +166,62 @@ def test_a_row_the_store_refuses_costs_only_itself(tmp_path):
         assert svc.metrics.get("edgefleet_fleet_poison_dropped_total", path="reports") == 1
     finally:
         svc.stop()
+
+
+def _raw_publish(port: int, topic: str, size: int, qos: int = 1) -> None:
+    """Stream a PUBLISH of ``size`` payload bytes without holding it in memory."""
+    import socket
+
+    from edgefleet.fleet._mqtt_wire import _str, _varint, connect_packet
+
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(connect_packet("huge-sender", clean_session=True, keepalive=30, username="",
+                                 password=""))  # fmt: skip
+        assert s.recv(4) == b"\x20\x02\x00\x00"
+        head = _str(topic) + (b"\x00\x09" if qos else b"")
+        s.sendall(bytes([0x30 | qos << 1]) + _varint(len(head) + size) + head)
+        chunk = b"{" * (256 * 1024)
+        for _ in range(size // len(chunk)):
+            s.sendall(chunk)
+        if qos:
+            assert s.recv(4) == b"\x40\x02\x00\x09"  # the broker took it
+
+
+@pytest.mark.broker
+def test_both_fleet_readers_skip_an_oversized_publish_without_buffering(tmp_path, mosquitto):
+    """A broker without a size limit forwards 16 MiB: the paho connection (events) and the
+    bulk telemetry reader both refuse it from its header, never hold it, stay connected."""
+    import gc
+    import tracemalloc
+
+    svc = _service(tmp_path, mosquitto.url, "huge")
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="huge-good")
+    c.connect("127.0.0.1", mosquitto.port)
+    c.loop_start()
+    disconnects = []
+    svc.mqtt.client.on_disconnect = lambda *a: disconnects.append(a)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        _raw_publish(mosquitto.port, p.events_topic("huge-1"), 16 * 1024 * 1024)
+        _raw_publish(mosquitto.port, p.telemetry_topic("huge-1"), 16 * 1024 * 1024)
+        m = svc.metrics
+        assert wait_until(
+            lambda: m.get("edgefleet_fleet_mqtt_rejected_total", reason="oversized") == 2, 30
+        )
+        peak = tracemalloc.get_traced_memory()[1] - base
+        tracemalloc.stop()
+        assert peak < 4 * 1024 * 1024, f"the fleet buffered {peak / 2**20:.1f} MiB"
+        c.publish(p.telemetry_topic("good-2"), json.dumps(_telemetry("good-2", 1)), qos=1)
+        c.publish(p.state_topic("good-2"), json.dumps(_state("good-2", agent_version="after")), 1)
+        assert wait_until(lambda: _rows(svc, "good-2") == 1, 10)
+        assert wait_until(lambda: svc.devices.get("good-2").agent_version == "after", 10)
+        assert not disconnects and svc.mqtt.ingest.restarts == 0
+        assert m.get("edgefleet_fleet_mqtt_rejected_total", reason="malformed") == 0
+    finally:
+        if tracemalloc.is_tracing():
+            tracemalloc.stop()
+        c.disconnect()
+        c.loop_stop()
+        svc.stop()
