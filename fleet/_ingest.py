@@ -46,6 +46,8 @@ _HANDOFF_ROWS = 2000
 _HANDOFF_S = 0.02
 _BACKOFF_MIN_S = 0.2
 _BACKOFF_MAX_S = 5.0
+# A broker that is down or restarting: expected, retried quietly.
+_QUIET_CONNECT_ERRORS = (ConnectionRefusedError, ConnectionResetError, TimeoutError)
 
 
 def _text(topic: bytes) -> str:
@@ -76,6 +78,7 @@ class TelemetryIngest:
         tls: ssl.SSLContext | None = None,
     ) -> None:
         self.host, self.port = host, port
+        self._addr = (host, port)
         self._connect = connect_packet(
             client_id,
             clean_session=clean_session,
@@ -138,8 +141,9 @@ class TelemetryIngest:
         while not self._stop.is_set():
             try:
                 sock = self._open()
-            except OSError as e:  # ssl.SSLError included: a refused certificate is an OSError
-                log.warning("telemetry ingest cannot connect to %s:%s: %s", self.host, self.port, e)
+            except Exception as e:  # broker away (debug), a refused certificate (warning), ...
+                level = logging.DEBUG if type(e) in _QUIET_CONNECT_ERRORS else logging.WARNING
+                log.log(level, "telemetry ingest cannot connect to %s:%s: %s", *self._addr, e)
             else:
                 with self._lock:
                     self._sock = sock

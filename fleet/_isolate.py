@@ -87,4 +87,5 @@ def _drop(item: object, error: Exception, metrics: Metrics, path: str, describe)
             type(error).__name__,
             str(error)[:200],
             describe(item)[:200],
+            exc_info=error,  # a bug rather than bad data deserves its traceback
         )
