@@ -8,11 +8,14 @@ so only the bad item is dropped and counted in /metrics.
 from __future__ import annotations
 
 import json
+import math
 from datetime import UTC, datetime
 
 import paho.mqtt.client as mqtt
 import pytest
 from edgefleet.sdk import protocol as p
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import text
 
 from .fake_device import wait_until
@@ -225,3 +228,50 @@ def test_both_fleet_readers_skip_an_oversized_publish_without_buffering(tmp_path
         c.disconnect()
         c.loop_stop()
         svc.stop()
+
+
+_json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**80), max_value=2**80)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(st.characters(min_codepoint=0, max_codepoint=0xDFFF), max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
+    max_leaves=10,
+)
+_FIELDS = ["model", "calls", "errors", "latency_p95_ms", "cache_hits", "cpu_percent", "ts"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    field=st.sampled_from(_FIELDS),
+    value=_json_values,
+    top=st.sampled_from(["seq", "device_id", "dropped"]),
+    top_value=_json_values,
+)
+def test_whatever_a_device_sends_the_decoder_returns_storable_rows_or_says_why(
+    field, value, top, top_value
+):
+    """Fuzzed telemetry: ProtocolError, or rows every store and every SUM can take."""
+    from edgefleet.fleet._telemetry_codec import TelemetryDecoder
+
+    doc = _telemetry("d1", 1)
+    doc["samples"][0][field] = value
+    doc[top] = top_value
+    payload = json.dumps(doc).encode("utf-8", "surrogatepass")
+    try:
+        rows = TelemetryDecoder().rows(p.telemetry_topic("d1").encode(), payload)
+    except p.ProtocolError as e:
+        assert str(e)
+        return
+    for row in rows:
+        for v in row:
+            if isinstance(v, str):
+                v.encode()  # no lone surrogate
+            elif isinstance(v, float):
+                assert math.isfinite(v) and abs(v) <= p.MAX_ABS_FLOAT
+            elif isinstance(v, int):
+                assert 0 <= v <= 2**63 - 1
+        assert all(0 <= row[i] <= p.MAX_COUNT for i in (4, 5))
