@@ -74,7 +74,7 @@ def _remaining(topic: bytes, payload: bytes, qos: int) -> int:
     return 2 + len(topic) + (2 if qos else 0) + len(payload)
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.binary(max_size=600), chunks=st.lists(st.integers(1, 64), min_size=1, max_size=4))
 def test_arbitrary_bytes_raise_wire_error_or_parse_never_anything_else(data, chunks):
     """Whatever a broker (or a man in the middle) sends: WireError or packets, and every
@@ -95,7 +95,7 @@ def test_arbitrary_bytes_raise_wire_error_or_parse_never_anything_else(data, chu
     length=st.integers(0, 2**28 - 1),
     tail=st.binary(max_size=8),
 )
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_fixed_headers_of_any_declared_length_are_decided_without_buffering(header, length, tail):
     """A declared length is judged from the fixed header: a huge PUBLISH is refused (or put
     aside) as soon as its topic is in, anything else huge is a WireError at once."""

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 import paho.mqtt.client as mqtt
 import pytest
 from edgefleet.sdk import protocol as p
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
 
@@ -244,7 +244,7 @@ _json_values = st.recursive(
 _FIELDS = ["model", "calls", "errors", "latency_p95_ms", "cache_hits", "cpu_percent", "ts"]
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     field=st.sampled_from(_FIELDS),
     value=_json_values,
