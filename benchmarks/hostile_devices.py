@@ -14,6 +14,7 @@ publish until they are visible in the fleet's database. Two phases in the same r
   client-id takeover attempts (its own credentials, a good device's client id).
 
     python benchmarks/hostile_devices.py --json
+    python benchmarks/hostile_devices.py --tls --json   # every connection over verified TLS
 
 Last line: one JSON object with good_rows_landed_ratio, good_updates_landed_ratio,
 ingest_restarts, reader_alive_at_end, fleet_peak_rss_mb, good_latency_p95_s (attack),
@@ -25,6 +26,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import multiprocessing as mp
 import os
 import platform
 import socket
@@ -77,7 +79,7 @@ def _p95(xs: list[float]) -> float | None:
 class Good:
     """A good device as the agent connects: client id = username = device id."""
 
-    def __init__(self, dev: str, password: str, port: int) -> None:
+    def __init__(self, dev: str, password: str, port: int, ca: Path | None) -> None:
         import paho.mqtt.client as mqtt
 
         self.id = dev
@@ -85,6 +87,8 @@ class Good:
         self.up = threading.Event()
         self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=dev, clean_session=False)
         self.c.username_pw_set(dev, password)
+        if ca is not None:
+            self.c.tls_set(ca_certs=str(ca))
         self.c.on_connect = lambda c, u, f, rc, p: rc.is_failure or self.up.set()
         self.c.on_disconnect = self._gone
         self.c.connect("127.0.0.1", port, keepalive=30)
@@ -116,19 +120,26 @@ class Good:
         self.c.loop_stop()
 
 
-class Hostile(threading.Thread):
-    """Poison, huge packets and takeover attempts until stopped; counts what it sent."""
+class Hostile:
+    """Poison, huge packets and takeover attempts until stopped; counts what it sent. Runs in
+    its own process (:func:`_attack`), so its CPU and GIL use do not slow the measurement."""
 
-    def __init__(self, dev: str, password: str, port: int, victims: list[str]) -> None:
-        super().__init__(daemon=True)
+    def __init__(self, dev, password, port, victims: list[str], ca: Path | None, stop_ev) -> None:
         self.dev, self.password, self.port, self.victims = dev, password, port, victims
-        self.stop_ev = threading.Event()
+        self.stop_ev = stop_ev
+        self.tls = None
+        if ca is not None:
+            from edgefleet.fleet import client_context
+
+            self.tls = client_context(ca)
         self.sent = {"poison": 0, "huge": 0, "takeover": 0, "huge_cut_at_mb": []}
 
     def _connect(self, client_id: str) -> socket.socket:
         from edgefleet.fleet._mqtt_wire import connect_packet
 
         s = socket.create_connection(("127.0.0.1", self.port), timeout=5)
+        if self.tls is not None:
+            s = self.tls.wrap_socket(s, server_hostname="127.0.0.1")
         s.sendall(
             connect_packet(
                 client_id,
@@ -233,6 +244,13 @@ class Hostile(threading.Thread):
             s.close()
 
 
+def _attack(args: tuple, stop_ev, out) -> None:
+    sys.path.insert(0, str(ROOT))
+    h = Hostile(*args, stop_ev)
+    h.run()
+    out.put(h.sent)
+
+
 def _setup_rollout(data_dir: Path, devices: list[str]) -> None:
     """A DRAFT rollout holding the good devices, so their deployment events are stored
     (a DRAFT rollout never sends commands: the events are the devices' own)."""
@@ -307,6 +325,7 @@ def main() -> int:
     ap.add_argument("--devices", type=int, default=8, help="good devices")
     ap.add_argument("--rounds", type=int, default=40, help="rounds per phase")
     ap.add_argument("--interval", type=float, default=0.25, help="seconds between rounds")
+    ap.add_argument("--tls", action="store_true", help="TLS listeners (broker-config --tls)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 
@@ -318,7 +337,8 @@ def main() -> int:
 
     work = Path(tempfile.mkdtemp(prefix="hostile-"))
     goods_ids = [f"good-{i}" for i in range(args.devices)]
-    gen = generate_broker(work / "fleet", [*goods_ids, "evil"])
+    gen = generate_broker(work / "fleet", [*goods_ids, "evil"], tls=args.tls)
+    ca = gen.ca if args.tls else None
     _setup_rollout(gen.data_dir, goods_ids)
     port = free_port()
     env = dict(
@@ -332,6 +352,8 @@ def main() -> int:
         EDGEFLEET_FLEET_TELEMETRY_FLUSH_INTERVAL_S="0.05",
         EDGEFLEET_FLEET_RUN_ENGINE="false",
     )
+    if ca is not None:
+        env["EDGEFLEET_FLEET_MQTT_TLS_CA"] = str(ca)
     fleet = None
     goods: list[Good] = []
     hostile = None
@@ -369,7 +391,7 @@ def main() -> int:
                 time.sleep(0.05)
 
         threading.Thread(target=sample, daemon=True).start()
-        goods = [Good(d, gen.device_passwords[d], gen.device_port) for d in goods_ids]
+        goods = [Good(d, gen.device_passwords[d], gen.device_port, ca) for d in goods_ids]
         for g in goods:
             if not g.up.wait(10):
                 raise RuntimeError(f"{g.id} did not connect")
@@ -383,14 +405,18 @@ def main() -> int:
         _phase(goods, watcher, args.rounds, warm, args.interval, base_lat, base_missed)
         disconnects_before = sum(g.disconnects for g in goods)
 
-        hostile = Hostile("evil", gen.device_passwords["evil"], gen.device_port, goods_ids)
+        ctx = mp.get_context("spawn")
+        stop_attack, attack_out = ctx.Event(), ctx.Queue()
+        attack_args = ("evil", gen.device_passwords["evil"], gen.device_port, goods_ids, ca)
+        hostile = ctx.Process(target=_attack, args=(attack_args, stop_attack, attack_out))
         hostile.start()
-        time.sleep(1.0)  # the attack is under way before the first measured round
+        time.sleep(2.0)  # the attack is under way before the first measured round
         att_lat: list[float] = []
         att_missed = [0]
         first = warm + args.rounds
         _phase(goods, watcher, args.rounds, first, args.interval, att_lat, att_missed)
-        hostile.stop_ev.set()
+        stop_attack.set()
+        sent = attack_out.get(timeout=60)
         hostile.join(30)
         takeover_disconnects = sum(g.disconnects for g in goods) - disconnects_before
 
@@ -412,6 +438,7 @@ def main() -> int:
         updates = 2 * 2 * args.rounds * len(goods)  # state + event per timed round
         base_p95, att_p95 = _p95(base_lat), _p95(att_lat)
         result = {
+            "tls": args.tls,
             "good_devices": len(goods),
             "rounds_per_phase": args.rounds,
             "good_rows_sent": sent_rows,
@@ -428,10 +455,10 @@ def main() -> int:
             "good_latency_p95_s": round(att_p95, 3) if att_p95 is not None else None,
             "latency_ratio": round(att_p95 / base_p95, 2) if base_p95 and att_p95 else None,
             "takeover_disconnects": takeover_disconnects,
-            "attack_poison_messages": hostile.sent["poison"],
-            "attack_huge_packets": hostile.sent["huge"],
-            "attack_huge_cut_at_mb_max": max(hostile.sent["huge_cut_at_mb"], default=None),
-            "attack_takeover_attempts": hostile.sent["takeover"],
+            "attack_poison_messages": sent["poison"],
+            "attack_huge_packets": sent["huge"],
+            "attack_huge_cut_at_mb_max": max(sent["huge_cut_at_mb"], default=None),
+            "attack_takeover_attempts": sent["takeover"],
             "fleet_rejected_malformed": int(
                 metric('edgefleet_fleet_mqtt_rejected_total{reason="malformed"}')
             ),
@@ -447,8 +474,9 @@ def main() -> int:
         }
     finally:
         stop_sampling.set()
-        if hostile is not None:
-            hostile.stop_ev.set()
+        if hostile is not None and hostile.is_alive():
+            hostile.terminate()
+            hostile.join(10)
         for g in goods:
             g.close()
         if fleet is not None:
