@@ -104,6 +104,7 @@ class Agent:
                 fault_point=s.fault_point,
                 download_token=s.device_token,
                 http_timeout_s=s.http_timeout_s,
+                http_ca=str(s.http_ca) if s.http_ca else None,
                 download_retries=s.download_retries,
             ),
         )

@@ -61,6 +61,7 @@ class DeployHooks:
     fault_point: str | None = None
     download_token: str | None = None
     http_timeout_s: float = 30.0
+    http_ca: str | None = None
     download_retries: int = 5
     canceled: set[str] = field(default_factory=set)
     # onnxruntime options for the smoke-test session; None = the profile's (what serving
@@ -184,6 +185,7 @@ class Deployer:
             token=self.hooks.download_token,
             timeout_s=self.hooks.http_timeout_s,
             retries=self.hooks.download_retries,
+            ca_file=self.hooks.http_ca,
         )
         half = cmd.size // 2
 

@@ -39,25 +39,33 @@ class DownloadSpec:
     token: str | None = None
     timeout_s: float = 30.0
     retries: int = 5
+    ca_file: str | None = None  # HTTPS: trust only this CA bundle (None: the system store)
 
 
-_client = None
+_clients: dict[str | None, object] = {}
 _client_lock = threading.Lock()
 
 
-def _http_client():
-    """One pooled client per process. Building an SSL context per download was half of the
-    simulator's CPU with 1,000 agents in one process (py-spy); httpx.Client is thread-safe."""
-    global _client
+def _http_client(ca_file: str | None = None):
+    """One pooled client per process and CA. Building an SSL context per download was half
+    of the simulator's CPU with 1,000 agents in one process (py-spy); httpx.Client is
+    thread-safe. HTTPS is always verified: against ``ca_file`` when set (a fleet behind a
+    reverse proxy with its own CA), else the system store."""
     with _client_lock:
-        if _client is None:
+        client = _clients.get(ca_file)
+        if client is None:
+            import ssl
+
             import httpx
 
-            _client = httpx.Client(
-                limits=httpx.Limits(max_connections=64, max_keepalive_connections=16)
+            verify = ssl.create_default_context(cafile=ca_file) if ca_file else True
+            client = httpx.Client(
+                limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
+                verify=verify,
             )
-            atexit.register(_client.close)  # no unclosed keep-alive socket at exit
-        return _client
+            atexit.register(client.close)  # no unclosed keep-alive socket at exit
+            _clients[ca_file] = client
+        return client
 
 
 def _fetch(
@@ -80,7 +88,7 @@ def _fetch(
         headers["Range"] = f"bytes={have}-"
     if spec.token:
         headers["Authorization"] = f"Bearer {spec.token}"
-    with _http_client().stream(
+    with _http_client(spec.ca_file).stream(
         "GET", spec.url, headers=headers, timeout=spec.timeout_s, follow_redirects=True
     ) as r:
         if r.status_code in (401, 403, 404, 410):

@@ -79,6 +79,9 @@ class AgentSettings(BaseModel):
     )
     device_token: str | None = None
     http_timeout_s: float = Field(default=30.0, gt=0)
+    http_ca: Path | None = Field(
+        default=None, description="CA bundle for HTTPS artifact downloads; None = system store"
+    )
     download_retries: int = Field(default=5, ge=0)
 
     profile: str | None = Field(default=None, description="hardware profile; None = detect")

@@ -6,6 +6,7 @@
 """
 
 from ._api import create_app
+from ._broker_config import BrokerConfig, render_mosquitto_conf
 from ._errors import (
     AuthError,
     BadRequestError,
@@ -31,11 +32,13 @@ from ._rollout_machine import (
 )
 from ._service import FleetService
 from ._settings import FleetSettings
+from ._tls import TlsFiles, client_context, ensure_ca, issue_certificate
 
 __all__ = [
     "STATUSES",
     "AuthError",
     "BadRequestError",
+    "BrokerConfig",
     "ConflictError",
     "DeviceProgress",
     "FleetError",
@@ -49,12 +52,17 @@ __all__ = [
     "RolloutSnapshot",
     "RolloutSpec",
     "TargetSpec",
+    "TlsFiles",
     "WaveSize",
     "apply_action",
+    "client_context",
     "create_app",
+    "ensure_ca",
     "hash_mqtt_password",
+    "issue_certificate",
     "plan_waves",
     "render_acl",
+    "render_mosquitto_conf",
     "render_password_file",
     "step",
 ]

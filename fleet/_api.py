@@ -15,6 +15,7 @@ from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ._auth import Principal, role_allows
+from ._body_limit import DeclaredLengthLimit
 from ._db import Device, Rollout
 from ._errors import AuthError, FleetError, ForbiddenError
 from ._rollout_machine import FAILED_STATES
@@ -26,6 +27,8 @@ __all__ = ["create_app", "device_out", "rollout_out"]
 log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).parent / "static"
+# Every request body but a package upload (JSON of a rollout, tags, ...) is small.
+_MAX_BODY_BYTES = 16 * 1024 * 1024
 _bearer = HTTPBearer(auto_error=False, description="API token: eft_<id>_<secret>")
 
 
@@ -112,6 +115,10 @@ def create_app(service: FleetService, *, manage_lifecycle: bool = False) -> Fast
         description="Model registry, devices, wave rollouts with telemetry gates, telemetry. "
         "Authenticate with `Authorization: Bearer <API token>` (roles viewer < operator < admin).",
         lifespan=lifespan,
+        # Bodies are limited while they stream in (a declared Content-Length at once, a
+        # chunked body once it passes the limit): never spooled whole to disk first. The
+        # package upload route has its own, larger limit.
+        max_body_size=_MAX_BODY_BYTES,
     )
     app.state.service = service
 
@@ -159,9 +166,11 @@ def create_app(service: FleetService, *, manage_lifecycle: bool = False) -> Fast
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse(
-            {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
-        )
+        detail = exc.detail
+        limit = request.scope.get("starlette.max_body_size")
+        if exc.status_code == 413 and limit is not None:
+            detail = f"request body is over the {limit} byte limit of {request.url.path}"
+        return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=exc.headers)
 
     @app.middleware("http")
     async def _count(request: Request, call_next):
@@ -170,6 +179,13 @@ def create_app(service: FleetService, *, manage_lifecycle: bool = False) -> Fast
         return response
 
     app.include_router(build_router(service, need, device_out, rollout_out, wave_progress))
+
+    def body_limit(method: str, path: str) -> int:
+        if method == "POST" and path == "/api/v1/models":
+            return service.settings.max_upload_bytes
+        return _MAX_BODY_BYTES
+
+    app.add_middleware(DeclaredLengthLimit, limit_for=body_limit)
 
     @app.get("/health", tags=["ops"])
     def health() -> dict:

@@ -96,15 +96,70 @@ def token_revoke(token_id: str) -> None:
 
 
 @app.command("broker-config")
-def broker_config() -> None:
-    """Write Mosquitto password and ACL files for all provisioned devices plus the fleet's
-    own user; prints the fleet's MQTT password once and the mosquitto.conf lines."""
-    service = _service()
-    password = service.devices.broker_credentials()
-    s = service.settings
-    mdir = (s.data_dir / "mqtt").resolve()
-    typer.echo(f"fleet MQTT user: {s.mqtt_client_id}\nfleet MQTT password: {password}")
-    typer.echo("mosquitto.conf:")
-    typer.echo(
-        f"  allow_anonymous false\n  password_file {mdir / 'passwd'}\n  acl_file {mdir / 'acl'}"
+def broker_config(
+    tls: bool = typer.Option(False, "--tls", help="Generate a CA and server certificate."),
+    client_certs: bool = typer.Option(
+        False, "--client-certs", help="With --tls: a certificate per provisioned device, required."
+    ),
+    host: list[str] = typer.Option(
+        None, "--host", help="Name or IP devices use to reach the broker (repeat; TLS SANs)."
+    ),
+    device_port: int = typer.Option(0, help="Device listener (default 1883, 8883 with TLS)."),
+    fleet_port: int = typer.Option(0, help="Fleet listener (default 1884, 8884 with TLS)."),
+    fleet_bind: str = typer.Option("127.0.0.1", help="Address of the fleet listener."),
+) -> None:
+    """Write Mosquitto password, ACL files and mosquitto.conf for all provisioned devices plus
+    the fleet's own user; prints the fleet's MQTT password once and the settings to use."""
+    import socket
+
+    from ._broker_config import (
+        BrokerConfig,
+        provisioned_ids,
+        render_mosquitto_conf,
+        write_fleet_password_file,
     )
+    from ._mosquitto import write_atomic
+    from ._tls import ensure_ca, issue_certificate
+
+    if client_certs and not tls:
+        typer.echo("error: --client-certs needs --tls", err=True)
+        raise typer.Exit(2)
+    service = _service()
+    try:
+        password = service.devices.broker_credentials()
+        s = service.settings
+        mdir = (s.data_dir / "mqtt").resolve()
+        write_fleet_password_file(mdir, s.mqtt_client_id)
+        files = None
+        if tls:
+            hosts = list(dict.fromkeys([*(host or []), "localhost", "127.0.0.1", socket.getfqdn()]))
+            ca = ensure_ca(mdir / "tls")
+            files = issue_certificate(ca, mdir / "tls", "server", hosts=hosts)
+            if client_certs:
+                for dev in provisioned_ids(service.ctx.ReadSession):
+                    issue_certificate(ca, mdir / "tls" / "devices", dev)
+        cfg = BrokerConfig(
+            mqtt_dir=mdir,
+            max_payload_bytes=s.max_payload_bytes,
+            device_port=device_port,
+            fleet_port=fleet_port,
+            fleet_bind=fleet_bind,
+            tls=files,
+            client_certs=client_certs,
+        )
+        conf = mdir / "mosquitto.conf"
+        write_atomic(conf, render_mosquitto_conf(cfg), 0o644)
+    finally:
+        service.ctx.engine.dispose()
+    scheme = "mqtts" if tls else "mqtt"
+    typer.echo(f"fleet MQTT user: {s.mqtt_client_id}\nfleet MQTT password: {password}")
+    typer.echo(f"broker: mosquitto -c {conf}")
+    typer.echo(
+        f"fleet:  EDGEFLEET_FLEET_BROKER_URL={scheme}://{fleet_bind}:{cfg.fleet_listen_port}"
+        f" EDGEFLEET_FLEET_MQTT_USERNAME={s.mqtt_client_id}"
+    )
+    typer.echo(f"devices: EDGEFLEET_AGENT_BROKER_URL={scheme}://HOST:{cfg.device_listen_port}")
+    if files is not None:
+        typer.echo(f"        EDGEFLEET_FLEET_MQTT_TLS_CA / EDGEFLEET_AGENT_TLS_CA={files.ca_cert}")
+        if client_certs:
+            typer.echo(f"        per-device certificates in {mdir / 'tls' / 'devices'}")

@@ -77,6 +77,16 @@ def register_fleet_metrics(m: Metrics, ReadSession, queue_size: Callable[[], int
     m.describe("edgefleet_fleet_mqtt_messages_total", "counter", "MQTT messages received")
     m.describe("edgefleet_fleet_mqtt_rejected_total", "counter", "MQTT payloads dropped, by reason")
     m.describe("edgefleet_fleet_telemetry_rows_total", "counter", "telemetry rows stored")
+    m.describe(
+        "edgefleet_fleet_poison_dropped_total",
+        "counter",
+        "single device messages or rows the store refused, dropped alone, by path",
+    )
+    m.describe(
+        "edgefleet_fleet_ingest_restarts_total",
+        "counter",
+        "telemetry reader reconnects after an error, by error type",
+    )
     m.describe("edgefleet_fleet_commands_sent_total", "counter", "signed commands published")
     m.describe("edgefleet_fleet_http_requests_total", "counter", "HTTP requests by status")
 

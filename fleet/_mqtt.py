@@ -16,6 +16,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from urllib.parse import urlparse
 
 import paho.mqtt.client as mqtt
@@ -34,7 +35,10 @@ from pydantic import ValidationError
 
 from ._ingest import TelemetryIngest
 from ._metrics import Metrics
+from ._mqtt_wire import publish_limit
+from ._paho_guard import GuardedClient
 from ._telemetry_codec import Row, batch_rows
+from ._tls import client_context
 
 __all__ = ["MqttBridge"]
 
@@ -56,11 +60,18 @@ class MqttBridge:
         on_telemetry: Callable[[list[Row]], None],
         on_message: Callable[[object], None],
         fast_telemetry: bool = True,
+        tls_ca: Path | None = None,
+        tls_cert: Path | None = None,
+        tls_key: Path | None = None,
     ) -> None:
         u = urlparse(url)
         if u.scheme not in ("mqtt", "tcp", "mqtts"):
-            raise ValueError(f"broker URL must be mqtt://host:port, got {url!r}")
-        self.host, self.port = u.hostname or "127.0.0.1", u.port or 1883
+            raise ValueError(
+                f"broker URL must be mqtt://host:port or mqtts://host:port, got {url!r}"
+            )
+        tls = client_context(tls_ca, tls_cert, tls_key) if u.scheme == "mqtts" else None
+        self.host = u.hostname or "127.0.0.1"
+        self.port = u.port or (8883 if tls else 1883)
         self.share_group = share_group
         self.max_payload = max_payload_bytes
         self.metrics = metrics
@@ -68,16 +79,21 @@ class MqttBridge:
         self._on_message = on_message
         self.connected = threading.Event()
         self._last_warn = 0.0
-        self.client = mqtt.Client(
+        self.client = GuardedClient(
             mqtt.CallbackAPIVersion.VERSION2,
             client_id=client_id,
             protocol=mqtt.MQTTv311,
             # Persistent only with a stable replica id: a dead persistent session in the
             # shared group would keep taking (and losing) its share of device reports.
             clean_session=clean_session,
+            # A PUBLISH over the limit is skipped from its fixed header, never buffered.
+            max_packet=publish_limit(max_payload_bytes),
+            on_oversized=lambda topic, n: self._reject("oversized", topic, f"{n} bytes"),
         )
         if username or u.username:
             self.client.username_pw_set(username or u.username, password or u.password)
+        if tls is not None:
+            self.client.tls_set_context(tls)  # verifies the chain and the host name
         self.client.max_queued_messages_set(0)
         self.client.max_inflight_messages_set(1000)
         offline = encode(FleetState(online=False))
@@ -86,7 +102,7 @@ class MqttBridge:
         self.client.on_disconnect = self._disconnected
         self.client.on_message = self._message
         self.ingest: TelemetryIngest | None = None
-        if fast_telemetry and u.scheme != "mqtts":  # the bulk reader speaks plain TCP only
+        if fast_telemetry:
             self.ingest = TelemetryIngest(
                 self.host,
                 self.port,
@@ -103,6 +119,7 @@ class MqttBridge:
                 metrics=metrics,
                 on_rows=on_telemetry,
                 reject=self._reject,
+                tls=tls,
             )
 
     @property
@@ -192,6 +209,9 @@ class MqttBridge:
 
     def _message(self, client, userdata, m: mqtt.MQTTMessage) -> None:
         self.metrics.inc("edgefleet_fleet_mqtt_messages_total")
+        if not m.payload and self.client.skipped_topic == m.topic:
+            self.client.skipped_topic = None  # its payload was skipped, already counted
+            return
         if len(m.payload) > self.max_payload:
             self._reject("oversized", m.topic, f"{len(m.payload)} bytes > {self.max_payload}")
             return
@@ -199,6 +219,10 @@ class MqttBridge:
             msg = self._fast_telemetry(m.topic, m.payload) or decode(m.topic, m.payload)
         except ProtocolError as e:
             self._reject("malformed", m.topic, str(e))
+            return
+        except Exception as e:  # a decoder bug must not kill paho's network thread
+            log.exception("decoding a payload on %s failed", m.topic[:200])
+            self._reject("decode_error", m.topic, f"{type(e).__name__}: {e}")
             return
         try:
             if isinstance(msg, TelemetryBatch):

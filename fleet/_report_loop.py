@@ -7,7 +7,6 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-import time
 from collections.abc import Callable
 
 from edgefleet.sdk.protocol import (
@@ -23,6 +22,7 @@ from ._context import Context
 from ._db import Device
 from ._deployment_reports import apply_event, prefetch, reject, rollout_of
 from ._devices import apply_inventory, apply_state
+from ._isolate import write_isolating
 
 __all__ = ["ReportLoop"]
 
@@ -67,15 +67,18 @@ class ReportLoop:
                 except queue.Empty:
                     break
             msgs = [m for m in batch if m is not None and not isinstance(m, threading.Event)]
-            for attempt in range(3):
-                try:
-                    if msgs:
-                        self.apply(msgs)
-                    break
-                except Exception:  # keep ingesting; a batch that keeps failing is counted
-                    log.exception("ingesting %d messages failed (attempt %d)", len(msgs), attempt)
-                    self.ctx.metrics.inc("edgefleet_fleet_ingest_errors_total")
-                    time.sleep(0.1 * (attempt + 1))
+            try:
+                # A message the store refuses costs only itself (split, counted, dropped).
+                write_isolating(
+                    self.apply,
+                    msgs,
+                    metrics=self.ctx.metrics,
+                    path="reports",
+                    describe=lambda m: f"{m.type} of device {getattr(m, 'device_id', '?')!r}",
+                )
+            except Exception:  # keep ingesting; a batch lost to a database outage is counted
+                log.exception("ingesting %d messages failed; dropped", len(msgs))
+                self.ctx.metrics.inc("edgefleet_fleet_ingest_errors_total")
             for m in batch:
                 if isinstance(m, threading.Event):
                     m.set()

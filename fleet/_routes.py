@@ -73,7 +73,13 @@ def build_router(
 
     # ------------------------------------------------------------------ models
 
-    @r.post("/models", tags=["models"], status_code=201, response_model=ModelVersionOut)
+    @r.post(
+        "/models",
+        tags=["models"],
+        status_code=201,
+        response_model=ModelVersionOut,
+        max_body_size=service.settings.max_upload_bytes,  # refused while it streams (413)
+    )
     def upload_model(p: Operator, file: UploadFile = File(description="a .efpkg archive")):
         """Upload a signed package; its signature and every artifact hash are checked."""
         limit = service.settings.max_upload_bytes

@@ -35,6 +35,11 @@ class FleetSettings(BaseSettings):
     replica_id: str = ""
     mqtt_username: str = ""
     mqtt_password: str = ""
+    # mqtts:// broker URLs: the CA that signed the broker's certificate (None: the system
+    # store); a client certificate and key when the broker asks for one.
+    mqtt_tls_ca: Path | None = None
+    mqtt_tls_cert: Path | None = None
+    mqtt_tls_key: Path | None = None
     share_group: str = "fleet"
     # Package files: "" -> data_dir/packages; "s3://bucket/prefix" -> an S3-compatible store
     # (credentials from the AWS environment; devices get presigned URLs); or a directory.

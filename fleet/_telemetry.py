@@ -13,6 +13,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError
 
 from ._db import Telemetry
+from ._isolate import write_isolating
 from ._metrics import Metrics
 
 __all__ = ["TelemetryWriter", "TelemetryPoint", "query_series", "aggregate"]
@@ -92,30 +93,36 @@ class TelemetryWriter:
             self._q.put(None)
             self._thread.join(10)
 
-    def _write(self, rows: list, attempts: int = 3) -> None:
+    def _insert(self, rows: list) -> None:
+        with self._engine.begin() as conn:
+            if self._sqlite_sql:
+                # The DBAPI's executemany directly: the ORM-free hot path for SQLite.
+                conn.exec_driver_sql(self._sqlite_sql, rows)
+            else:
+                conn.execute(insert(Telemetry), [_as_dict(r) for r in rows])
+
+    def _write(self, rows: list) -> None:
         if not rows:
             return
-        for attempt in range(1, attempts + 1):
-            try:
-                with self._engine.begin() as conn:
-                    if self._sqlite_sql:
-                        # The DBAPI's executemany directly: the ORM-free hot path for SQLite.
-                        conn.exec_driver_sql(self._sqlite_sql, rows)
-                    else:
-                        conn.execute(insert(Telemetry), [_as_dict(r) for r in rows])
-            except OperationalError:  # lock contention, a DB restart: retry before dropping
-                log.warning("telemetry batch of %d rows failed (attempt %d)", len(rows), attempt)
-                if attempt < attempts:
-                    time.sleep(0.2 * attempt)
-                    continue
-            except Exception:  # the writer must survive a bad batch
-                log.exception("telemetry batch of %d rows failed", len(rows))
-            else:
-                self.rows_written += len(rows)
-                self._metrics.inc("edgefleet_fleet_telemetry_rows_total", len(rows))
-                return
-            break
-        self._metrics.inc("edgefleet_fleet_telemetry_write_errors_total")
+        try:
+            # A row the database refuses costs only itself, never the other devices' rows.
+            n = write_isolating(
+                self._insert,
+                rows,
+                metrics=self._metrics,
+                path="telemetry",
+                describe=lambda r: f"telemetry row of device {r[0]!r}",
+            )
+        except OperationalError as e:  # lock contention, a DB restart: retried, then lost
+            log.error("telemetry batch of %d rows lost: %s", len(rows), e)
+            self._metrics.inc("edgefleet_fleet_telemetry_write_errors_total")
+            return
+        except Exception:  # the writer thread must survive anything
+            log.exception("telemetry batch of %d rows failed", len(rows))
+            self._metrics.inc("edgefleet_fleet_telemetry_write_errors_total")
+            return
+        self.rows_written += n
+        self._metrics.inc("edgefleet_fleet_telemetry_rows_total", n)
 
     def _run(self) -> None:
         rows: list = []

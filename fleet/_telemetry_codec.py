@@ -14,6 +14,8 @@ import logging
 from typing import Annotated, Literal, NotRequired
 
 from edgefleet.sdk.protocol import (
+    MAX_ABS_FLOAT,
+    MAX_COUNT,
     PROTOCOL_SCHEMA_VERSION,
     TOPIC_ROOT,
     ProtocolError,
@@ -36,7 +38,11 @@ _PREFIX = f"{TOPIC_ROOT}/devices/".encode()
 _SUFFIX = b"/telemetry"
 _MAX_INT = 2**63 - 1  # larger ints fit pydantic, not a database INTEGER
 _UInt = Annotated[int, Field(ge=0, le=_MAX_INT)]
-_Float = NotRequired[float | None]
+_Count = NotRequired[Annotated[int, Field(ge=0, le=MAX_COUNT)]]
+# The codec's number rules (sdk.protocol._safety): finite, within +-MAX_ABS_FLOAT.
+_Float = NotRequired[
+    Annotated[float, Field(allow_inf_nan=False, ge=-MAX_ABS_FLOAT, le=MAX_ABS_FLOAT)] | None
+]
 
 
 class _FastSample(TypedDict):
@@ -45,13 +51,13 @@ class _FastSample(TypedDict):
     __pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[misc]
     ts: AwareDatetime
     model: NotRequired[str | None]
-    calls: NotRequired[_UInt]
-    errors: NotRequired[_UInt]
+    calls: _Count
+    errors: _Count
     latency_p50_ms: _Float
     latency_p95_ms: _Float
     latency_p99_ms: _Float
-    cache_hits: NotRequired[_UInt]
-    cache_misses: NotRequired[_UInt]
+    cache_hits: _Count
+    cache_misses: _Count
     cpu_percent: _Float
     rss_mb: _Float
     temperature_c: _Float

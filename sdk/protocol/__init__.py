@@ -53,6 +53,7 @@ from ._messages import (
     TelemetryBatch,
     TelemetrySample,
 )
+from ._safety import MAX_ABS_FLOAT, MAX_ABS_INT, MAX_COUNT, loads_untrusted
 from ._schema import SCHEMA_PATH, message_schema, schema_text, write_schema
 from ._topics import (
     DEVICE_KINDS,
@@ -77,6 +78,9 @@ __all__ = [
     "ALLOWED_TYPES",
     "DEVICE_KINDS",
     "FLEET_STATE_TOPIC",
+    "MAX_ABS_FLOAT",
+    "MAX_ABS_INT",
+    "MAX_COUNT",
     "MAX_PAYLOAD_BYTES",
     "MIN_SCHEMA_VERSION",
     "PROTOCOL_SCHEMA_VERSION",
@@ -123,6 +127,7 @@ __all__ = [
     "fleet_state_topic",
     "inventory_topic",
     "is_valid_device_id",
+    "loads_untrusted",
     "message_schema",
     "new_nonce",
     "parse_message",

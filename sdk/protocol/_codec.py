@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
 import logging
 from typing import Any
 
@@ -12,6 +11,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from ._errors import ProtocolError
 from ._message_base import MIN_SCHEMA_VERSION, PROTOCOL_SCHEMA_VERSION
 from ._messages import Message
+from ._safety import loads_untrusted
 from ._topics import parse_topic
 
 __all__ = ["MAX_PAYLOAD_BYTES", "ALLOWED_TYPES", "encode", "decode", "parse_message", "upgrade"]
@@ -97,12 +97,7 @@ def _load(payload: bytes | bytearray | str) -> dict[str, Any]:
         )
     if not payload:
         raise ProtocolError("empty payload: expected a JSON object")
-    try:
-        data = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ProtocolError(f"payload is not UTF-8 JSON: {e}") from e
-    except RecursionError as e:
-        raise ProtocolError("payload JSON is nested too deeply") from e
+    data = loads_untrusted(payload)
     if not isinstance(data, dict):
         raise ProtocolError(f"expected a JSON object, got {type(data).__name__}")
     if "schema_version" not in data:

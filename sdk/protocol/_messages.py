@@ -27,6 +27,7 @@ from ._message_base import (
     _Part,
     utcnow,
 )
+from ._safety import MAX_COUNT
 
 __all__ = [
     "SlotInfo",
@@ -147,13 +148,15 @@ Event = Annotated[DeploymentEvent | CommandAck | ErrorEvent, Field(discriminator
 class TelemetrySample(_Part):
     ts: datetime
     model: str | None = Field(default=None, description="active package as name@version")
-    calls: int = Field(default=0, ge=0, description="inference calls in this interval")
-    errors: int = Field(default=0, ge=0)
+    calls: int = Field(
+        default=0, ge=0, le=MAX_COUNT, description="inference calls in this interval"
+    )
+    errors: int = Field(default=0, ge=0, le=MAX_COUNT)
     latency_p50_ms: float | None = None
     latency_p95_ms: float | None = None
     latency_p99_ms: float | None = None
-    cache_hits: int = Field(default=0, ge=0)
-    cache_misses: int = Field(default=0, ge=0)
+    cache_hits: int = Field(default=0, ge=0, le=MAX_COUNT)
+    cache_misses: int = Field(default=0, ge=0, le=MAX_COUNT)
     cpu_percent: float | None = None
     rss_mb: float | None = None
     temperature_c: float | None = None

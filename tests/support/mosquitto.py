@@ -25,10 +25,13 @@ def free_port() -> int:
 @dataclass
 class Mosquitto:
     """A mosquitto process. ``extra_conf`` lines are appended to the listener config
-    (e.g. ``password_file`` / ``acl_file`` / ``allow_anonymous false``)."""
+    (e.g. ``password_file`` / ``acl_file`` / ``allow_anonymous false``). ``listeners``: a
+    whole generated listener section instead (e.g. ``edgefleet fleet broker-config``'s
+    mosquitto.conf); ``port`` must then be one of its ports (the one waited for)."""
 
     port: int = 0
     extra_conf: list[str] = field(default_factory=list)
+    listeners: str | None = None
     workdir: Path | None = None
     proc: subprocess.Popen | None = None
 
@@ -42,9 +45,13 @@ class Mosquitto:
         self.port = self.port or free_port()
         self.workdir = self.workdir or Path(tempfile.mkdtemp(prefix="mosquitto-"))
         conf = self.workdir / "mosquitto.conf"
+        head = (
+            ["per_listener_settings false", f"listener {self.port} 127.0.0.1"]
+            if self.listeners is None
+            else []
+        )
         lines = [
-            "per_listener_settings false",
-            f"listener {self.port} 127.0.0.1",
+            *head,
             "persistence true",
             f"persistence_location {self.workdir}/",
             "max_queued_messages 100000",
@@ -57,13 +64,15 @@ class Mosquitto:
         lines += [
             f"log_type {t}" for t in os.environ.get("EDGEFLEET_TEST_MOSQUITTO_LOG", "").split()
         ]
-        if not any(x.startswith("allow_anonymous") for x in self.extra_conf):
+        if self.listeners is None and not any(
+            x.startswith("allow_anonymous") for x in self.extra_conf
+        ):
             lines.append("allow_anonymous true")
         # As root, mosquitto drops to its own user, which cannot write persistence into our
         # 0700 temp dir: sessions would then not survive restart(). Stay the test's user.
         if os.geteuid() == 0 and not any(x.startswith("user ") for x in self.extra_conf):
             lines.append("user root")
-        conf.write_text("\n".join(lines + self.extra_conf) + "\n")
+        conf.write_text("\n".join(lines + self.extra_conf) + "\n" + (self.listeners or ""))
         # Kept and closed in stop(): a dropped handle is a ResourceWarning (an error here).
         self._log = open(self.workdir / "mosquitto.log", "ab")
         self.proc = subprocess.Popen(
