@@ -16,8 +16,7 @@ from edgefleet.sdk import protocol as p
 from sqlalchemy import text
 
 from tests.support.fleet_broker import generate_broker
-
-from .fake_device import wait_until
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.broker
 

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
 
-from .fake_device import wait_until
+from tests.support.waiting import wait_until
 
 POISON_VALUES = [
     '"\\ud800"',  # a lone surrogate
