@@ -18,6 +18,7 @@ from ._manifest import (
     ArtifactFormat,
     ArtifactMetrics,
     ExportFailure,
+    FileEntry,
     Manifest,
     Precision,
     Preprocessing,
@@ -98,6 +99,29 @@ class PackageBuilder:
         self._artifacts: list[Artifact] = []
         self._failures: list[ExportFailure] = []
         self._golden_inputs: str | None = None
+        self._files: list[FileEntry] = []
+        self._extra: dict = {}
+
+    def set_fields(self, **fields) -> None:
+        """Set manifest fields added after schema 1 (metric, pad_values, generation...)."""
+        Manifest.model_validate({**self._fields, **self._extra, **fields})
+        self._extra.update(fields)
+
+    def add_file(self, file: str | Path, *, role: str = "", path: str | None = None) -> FileEntry:
+        """Carry a file (tokenizer.json, a config) in the package, hashed and signed."""
+        file = Path(file)
+        if not file.is_file():
+            raise PackageError(f"package file {file} does not exist")
+        rel = path or f"files/{file.name}"
+        if any(f.path == rel for f in self._files) or (self.root / rel).exists():
+            raise PackageError(f"package file {rel!r} added twice")
+        (self.root / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(file, self.root / rel)
+        entry = FileEntry(
+            path=rel, sha256=sha256_file(self.root / rel), size=file.stat().st_size, role=role
+        )
+        self._files.append(entry)
+        return entry
 
     def set_golden_inputs(self, arrays: Mapping[str, np.ndarray]) -> None:
         expected = {s.name for s in self._fields["inputs"]}
@@ -120,7 +144,9 @@ class PackageBuilder:
         golden_outputs: Mapping[str, np.ndarray] | None = None,
         golden_atol: float = 1e-4,
         golden_rtol: float = 1e-3,
+        **fields,
     ) -> Artifact:
+        """``fields``: further Artifact fields (input_shapes, bucket_group, quantization)."""
         file = Path(file)
         if not file.is_file():
             raise PackageError(f"artifact file {file} does not exist")
@@ -148,6 +174,7 @@ class PackageBuilder:
             golden_outputs=golden_rel,
             golden_atol=golden_atol,
             golden_rtol=golden_rtol,
+            **fields,
         )
         self._artifacts.append(art)
         return art
@@ -156,9 +183,21 @@ class PackageBuilder:
         self._failures.append(ExportFailure(format=format, precision=precision, reason=reason))
 
     def manifest(self) -> Manifest:
+        # Golden files are listed with their hashes so a device that downloads file by file
+        # checks them against the signed manifest too.
+        golden = [self._golden_inputs, *(a.golden_outputs for a in self._artifacts)]
+        files = list(self._files) + [
+            FileEntry(
+                path=rel, sha256=sha256_file(self.root / rel),
+                size=(self.root / rel).stat().st_size, role="golden",
+            )
+            for rel in golden if rel
+        ]  # fmt: skip
         return Manifest.model_validate(
             {
                 **self._fields,
+                **self._extra,
+                "files": files,
                 "artifacts": self._artifacts,
                 "failed_exports": self._failures,
                 "golden_inputs": self._golden_inputs,
