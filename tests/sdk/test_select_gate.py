@@ -16,7 +16,6 @@ from edgefleet.sdk import (
     LoadOptions,
     Manifest,
     MetricSpec,
-    PackageBuilder,
     PackageError,
     files_for,
     load,
@@ -26,15 +25,14 @@ from edgefleet.sdk import (
 )
 
 from tests.support.text_models import (
+    GATE,
     encoder_inputs,
-    encoder_onnx,
     encoder_reference,
     encoder_specs,
+    make_gated_package,
 )
 
 pytest.importorskip("onnxruntime")
-
-GATE = MetricSpec(name="cosine", direction="higher", floor=0.99)
 
 
 def _art(name: str, fmt: str, precision: str, value: float | None, size: int = 100) -> Artifact:
@@ -101,27 +99,7 @@ def test_package_without_gate_keeps_precision_order():
 
 @pytest.fixture(scope="module")
 def gated_pkg(tmp_path_factory) -> Path:
-    """Real ONNX artifacts: 'broken.int8' has wrong weights (another seed) and a failing
-    measured figure; 'good.fp16' passes. (Labels only: all files are fp32 graphs.)"""
-    out = tmp_path_factory.mktemp("gated")
-    inputs, outputs = encoder_specs()
-    golden = encoder_inputs([4, 2])
-    ref = encoder_reference(golden["input_ids"], golden["attention_mask"])
-    with PackageBuilder("gated", "1.0.0", inputs=inputs, outputs=outputs, task="embedding") as b:
-        b.set_golden_inputs(golden)
-        b.set_fields(metric=GATE)
-        for name, precision, seed, value in [
-            ("ref.fp32", "fp32", 0, 1.0),
-            ("broken.int8", "int8", 9, 0.43),
-            ("good.fp16", "fp16", 0, 0.999),
-        ]:
-            f = encoder_onnx(out / f"{name}.onnx", seed)
-            b.add_artifact(
-                f, format="onnx", precision=precision, name=name, golden_outputs=ref,
-                metrics=ArtifactMetrics(samples=8, metric="cosine", value=value,
-                                        reference_value=1.0),
-            )  # fmt: skip
-        return b.build(out / "pkg")
+    return make_gated_package(tmp_path_factory.mktemp("gated"))
 
 
 def test_load_never_picks_the_artifact_that_fails_the_gate(gated_pkg):

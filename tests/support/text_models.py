@@ -25,6 +25,8 @@ __all__ = [
     "encoder_inputs",
     "encoder_specs",
     "make_encoder_package",
+    "make_gated_package",
+    "GATE",
 ]
 
 VOCAB, HIDDEN = 64, 16
@@ -178,3 +180,42 @@ def make_encoder_package(
             f = encoder_onnx(Path(tmp) / f"{art_name}.onnx", seed, **dims)
             b.add_artifact(f, format="onnx", precision=precision, name=art_name, golden_outputs=ref)
         return b.build(out, signing_key=key)
+
+
+def _gate():
+    from edgefleet.sdk import MetricSpec
+
+    return MetricSpec(name="cosine", direction="higher", floor=0.99)
+
+
+GATE = _gate()
+
+
+def make_gated_package(out: Path) -> Path:
+    """Real ONNX artifacts under a cosine gate: 'broken.int8' has wrong weights (another
+    seed) and a failing figure, 'good.fp16' passes, 'ref.fp32' is the reference; one
+    candidate is listed as rejected. (Precisions are labels: all files are fp32 graphs.)"""
+    from edgefleet.sdk import ArtifactMetrics, PackageBuilder, RejectedArtifact
+
+    inputs, outputs = encoder_specs()
+    golden = encoder_inputs([4, 2])
+    ref = encoder_reference(golden["input_ids"], golden["attention_mask"])
+    with PackageBuilder("gated", "1.0.0", inputs=inputs, outputs=outputs, task="embedding") as b:
+        b.set_golden_inputs(golden)
+        rejected = RejectedArtifact(
+            name="static.int8", format="onnx", precision="int8", metric="cosine", value=0.43,
+            reference_value=1.0, reason="below the floor 0.99",
+        )  # fmt: skip
+        b.set_fields(metric=GATE, rejected=[rejected])
+        for name, precision, seed, value in [
+            ("ref.fp32", "fp32", 0, 1.0),
+            ("broken.int8", "int8", 9, 0.43),
+            ("good.fp16", "fp16", 0, 0.999),
+        ]:
+            f = encoder_onnx(out / f"{name}.onnx", seed)
+            b.add_artifact(
+                f, format="onnx", precision=precision, name=name, golden_outputs=ref,
+                metrics=ArtifactMetrics(samples=8, metric="cosine", value=value,
+                                        reference_value=1.0),
+            )  # fmt: skip
+        return b.build(out / "pkg")
