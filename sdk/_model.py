@@ -100,6 +100,7 @@ class Model:
         self._owns_package = owns_package
         self._validate = InputValidator(info.inputs)
         self._out_names = [s.name for s in info.outputs]
+        self._out_set = frozenset(self._out_names)
         self._fixed_batch = info.artifact.fixed_batch
         self._buckets = buckets or []
         self._pad_values = dict(info.manifest.pad_values)
@@ -108,6 +109,9 @@ class Model:
         self._lock = None if getattr(session, "thread_safe", False) else threading.Lock()
         self._closed = False
         self._tokenizer = None
+        # The common case (one session, any batch, re-entrant runtime) runs inline in
+        # predict(): no bucket, chunking or lock layers per call.
+        self._direct = None if (self._buckets or self._fixed_batch or self._lock) else session
 
     @property
     def package(self) -> Package:
@@ -142,7 +146,13 @@ class Model:
                 self.metrics.record_call(time.perf_counter() - t0)
                 return hit
         try:
-            outputs = self._run(feed, sizes)
+            direct = self._direct
+            if direct is not None:
+                outputs = direct.run(feed)
+                if not self._out_set <= outputs.keys():
+                    outputs = self._call(direct, None, feed)  # raises, naming what is missing
+            else:
+                outputs = self._run(feed, sizes)
         except EdgefleetError:
             self.metrics.record_call(time.perf_counter() - t0, error=True)
             raise
@@ -218,7 +228,7 @@ class Model:
         else:
             with lock:
                 out = session.run(feed)
-        if len(out) < len(self._out_names) or any(n not in out for n in self._out_names):
+        if not self._out_set <= out.keys():
             missing = [n for n in self._out_names if n not in out]
             raise BackendError(f"{self.info.backend} returned no output(s) {missing}")
         return out
@@ -253,6 +263,7 @@ class Model:
     def close(self) -> None:
         if not self._closed:
             self._closed = True
+            self._direct = None
             self._session.close()
             for _, session in self._buckets:
                 if session is not self._session:
