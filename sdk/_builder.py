@@ -20,8 +20,10 @@ from ._manifest import (
     ExportFailure,
     FileEntry,
     Manifest,
+    MetricSpec,
     Precision,
     Preprocessing,
+    RejectedArtifact,
     TensorSpec,
 )
 from ._package import MANIFEST_NAME, save_npz, sha256_file, sign_manifest
@@ -100,28 +102,8 @@ class PackageBuilder:
         self._failures: list[ExportFailure] = []
         self._golden_inputs: str | None = None
         self._files: list[FileEntry] = []
+        self._rejected: list[RejectedArtifact] = []
         self._extra: dict = {}
-
-    def set_fields(self, **fields) -> None:
-        """Set manifest fields added after schema 1 (metric, pad_values, generation...)."""
-        Manifest.model_validate({**self._fields, **self._extra, **fields})
-        self._extra.update(fields)
-
-    def add_file(self, file: str | Path, *, role: str = "", path: str | None = None) -> FileEntry:
-        """Carry a file (tokenizer.json, a config) in the package, hashed and signed."""
-        file = Path(file)
-        if not file.is_file():
-            raise PackageError(f"package file {file} does not exist")
-        rel = path or f"files/{file.name}"
-        if any(f.path == rel for f in self._files) or (self.root / rel).exists():
-            raise PackageError(f"package file {rel!r} added twice")
-        (self.root / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(file, self.root / rel)
-        entry = FileEntry(
-            path=rel, sha256=sha256_file(self.root / rel), size=file.stat().st_size, role=role
-        )
-        self._files.append(entry)
-        return entry
 
     def set_golden_inputs(self, arrays: Mapping[str, np.ndarray]) -> None:
         expected = {s.name for s in self._fields["inputs"]}
@@ -144,9 +126,10 @@ class PackageBuilder:
         golden_outputs: Mapping[str, np.ndarray] | None = None,
         golden_atol: float = 1e-4,
         golden_rtol: float = 1e-3,
-        **fields,
+        quantization: str | None = None,
+        input_shapes: Mapping[str, Sequence[int | str]] | None = None,
+        bucket_group: str | None = None,
     ) -> Artifact:
-        """``fields``: further Artifact fields (input_shapes, bucket_group, quantization)."""
         file = Path(file)
         if not file.is_file():
             raise PackageError(f"artifact file {file} does not exist")
@@ -174,10 +157,43 @@ class PackageBuilder:
             golden_outputs=golden_rel,
             golden_atol=golden_atol,
             golden_rtol=golden_rtol,
-            **fields,
+            quantization=quantization,
+            input_shapes=None
+            if input_shapes is None
+            else {k: list(v) for k, v in input_shapes.items()},
+            bucket_group=bucket_group,
         )
         self._artifacts.append(art)
         return art
+
+    def add_file(self, file: str | Path, *, role: str = "", path: str | None = None) -> FileEntry:
+        """Carry ``file`` in the package at ``path`` (default ``files/<name>``), hashed and
+        signed like artifacts (``Manifest.files``): tokenizers, configs."""
+        file = Path(file)
+        if not file.is_file():
+            raise PackageError(f"package file {file} does not exist")
+        rel = path or f"files/{file.name}"
+        if any(f.path == rel for f in self._files):
+            raise PackageError(f"package file {rel!r} added twice")
+        dest = self.root / rel
+        FileEntry(path=rel, sha256="0" * 64, size=0)  # validates the path before writing
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(file, dest)
+        entry = FileEntry(path=rel, sha256=sha256_file(dest), size=dest.stat().st_size, role=role)
+        self._files.append(entry)
+        return entry
+
+    def reject(self, rejected: RejectedArtifact) -> None:
+        """List an artifact the accuracy gate kept out (``Manifest.rejected``)."""
+        self._rejected.append(rejected)
+
+    def set_gate(self, metric: MetricSpec | None = None,
+                 pad_values: Mapping[str, float] | None = None) -> None:  # fmt: skip
+        """The accuracy gate (``Manifest.metric``) and bucket pad values (``pad_values``)."""
+        if metric is not None:
+            self._extra["metric"] = metric
+        if pad_values:
+            self._extra["pad_values"] = {k: float(v) for k, v in pad_values.items()}
 
     def add_failed_export(self, format: ArtifactFormat, precision: Precision, reason: str) -> None:
         self._failures.append(ExportFailure(format=format, precision=precision, reason=reason))
@@ -196,11 +212,12 @@ class PackageBuilder:
         return Manifest.model_validate(
             {
                 **self._fields,
-                **self._extra,
-                "files": files,
                 "artifacts": self._artifacts,
                 "failed_exports": self._failures,
                 "golden_inputs": self._golden_inputs,
+                "files": files,
+                "rejected": self._rejected,
+                **self._extra,
             }
         )
 

@@ -1,36 +1,94 @@
-"""edgefleet trainer: compress, export, verify and package PyTorch models.
+"""edgefleet trainer: compress, export, verify, gate and package any model.
 
 >>> from edgefleet.trainer import compress, CompressOptions
->>> result = compress(model, calib_x, options=CompressOptions(name="mine"), out="out/")
+>>> result = compress(model, {"input_ids": ids, "attention_mask": mask}, out="out/")
 >>> result.package  # signed .efpkg when a signing key is given
+
+Attributes load lazily (PEP 562): ``edgefleet.trainer._onnx_quant`` (ONNX quantization)
+is importable without torch, which the rest of the trainer needs.
 """
 
-from ._lowrank import RankChoice, choose_rank, factorize_linears
-from ._models import DigitsCNN, MobileNetV2Like, build_model
-from ._pipeline import CompressOptions, CompressResult, EvalFn, ExportRecord, compress
-from ._prune import ChannelPlan, count_params, magnitude_prune, prune_channels, sparsity
-from ._recipe import (
-    CompressStep,
-    DataSpec,
-    Distill,
-    ExportSpec,
-    LowRank,
-    MagnitudePrune,
-    ModelSpec,
-    PruneChannels,
-    QuantizeSpec,
-    Recipe,
-    RecipeError,
-    TrainSpec,
-    VerifySpec,
-    builtin_recipe,
-    load_recipe,
-    parse_recipe,
-    recipe_digest,
-)
-from ._run import run_recipe, train_model
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from edgefleet.sdk._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from edgefleet.sdk import MetricSpec
+
+    from ._lowrank import RankChoice, choose_rank, factorize_linears
+    from ._metrics import BUILTIN_METRICS
+    from ._models import DigitsCNN, MobileNetV2Like, build_model
+    from ._onnx_quant import OnnxQuantOptions, QuantCandidate, quantize_onnx
+    from ._pipeline import (
+        AccuracyGateError,
+        CompressOptions,
+        CompressResult,
+        EvalFn,
+        ExportRecord,
+        compress,
+    )
+    from ._prune import ChannelPlan, count_params, magnitude_prune, prune_channels, sparsity
+    from ._recipe import (
+        CompressStep,
+        DataSpec,
+        Distill,
+        ExportSpec,
+        LowRank,
+        MagnitudePrune,
+        ModelSpec,
+        PruneChannels,
+        QuantizeSpec,
+        Recipe,
+        RecipeError,
+        TrainSpec,
+        VerifySpec,
+        builtin_recipe,
+        load_recipe,
+        parse_recipe,
+        recipe_digest,
+    )
+    from ._run import run_recipe, train_model
+
+_LAZY = {
+    "RankChoice": "._lowrank",
+    "choose_rank": "._lowrank",
+    "factorize_linears": "._lowrank",
+    "BUILTIN_METRICS": "._metrics",
+    "DigitsCNN": "._models",
+    "MobileNetV2Like": "._models",
+    "build_model": "._models",
+    "OnnxQuantOptions": "._onnx_quant",
+    "QuantCandidate": "._onnx_quant",
+    "quantize_onnx": "._onnx_quant",
+    "AccuracyGateError": "._pipeline",
+    "CompressOptions": "._pipeline",
+    "CompressResult": "._pipeline",
+    "EvalFn": "._pipeline",
+    "ExportRecord": "._pipeline",
+    "compress": "._pipeline",
+    "ChannelPlan": "._prune",
+    "count_params": "._prune",
+    "magnitude_prune": "._prune",
+    "prune_channels": "._prune",
+    "sparsity": "._prune",
+    **{
+        n: "._recipe"
+        for n in (
+            "CompressStep DataSpec Distill ExportSpec LowRank MagnitudePrune ModelSpec "
+            "PruneChannels QuantizeSpec Recipe RecipeError TrainSpec VerifySpec builtin_recipe "
+            "load_recipe parse_recipe recipe_digest"
+        ).split()
+    },
+    "MetricSpec": "edgefleet.sdk",  # the gate's metric, re-exported for convenience
+    "run_recipe": "._run",
+    "train_model": "._run",
+}
 
 __all__ = [
+    "AccuracyGateError",
+    "BUILTIN_METRICS",
     "ChannelPlan",
     "CompressOptions",
     "CompressResult",
@@ -43,9 +101,12 @@ __all__ = [
     "ExportSpec",
     "LowRank",
     "MagnitudePrune",
+    "MetricSpec",
     "MobileNetV2Like",
     "ModelSpec",
+    "OnnxQuantOptions",
     "PruneChannels",
+    "QuantCandidate",
     "QuantizeSpec",
     "RankChoice",
     "Recipe",
@@ -62,8 +123,11 @@ __all__ = [
     "magnitude_prune",
     "parse_recipe",
     "prune_channels",
+    "quantize_onnx",
     "recipe_digest",
     "run_recipe",
     "sparsity",
     "train_model",
 ]
+
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())

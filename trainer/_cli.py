@@ -62,17 +62,19 @@ def train(
         raise typer.Exit(1) from e
 
     table = Table(title=f"{result.name} {result.version}")
-    for col in ("artifact", "size", "accuracy", "agreement", "p50 ms", "status"):
+    for col in ("artifact", "size", result.metric.name, "p50 ms", "status"):
         table.add_column(col)
     for r in result.exports:
         m = r.metrics
+        status = {"shipped": "ok", "failed": f"FAILED: {(r.error or '')[:60]}"}.get(
+            r.status, f"rejected: {(r.reason or '')[:60]}"
+        )
         table.add_row(
             r.name,
             str(r.size or "-"),
-            f"{m.accuracy:.4f}" if m and m.accuracy is not None else "-",
-            f"{m.top1_agreement:.4f}" if m and m.top1_agreement is not None else "-",
+            f"{m.value:.4f}" if m and m.value is not None else "-",
             f"{m.latency_ms_p50:.3f}" if m and m.latency_ms_p50 is not None else "-",
-            "ok" if r.error is None else f"FAILED: {r.error[:60]}",
+            status,
         )
     Console().print(table)
     typer.echo(f"package: {result.package}")

@@ -1,5 +1,12 @@
-"""Exporters: ONNX (+ ONNX Runtime static QDQ / dynamic int8), LiteRT .tflite and
-ExecuTorch .pte (XNNPACK), fp32 and int8. Each returns the written path or raises.
+"""Exporters: ONNX (dynamic axes), LiteRT .tflite and ExecuTorch .pte (XNNPACK), fp32 and
+quantized. Each takes a ``NamedIO``-style module (positional inputs, tuple of outputs) and
+example args, and returns the written path or raises. ONNX quantization is torch-free and
+lives in ``_onnx_quant``.
+
+Quantization per family (``model_family``): CNNs keep static int8 (PT2E, calibrated);
+transformers/MLPs get dynamic-activation int8 (or int4) weights on Linear layers: torchao
+``Int8DynamicActivationIntxWeightConfig`` for ExecuTorch/XNNPACK (static PT2E fails at the
+attention mask, shared FACTS) and ai-edge-quantizer dynamic-range int8 for LiteRT.
 
 Third-party exporters emit deprecation warnings we cannot fix; they are silenced around
 each call only, so the caller's warning filters (errors in tests) stay intact.
@@ -11,27 +18,30 @@ import contextlib
 import copy
 import logging
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+from ._signature import Dims
+
 __all__ = [
     "export_onnx",
-    "quantize_onnx_static",
-    "quantize_onnx_dynamic",
     "export_tflite",
     "export_pte",
+    "model_family",
+    "quant_method",
     "EXPORTERS",
     "Exporter",
 ]
 
 log = logging.getLogger(__name__)
 
-# (model, sample batch-1 input, calibration inputs, out path, options) -> path
+# (module, example args tuple, out path, *, int8/int4, calib=[args tuples], on_item) -> path
 Exporter = Callable[..., Path]
+Args = tuple[torch.Tensor, ...]
 
 
 @contextlib.contextmanager
@@ -41,122 +51,94 @@ def _quiet() -> Iterator[None]:
         yield
 
 
-def export_onnx(model: nn.Module, sample: np.ndarray, out: Path, opset: int = 17) -> Path:
+def model_family(model: nn.Module) -> str:
+    """cnn when Conv layers outnumber Linear layers, else transformer/mlp (same handling
+    on the torch side: dynamic quantization of Linear layers)."""
+    convs = sum(isinstance(m, nn.Conv1d | nn.Conv2d | nn.Conv3d) for m in model.modules())
+    linears = sum(isinstance(m, nn.Linear) for m in model.modules())
+    return "cnn" if convs > linears else "transformer"
+
+
+def quant_method(fmt: str, family: str, precision: str) -> str:
+    """The method string recorded as ``Artifact.quantization`` for torch-side exports."""
+    if precision == "int4":
+        return "8da4w-g32" if fmt == "pte" else "dynamic-int4-weights"
+    if family == "cnn":
+        return "static-pt2e-per-channel"
+    return "8da8w-per-channel" if fmt == "pte" else "dynamic-range-int8"
+
+
+def _args(sample: np.ndarray | Sequence[np.ndarray] | Args) -> Args:
+    items = [sample] if isinstance(sample, np.ndarray | torch.Tensor) else list(sample)
+    return tuple(torch.from_numpy(a) if isinstance(a, np.ndarray) else a for a in items)
+
+
+def export_onnx(
+    model: nn.Module, sample: np.ndarray | Sequence[np.ndarray] | Args, out: Path,
+    opset: int = 17, *, input_names: Sequence[str] = ("input",),
+    output_names: Sequence[str] = ("logits",), dims: Dims | None = None,
+) -> Path:  # fmt: skip
     """Classic TorchScript-based exporter (``dynamo=False``): its graphs go through ORT's
-    quantizer shape inference, the dynamo exporter's did not (measured)."""
+    quantizer; ``dims`` ({tensor name: {axis: symbol}}) become dynamic axes (default:
+    axis 0 of every input and output is "batch")."""
+    names = [*input_names, *output_names]
+    dims = dims if dims is not None else {n: {0: "batch"} for n in names}
     model = model.eval()
     with _quiet(), torch.no_grad():
         torch.onnx.export(
-            model,
-            (torch.from_numpy(sample),),
-            str(out),
-            input_names=["input"],
-            output_names=["logits"],
-            dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
-            opset_version=opset,
-            dynamo=False,
-        )
+            model, _args(sample), str(out), input_names=list(input_names),
+            output_names=list(output_names),
+            dynamic_axes={n: dict(d) for n, d in dims.items() if d and n in names},
+            opset_version=opset, dynamo=False,
+        )  # fmt: skip
     return out
 
 
-class _Reader:
-    """ORT CalibrationDataReader over a numpy array, one sample per call."""
-
-    def __init__(self, calib: np.ndarray, on_item: Callable[[], None] | None = None) -> None:
-        self._items = iter(calib[i : i + 1] for i in range(len(calib)))
-        self._on_item = on_item
-
-    def get_next(self) -> dict[str, np.ndarray] | None:
-        item = next(self._items, None)
-        if item is None:
-            return None
-        if self._on_item:
-            self._on_item()
-        return {"input": item}
-
-    def rewind(self) -> None:  # some ORT versions call it
-        pass
-
-
-def quantize_onnx_static(
-    fp32_onnx: Path,
-    calib: np.ndarray,
-    out: Path,
-    *,
-    per_channel: bool = True,
-    reduce_range: bool = True,
-    on_item: Callable[[], None] | None = None,
-) -> Path:
-    """Static QDQ int8: quant_pre_process (shape inference + ORT graph optimisation,
-    BN folded), then per-channel symmetric int8 weights, uint8 activations calibrated on
-    ``calib``."""
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        QuantFormat,
-        QuantType,
-        quant_pre_process,
-        quantize_static,
-    )
-
-    pre = out.with_suffix(".pre.onnx")
-    reader = type("Reader", (_Reader, CalibrationDataReader), {})(calib, on_item)
-    with _quiet():
-        quant_pre_process(str(fp32_onnx), str(pre))
-        quantize_static(
-            str(pre),
-            str(out),
-            reader,
-            quant_format=QuantFormat.QDQ,
-            per_channel=per_channel,
-            reduce_range=reduce_range,
-            activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
-            extra_options={"WeightSymmetric": True, "ActivationSymmetric": False},
-        )
-    pre.unlink(missing_ok=True)
-    return out
-
-
-def quantize_onnx_dynamic(fp32_onnx: Path, out: Path, reduce_range: bool = True) -> Path:
-    """Dynamic int8: weights int8 ahead of time, activation ranges computed per call."""
-    from onnxruntime.quantization import QuantType, quant_pre_process, quantize_dynamic
-
-    pre = out.with_suffix(".pre.onnx")
-    with _quiet():
-        quant_pre_process(str(fp32_onnx), str(pre))
-        quantize_dynamic(str(pre), str(out), weight_type=QuantType.QInt8, reduce_range=reduce_range)
-    pre.unlink(missing_ok=True)
-    return out
-
-
-def _calibrate(prepared: nn.Module, calib: np.ndarray, on_item: Callable[[], None] | None):
+def _calibrate(prepared: nn.Module, calib: Sequence[Args], on_item: Callable[[], None] | None):
     with torch.no_grad():
-        for i in range(len(calib)):
-            prepared(torch.from_numpy(calib[i : i + 1]))
+        for args in calib:
+            prepared(*args)
             if on_item:
                 on_item()
 
 
+def _torchao_dynamic(model: nn.Module, bits: int) -> nn.Module:
+    """Dynamic int8 activations x int``bits`` weights on every Linear (8da8w per channel,
+    8da4w in groups of 32): the linear-layer configs XNNPACK lowers."""
+    from torchao.quantization import Int8DynamicActivationIntxWeightConfig, quantize_
+    from torchao.quantization.granularity import PerAxis, PerGroup
+
+    gran = PerAxis(0) if bits == 8 else PerGroup(32)
+
+    def linear(m: nn.Module, fqn: str) -> bool:
+        return isinstance(m, nn.Linear) and (bits == 8 or m.in_features % 32 == 0)
+
+    cfg = Int8DynamicActivationIntxWeightConfig(
+        weight_dtype=torch.int8 if bits == 8 else torch.int4, weight_granularity=gran
+    )
+    with torch.no_grad():
+        quantize_(model, cfg, filter_fn=linear)
+    return model
+
+
 def export_tflite(
-    model: nn.Module,
-    sample: np.ndarray,
-    out: Path,
-    *,
-    int8: bool = False,
-    calib: np.ndarray | None = None,
-    on_item: Callable[[], None] | None = None,
-) -> Path:
-    """LiteRT via litert-torch (no TensorFlow). int8: litert-torch's PT2E quantizer,
-    per-channel symmetric, static activations calibrated on ``calib``."""
-    args = (torch.from_numpy(sample),)
+    model: nn.Module, sample: np.ndarray | Sequence[np.ndarray] | Args, out: Path, *,
+    int8: bool = False, int4: bool = False, calib: Sequence[Args] | None = None,
+    on_item: Callable[[], None] | None = None, family: str | None = None,
+) -> Path:  # fmt: skip
+    """LiteRT via litert-torch (no TensorFlow), 64-bit I/O kept (int64 ids stay int64).
+    CNN int8: litert-torch's PT2E quantizer, per-channel symmetric, static activations
+    calibrated on ``calib``. Others: ai-edge-quantizer dynamic-range int8 (int4) weights
+    on the fp32 flatbuffer."""
+    args = _args(sample)
     model = copy.deepcopy(model).eval()
+    family = family or model_family(model)
+    quantized = int8 or int4
     with _quiet():
         import litert_torch
 
         litert_torch.config.show_progress = False
-        if not int8:
-            edge = litert_torch.convert(model, args)
-        else:
+        if quantized and family == "cnn" and not int4:
             from litert_torch.quantize.pt2e_quantizer import (
                 PT2EQuantizer,
                 get_symmetric_quantization_config,
@@ -167,33 +149,49 @@ def export_tflite(
 
             q = PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
             prepared = prepare_pt2e(torch.export.export(model, args).module(), q)
-            _calibrate(prepared, calib if calib is not None else sample, on_item)
+            _calibrate(prepared, calib or [args], on_item)
             converted = convert_pt2e(prepared, fold_quantize=False)
             # Exported graphs ignore .eval(); this rewrites dropout/BN ops to eval form.
             move_exported_model_to_eval(converted)
             converted.training = False
-            edge = litert_torch.convert(converted, args, quant_config=QuantConfig(pt2e_quantizer=q))
-        edge.export(str(out))
+            edge = litert_torch.convert(converted, args, quant_config=QuantConfig(pt2e_quantizer=q),
+                                        enable_x64=True)  # fmt: skip
+            edge.export(str(out))
+            return out
+        edge = litert_torch.convert(model, args, enable_x64=True)
+        if not quantized:
+            edge.export(str(out))
+            return out
+        fp32 = out.with_suffix(".fp32.tflite")
+        edge.export(str(fp32))
+        from ai_edge_quantizer import quantizer, recipe
+
+        qt = quantizer.Quantizer(str(fp32))
+        qt.load_quantization_recipe(
+            recipe.dynamic_wi4_afp32() if int4 else recipe.dynamic_wi8_afp32()
+        )
+        qt.quantize(enable_progress_report=False).export_model(str(out), overwrite=True)
+        fp32.unlink(missing_ok=True)
     return out
 
 
 def export_pte(
-    model: nn.Module,
-    sample: np.ndarray,
-    out: Path,
-    *,
-    int8: bool = False,
-    calib: np.ndarray | None = None,
-    on_item: Callable[[], None] | None = None,
-) -> Path:
-    """ExecuTorch .pte lowered to XNNPACK; int8 through PT2E with the XNNPACK quantizer."""
-    args = (torch.from_numpy(sample),)
+    model: nn.Module, sample: np.ndarray | Sequence[np.ndarray] | Args, out: Path, *,
+    int8: bool = False, int4: bool = False, calib: Sequence[Args] | None = None,
+    on_item: Callable[[], None] | None = None, family: str | None = None,
+) -> Path:  # fmt: skip
+    """ExecuTorch .pte lowered to XNNPACK. CNN int8: PT2E with the XNNPACK quantizer
+    (calibrated). Others: torchao 8da8w / 8da4w on Linear layers."""
+    args = _args(sample)
     model = copy.deepcopy(model).eval()
+    family = family or model_family(model)
     with _quiet():
         from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
         from executorch.exir import to_edge_transform_and_lower
 
-        if int8:
+        if int4 or (int8 and family != "cnn"):
+            model = _torchao_dynamic(model, 4 if int4 else 8)
+        elif int8:
             from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
                 XNNPACKQuantizer,
                 get_symmetric_quantization_config,
@@ -204,12 +202,18 @@ def export_pte(
                 get_symmetric_quantization_config(is_per_channel=True)
             )
             prepared = prepare_pt2e(torch.export.export(model, args).module(), q)
-            _calibrate(prepared, calib if calib is not None else sample, on_item)
+            _calibrate(prepared, calib or [args], on_item)
             model = convert_pt2e(prepared)
         program = torch.export.export(model, args)
         et = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()])
         out.write_bytes(et.to_executorch().buffer)
     return out
+
+
+def calib_args(feeds: Mapping[str, np.ndarray], names: Sequence[str], n: int) -> list[Args]:
+    """Batch-1 calibration args, in input order."""
+    count = min(n, len(next(iter(feeds.values()))))
+    return [tuple(torch.from_numpy(feeds[k][i : i + 1]) for k in names) for i in range(count)]
 
 
 # Format -> exporter used by the pipeline; tests swap an entry to force a failure.

@@ -1,44 +1,73 @@
-"""compress -> export -> verify -> package -> sign -> report, for any nn.Module.
+"""compress -> export -> verify -> gate -> package -> sign -> report, for any model.
 
 ``compress`` is the bring-your-own entry point; ``run_recipe`` (``_run.py``) feeds it the
-built-in data and models.
+built-in data and models. Inputs are named and typed (``_signature``), the user's metric
+gates every compression step and artifact (``_metrics``, ``_candidates``), and golden
+outputs for the device smoke test come from the reference torch model.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import tempfile
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
+import torch
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from edgefleet.sdk import (
     ArtifactMetrics,
+    ConfigError,
+    MetricSpec,
     PackageBuilder,
+    PackageError,
     Preprocessing,
-    TensorSpec,
+    RejectedArtifact,
     load_private_key,
 )
 from torch import nn
 
-from . import _export
+from ._candidates import (
+    Candidate,
+    bucket_shapes,
+    choose,
+    export_candidates,
+    plan_buckets,
+    torch_predict,
+    verify_candidate,
+)
+from ._export import model_family
+from ._hf import is_hf_model, load_hf
+from ._metrics import EvalFn, Evaluator, default_metric
+from ._onnx_quant import OnnxQuantOptions
 from ._progress import Reporter
 from ._prune import count_params
 from ._recipe import CompressStep, ExportSpec, QuantizeSpec, TrainSpec, VerifySpec
-from ._steps import StepResult, apply_steps
-from ._train import predict_logits
-from ._verify import golden_tolerance, verify_artifact
+from ._signature import NamedIO, as_feeds, describe_io, take_rows
+from ._steps import StepGate, StepResult, apply_steps
+from ._verify import fit_to_shape, golden_tolerance
 
-__all__ = ["CompressOptions", "ExportRecord", "CompressResult", "compress", "EvalFn"]
+__all__ = [
+    "CompressOptions",
+    "ExportRecord",
+    "CompressResult",
+    "compress",
+    "EvalFn",
+    "AccuracyGateError",
+]
 
 log = logging.getLogger(__name__)
 
-# eval_fn(predict) -> score, where predict maps an input batch to logits.
-EvalFn = Callable[[Callable[[np.ndarray], np.ndarray]], float]
-_EXT = {"onnx": "onnx", "tflite": "tflite", "pte": "pte"}
+# user fine-tuning loss: (outputs {name: tensor}, labels or None) -> scalar tensor
+UserLoss = Callable[[dict[str, torch.Tensor], torch.Tensor | None], torch.Tensor]
+
+
+class AccuracyGateError(PackageError):
+    """No artifact passed the accuracy gate (each one's figure is in the message)."""
 
 
 @dataclass(frozen=True)
@@ -56,6 +85,24 @@ class CompressOptions:
     preprocessing: Preprocessing | None = None
     recipe_digest: str | None = None
     seed: int = 0
+    # The accuracy gate; None: accuracy (max drop 0.05) with labels, else cosine >= 0.99
+    # (or the eval_fn's figure, named "score", with no floor).
+    metric: MetricSpec | None = None
+    # Signature: names for a tuple/single example input and for the outputs; symbolic dims
+    # beyond batch ({"input_ids": {0: "batch", 1: "sequence"}}); shape buckets for formats
+    # without dynamic dims ({"sequence": (32, 64, 128)}); pad value per input for buckets.
+    input_names: tuple[str, ...] | None = None
+    output_names: tuple[str, ...] | None = None
+    dynamic_dims: Mapping[str, Mapping[int, str]] | None = None
+    buckets: Mapping[str, tuple[int, ...]] | None = None
+    pad_values: Mapping[str, float] | None = None
+    task: str | None = None  # manifest task; None: classification with labels, else embedding
+    primary_output: str | None = None  # the output built-in metrics read (default: first)
+    loss_fn: UserLoss | None = None
+    # transformers models: tokenizer (object or local folder), max_length, pooling
+    tokenizer: Any = None
+    max_length: int | None = None
+    pooling: Literal["none", "mean"] = "none"
 
 
 @dataclass
@@ -68,6 +115,11 @@ class ExportRecord:
     seconds: float = 0.0
     metrics: ArtifactMetrics | None = None
     error: str | None = None
+    status: str = "pending"  # shipped | rejected | failed
+    reason: str | None = None
+    quantization: str | None = None
+    input_shapes: dict | None = None
+    bucket_group: str | None = None
 
 
 @dataclass
@@ -77,13 +129,22 @@ class CompressResult:
     model: nn.Module
     steps: list[StepResult]
     exports: list[ExportRecord]
-    baseline_accuracy: float | None
-    compressed_accuracy: float | None
+    metric: MetricSpec
+    baseline_score: float | None
+    compressed_score: float | None
     params_before: int
     params_after: int
     package: Path | None = None
     report: Path | None = None
     plot: Path | None = None
+
+    @property
+    def baseline_accuracy(self) -> float | None:
+        return self.baseline_score if self.metric.name == "accuracy" else None
+
+    @property
+    def compressed_accuracy(self) -> float | None:
+        return self.compressed_score if self.metric.name == "accuracy" else None
 
     def export(self, name: str) -> ExportRecord:
         for r in self.exports:
@@ -91,10 +152,17 @@ class CompressResult:
                 return r
         raise KeyError(name)
 
+    @property
+    def shipped(self) -> list[ExportRecord]:
+        return [r for r in self.exports if r.status == "shipped"]
+
     def summary(self) -> dict:
         return {
             "name": self.name,
             "version": self.version,
+            "metric": self.metric.model_dump(),
+            "baseline_score": self.baseline_score,
+            "compressed_score": self.compressed_score,
             "baseline_accuracy": self.baseline_accuracy,
             "compressed_accuracy": self.compressed_accuracy,
             "params": [self.params_before, self.params_after],
@@ -106,9 +174,13 @@ class CompressResult:
                     "name": r.name,
                     "format": r.format,
                     "precision": r.precision,
+                    "quantization": r.quantization,
                     "size": r.size,
                     "seconds": round(r.seconds, 2),
+                    "status": r.status,
+                    "reason": r.reason,
                     "error": r.error,
+                    "input_shapes": r.input_shapes,
                     "metrics": r.metrics.model_dump() if r.metrics else None,
                 }  # fmt: skip
                 for r in self.exports
@@ -116,162 +188,279 @@ class CompressResult:
         }
 
 
-def _short(e: BaseException) -> str:
-    text = f"{type(e).__name__}: {e}".strip().replace("\n", " ")
-    return text if len(text) <= 400 else text[:397] + "..."
+def _labels(y: Any) -> np.ndarray | None:
+    if y is None:
+        return None
+    return y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else np.asarray(y)
 
 
-def _jobs(opts: CompressOptions) -> list[tuple[str, str, str]]:
-    """(artifact name, format, precision) in export order."""
-    jobs = []
-    for fmt in opts.export.formats:
-        for prec in opts.export.precisions:
-            if fmt == "onnx" and prec == "int8":
-                for mode in opts.quantize.onnx:
-                    suffix = "" if mode == "static" else "-dynamic"
-                    jobs.append((f"model.int8{suffix}.onnx", fmt, prec))
-            else:
-                jobs.append((f"model.{prec}.{_EXT[fmt]}", fmt, prec))
-    return jobs
+def _split(data: Any) -> tuple[Any, Any]:
+    """``(inputs, labels or None)`` or inputs alone (several inputs: a dict, not a tuple)."""
+    if isinstance(data, tuple) and len(data) == 2:
+        return data
+    return data, None
 
 
-def _export_one(
-    name: str, fmt: str, prec: str, model: nn.Module, sample: np.ndarray, calib: np.ndarray,
-    work: Path, opts: CompressOptions, reporter: Reporter,
-) -> Path:  # fmt: skip
-    out = work / name
-    fp32_onnx = work / "model.fp32.onnx"
-    if fmt == "onnx":
-        if not fp32_onnx.exists():
-            _export.export_onnx(model, sample, fp32_onnx, opts.export.opset)
-        if prec == "fp32":
-            return fp32_onnx
-        if "dynamic" in name:
-            return _export.quantize_onnx_dynamic(fp32_onnx, out, opts.quantize.reduce_range)
-        with reporter.task("calibrate onnx int8", len(calib)) as advance:
-            return _export.quantize_onnx_static(
-                fp32_onnx,
-                calib,
-                out,
-                per_channel=opts.quantize.per_channel,
-                reduce_range=opts.quantize.reduce_range,
-                on_item=advance,
-            )
-    exporter = _export.EXPORTERS[fmt]
-    if prec == "fp32":
-        return exporter(model, sample, out)
-    with reporter.task(f"calibrate {fmt} int8", len(calib)) as advance:
-        return exporter(model, sample, out, int8=True, calib=calib, on_item=advance)
+def _loss_factory(wrapper_of: Callable[[nn.Module], NamedIO], user: UserLoss | None,
+                  primary: str, has_labels: bool) -> Callable[[nn.Module], Any]:  # fmt: skip
+    """Fine-tuning loss per step: the user's; else cross-entropy on labels; else match the
+    pre-step (teacher) model's float outputs (MSE), so unlabeled models can fine-tune."""
+
+    def named(m: nn.Module, xb) -> dict[str, torch.Tensor]:
+        w = wrapper_of(m)
+        args = [xb[k] for k in w.input_names] if isinstance(xb, Mapping) else [xb]
+        return w.named(*args)
+
+    def factory(teacher: nn.Module):
+        if user is not None:
+            return lambda m, xb, yb: user(named(m, xb), yb)
+        if has_labels:
+            return lambda m, xb, yb: nn.functional.cross_entropy(named(m, xb)[primary], yb)
+
+        def match(m, xb, yb):
+            with torch.no_grad():
+                target = named(teacher, xb)
+            out = named(m, xb)
+            losses = [nn.functional.mse_loss(out[k], target[k]) for k in out
+                      if out[k].is_floating_point()]  # fmt: skip
+            return torch.stack(losses).sum()
+
+        return match
+
+    return factory
 
 
 def compress(
-    model: nn.Module,
-    calib_data: np.ndarray,
+    model: nn.Module | str | Path,
+    calib_data: Any,
     eval_fn: EvalFn | None = None,
     options: CompressOptions | None = None,
     *,
-    train_data: tuple[np.ndarray, np.ndarray] | None = None,
-    heldout: tuple[np.ndarray, np.ndarray | None] | None = None,
+    train_data: Any = None,
+    heldout: Any = None,
     out: str | Path = "edgefleet-out",
     signing_key: Ed25519PrivateKey | str | Path | None = None,
     quiet: bool = True,
 ) -> CompressResult:
-    """Compress ``model`` with ``options.steps``, export every format/precision, verify
-    each artifact against the compressed torch fp32 model, package, sign and report.
+    """Compress ``model`` with ``options.steps``, export every format/precision/quantization
+    candidate, verify each on its runtime with the metric, ship those that pass the gate,
+    package, sign and report.
 
-    ``calib_data``: float32 inputs (N, ...) for int8 calibration (and parity checks when
-    no ``heldout`` is given). ``eval_fn(predict) -> float`` scores a predictor when there
-    are no held-out labels. ``train_data=(x, y)`` is needed by steps that fine-tune.
+    ``model``: an ``nn.Module``, a ``transformers`` model or a local model folder.
+    ``calib_data``: example inputs, {name: array} (any dtype), a tuple or one array (named
+    from ``forward``), or a list of texts for a transformers model; used to calibrate and,
+    without ``heldout``, to verify. ``heldout``: (inputs, labels or None) or inputs.
+    ``eval_fn(predict) -> float`` computes a metric the trainer does not know, where
+    ``predict`` maps {input: array} -> {output: array}. ``train_data``: (inputs, labels or
+    None) for steps that fine-tune.
     """
     opts = options or CompressOptions()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if isinstance(signing_key, str | Path):
         signing_key = load_private_key(signing_key)
-    calib_data = np.ascontiguousarray(calib_data, dtype=np.float32)
-    x_eval, y_eval = heldout if heldout is not None else (calib_data, None)
-    x_eval = np.ascontiguousarray(x_eval, dtype=np.float32)
+    hf = None
+    files: list[Path] = []
+    preprocessing = opts.preprocessing
+    dynamic_dims, pad_values = opts.dynamic_dims, dict(opts.pad_values or {})
+    task = opts.task
+    try:
+        if is_hf_model(model):
+            hf = load_hf(model, calib_data, tokenizer=opts.tokenizer, max_length=opts.max_length,
+                         pooling=opts.pooling, input_names=opts.input_names)  # fmt: skip
+            module, feeds, names = hf.module, hf.feeds, hf.input_names
+            dynamic_dims = dynamic_dims or hf.dynamic_dims
+            pad_values = {**hf.pad_values, **pad_values}
+            files, task = hf.tokenizer_files, task or hf.task
+            preprocessing = (preprocessing or Preprocessing()).model_copy(update={"text": hf.text})
+        else:
+            if not isinstance(model, nn.Module):
+                raise ConfigError(f"expected a torch nn.Module, a transformers model or a model "
+                                  f"folder, got {type(model).__name__}")  # fmt: skip
+            module = model
+            feeds = as_feeds(module, calib_data, opts.input_names)
+            names = list(feeds)
+        return _compress(module, feeds, names, eval_fn, opts, train_data, heldout, out,
+                         signing_key, quiet, dynamic_dims, pad_values, task, preprocessing,
+                         files, hf)  # fmt: skip
+    finally:
+        if hf is not None:
+            hf.close()
+
+
+def _compress(
+    module, feeds, names, eval_fn, opts, train_data, heldout, out, signing_key, quiet,
+    dynamic_dims, pad_values, task, preprocessing, files, hf,
+) -> CompressResult:  # fmt: skip
+    module = module.eval()
+    wrapper = NamedIO(module, names, opts.output_names)
+    io = describe_io(wrapper, take_rows(feeds, slice(0, 2)), dynamic_dims, pad_values)
+    if heldout is not None:
+        x, y = _split(heldout)
+        eval_feeds = hf.tokenize(x) if hf is not None else as_feeds(module, x, names)
+        labels = _labels(y)
+    else:
+        eval_feeds, labels = feeds, None
     if opts.verify.samples:
-        x_eval = x_eval[: opts.verify.samples]
-        y_eval = None if y_eval is None else y_eval[: opts.verify.samples]
+        eval_feeds = take_rows(eval_feeds, slice(0, opts.verify.samples))
+        labels = None if labels is None else labels[: opts.verify.samples]
+    primary = opts.primary_output or io.output_names[0]
+    if primary not in io.output_names:
+        raise ConfigError(f"primary_output {primary!r} is not an output: {io.output_names}")
+    pspec = next(s for s in io.outputs if s.name == primary)
+    classifier = (labels is not None or task == "classification" or bool(opts.labels)) and \
+        len(pspec.shape) == 2 and pspec.dtype.startswith("float")  # fmt: skip
+    task = task or ("classification" if classifier else "embedding")
+    metric = opts.metric or (MetricSpec(name="score") if eval_fn is not None and labels is None
+                             else default_metric(labels is not None, classifier))  # fmt: skip
+    reference = torch_predict(wrapper)(eval_feeds)
+    evaluator = Evaluator(eval_feeds, reference, metric, primary, labels, classifier, eval_fn)
 
-    def accuracy(m: nn.Module) -> float | None:
-        if y_eval is not None:
-            return float((predict_logits(m, x_eval).argmax(1) == y_eval).mean())
-        return eval_fn(lambda xb: predict_logits(m, xb)) if eval_fn else None
+    def score(m: nn.Module) -> float:
+        return evaluator.score(torch_predict(NamedIO(m, names, opts.output_names)))[0]
 
-    model = model.eval()
     with Reporter(quiet=quiet) as reporter:
-        baseline = accuracy(model)
+        baseline = score(module)
+        gate = StepGate(metric.name, score, lambda v: metric.passes(v, baseline),
+                        lambda v: f"{metric.name} {v:.4g} misses the gate "
+                                  f"(reference {baseline:.4g})")  # fmt: skip
+        train = None
+        if train_data is not None:
+            tx, ty = _split(train_data)
+            tf = hf.tokenize(tx) if hf is not None else as_feeds(module, tx, names)
+            # One input: a plain array, which the recipe steps' own losses (distill) take.
+            train = (tf[names[0]] if len(names) == 1 else tf, _labels(ty))
+        has_labels = train is not None and train[1] is not None and classifier
+        loss_for = _loss_factory(lambda m: NamedIO(m, names, opts.output_names), opts.loss_fn,
+                                 primary, has_labels)  # fmt: skip
         compressed, steps = apply_steps(
-            model, opts.steps, train_spec=opts.train, train=train_data, accuracy_fn=accuracy,
+            module, opts.steps, train_spec=opts.train, train=train, gate=gate, loss_for=loss_for,
             reporter=reporter, seed=opts.seed,
         )  # fmt: skip
-        ref_logits = predict_logits(compressed, x_eval)
+        cwrap = NamedIO(compressed, names, opts.output_names)
         result = CompressResult(
-            opts.name, opts.version, compressed, steps, [], baseline, accuracy(compressed),
-            count_params(model), count_params(compressed),
+            opts.name, opts.version, compressed, steps, [], metric, baseline, score(compressed),
+            count_params(module), count_params(compressed),
         )  # fmt: skip
-        calib = calib_data[: opts.quantize.calibration_samples]
-        sample = calib_data[:1]
-        golden_x = x_eval[: opts.verify.golden_samples]
-        inputs = [TensorSpec(name="input", dtype="float32", shape=["batch", *sample.shape[1:]])]
-        outputs = [TensorSpec(name="logits", dtype="float32", shape=["batch", ref_logits.shape[1]])]
-        with tempfile.TemporaryDirectory(prefix="edgefleet-export-") as tmp, PackageBuilder(
-            opts.name, opts.version, inputs=inputs, outputs=outputs,
-            labels=list(opts.labels), preprocessing=opts.preprocessing,
-            description=opts.description, recipe_digest=opts.recipe_digest,
-        ) as builder:  # fmt: skip
-            work = Path(tmp)
-            builder.set_golden_inputs({"input": golden_x})
-            jobs = _jobs(opts)
-            with reporter.task("export + verify", len(jobs)) as advance:
-                for name, fmt, prec in jobs:
-                    rec = ExportRecord(name, fmt, prec)
-                    result.exports.append(rec)
-                    t0 = time.perf_counter()
-                    try:
-                        rec.path = _export_one(name, fmt, prec, compressed, sample, calib,
-                                               work, opts, reporter)  # fmt: skip
-                        rec.seconds = time.perf_counter() - t0
-                        rec.size = rec.path.stat().st_size
-                        v = verify_artifact(
-                            rec.path, format=fmt, precision=prec, inputs=inputs,
-                            outputs=outputs, x=x_eval, y=y_eval, reference_logits=ref_logits,
-                            golden_x=golden_x, latency_runs=opts.verify.latency_runs,
-                            eval_fn=eval_fn,
-                        )  # fmt: skip
-                    except Exception as e:
-                        rec.error = _short(e)
-                        rec.seconds = time.perf_counter() - t0
-                        log.warning("export %s failed: %s", name, rec.error, exc_info=True)
-                        builder.add_failed_export(fmt, prec, rec.error)
-                        reporter.note(f"[yellow]{name}: FAILED ({rec.error})")
-                        advance(info=f"{name} failed")
-                        continue
-                    rec.metrics = v.metrics
-                    atol, rtol = golden_tolerance(prec, v.golden_outputs["logits"])
-                    builder.add_artifact(
-                        rec.path, format=fmt, precision=prec, name=name,
-                        targets=list(opts.targets), fixed_batch=v.fixed_batch,
-                        metrics=v.metrics, golden_outputs=v.golden_outputs,
-                        golden_atol=atol, golden_rtol=rtol,
-                    )  # fmt: skip
-                    advance(info=f"{name} {rec.size // 1024} KiB acc {v.metrics.accuracy}")
-            if not any(r.metrics for r in result.exports):
-                reasons = "; ".join(f"{r.name}: {r.error}" for r in result.exports)
-                raise _export_error(f"every export failed: {reasons}")
-            result.package = builder.build(
-                out / f"{opts.name}-{opts.version}.efpkg", signing_key=signing_key
-            )
+        _export_and_package(result, cwrap, io, feeds, eval_feeds, evaluator, wrapper, opts,
+                            out, signing_key, reporter, pad_values, task, preprocessing,
+                            files, baseline)  # fmt: skip
     result.report, result.plot = _write_report(result, out)
     return result
 
 
-def _export_error(msg: str) -> Exception:
-    from edgefleet.sdk import PackageError
+def _export_and_package(result, cwrap, io, feeds, eval_feeds, evaluator, ref_wrapper, opts, out,
+                        signing_key, reporter, pad_values, task, preprocessing, files,
+                        baseline) -> None:  # fmt: skip
+    fam = model_family(cwrap)
+    exported_ref = torch_predict(cwrap)
+    golden_x = take_rows(eval_feeds, slice(0, opts.verify.golden_samples))
+    buckets = plan_buckets(io, opts.buckets, feeds)
+    if buckets[0] and set(opts.export.formats) - {"onnx"}:
+        # Golden inputs fit the smallest bucket, so every bucket can run them (padded).
+        golden_x = fit_to_shape(golden_x, bucket_shapes(io, buckets[0]), pad_values)
+    calib = take_rows(feeds, slice(0, opts.quantize.calibration_samples))
+    quant = OnnxQuantOptions(per_channel=opts.quantize.per_channel,
+                             reduce_range=opts.quantize.reduce_range,
+                             calibration_samples=opts.quantize.calibration_samples)  # fmt: skip
+    evaluators: dict[str, tuple[Evaluator, dict, float]] = {}
 
-    return PackageError(msg)
+    def for_shape(shapes) -> tuple[Evaluator, dict, float]:
+        """The evaluator, parity reference and reference metric for inputs fitted to a
+        bucket (the reference model sees the same padded/cut inputs as the artifact)."""
+        key = repr(shapes)
+        if key not in evaluators:
+            if not shapes:
+                ev, ref_value = evaluator, baseline
+            else:
+                fx = fit_to_shape(evaluator.feeds, shapes, pad_values)
+                ev = copy.copy(evaluator)
+                ev.feeds, ev.reference = fx, torch_predict(ref_wrapper)(fx)
+                ref_value = ev.score(torch_predict(ref_wrapper))[0]
+            evaluators[key] = (ev, exported_ref(ev.feeds), ref_value)
+        return evaluators[key]
+
+    cands: list[Candidate] = []
+    total = len(opts.export.formats) * len(opts.export.precisions) * len(buckets)
+    with tempfile.TemporaryDirectory(prefix="edgefleet-export-") as tmp, \
+            reporter.task("export + verify", total) as advance:  # fmt: skip
+
+        def done(c: Candidate) -> None:
+            cands.append(c)
+            if c.error is None:
+                ev, parity_ref, ref_value = for_shape(c.input_shapes)
+                try:
+                    verify_candidate(c, io, ev, parity_ref, ref_value,
+                                     latency_runs=opts.verify.latency_runs,
+                                     pad_values=pad_values)  # fmt: skip
+                except Exception as e:
+                    c.error = f"verification failed: {type(e).__name__}: {e}"[:400]
+                    log.warning("verifying %s failed", c.name, exc_info=True)
+            figure = f"{c.metrics.metric} {c.metrics.value:.4f}" if c.metrics else c.error
+            advance(info=f"{c.name}: {figure}")
+
+        export_candidates(
+            cwrap, io, calib, Path(tmp), formats=list(opts.export.formats),
+            precisions=list(opts.export.precisions), onnx_methods=opts.quantize.onnx,
+            quant=quant, opset=opts.export.opset, buckets=opts.buckets, pad_values=pad_values,
+            calib_n=opts.quantize.calibration_samples, family=fam, on_done=done,
+        )  # fmt: skip
+        choose(cands, evaluator.metric)
+        for c in cands:
+            result.exports.append(ExportRecord(
+                c.name, c.format, c.precision, c.path, c.size, c.seconds, c.metrics, c.error,
+                c.status, c.reason, c.quantization, c.input_shapes, c.bucket_group,
+            ))  # fmt: skip
+        shipped = [c for c in cands if c.status == "shipped"]
+        if not shipped:
+            lines = [f"{c.name}: {c.reason or c.error}" for c in cands]
+            raise AccuracyGateError(
+                f"no artifact passed the accuracy gate ({evaluator.metric.name}, reference "
+                f"{baseline:.4g}):\n  " + "\n  ".join(lines)
+            )
+        _package(result, shipped, cands, io, golden_x, exported_ref, opts, out, signing_key,
+                 pad_values, task, preprocessing, files, evaluator.metric)  # fmt: skip
+
+
+def _package(result, shipped, cands, io, golden_x, exported_ref, opts, out, signing_key,
+             pad_values, task, preprocessing, files, metric) -> None:  # fmt: skip
+    with PackageBuilder(
+        opts.name, opts.version, inputs=io.inputs, outputs=io.outputs, task=task,
+        labels=list(opts.labels), preprocessing=preprocessing, description=opts.description,
+        recipe_digest=opts.recipe_digest,
+    ) as builder:  # fmt: skip
+        builder.set_golden_inputs(golden_x)
+        symbols = [s for s in io.symbols() if s != "batch"]
+        builder.set_gate(metric, {k: v for k, v in pad_values.items() if k in io.input_names}
+                         if symbols or pad_values else None)  # fmt: skip
+        for f in files:
+            builder.add_file(f, role="tokenizer", path=f"tokenizer/{f.name}")
+        for c in cands:
+            if c.status == "failed":
+                builder.add_failed_export(c.format, c.precision, c.error or "failed")
+            elif c.status == "rejected":
+                m = c.metrics
+                builder.reject(RejectedArtifact(
+                    name=c.name, format=c.format, precision=c.precision,
+                    metric=m.metric if m else None, value=m.value if m else None,
+                    reference_value=m.reference_value if m else None, reason=c.reason or "",
+                ))  # fmt: skip
+        for c in shipped:
+            # Golden outputs come from the reference torch model (the exported one), on the
+            # golden inputs fitted to the artifact's bucket; the tolerance from its parity.
+            gx = fit_to_shape(golden_x, c.input_shapes, pad_values)
+            golden = exported_ref(gx)
+            span = np.concatenate([np.abs(v).ravel().astype(np.float64) for v in golden.values()])
+            atol, rtol = golden_tolerance(c.precision, span, c.parity_error)
+            builder.add_artifact(
+                c.path, format=c.format, precision=c.precision, name=c.name,
+                targets=list(opts.targets), fixed_batch=None if c.format == "onnx" else 1,
+                metrics=c.metrics, golden_outputs=golden, golden_atol=atol, golden_rtol=rtol,
+                quantization=c.quantization, input_shapes=c.input_shapes,
+                bucket_group=c.bucket_group,
+            )  # fmt: skip
+        result.package = builder.build(out / f"{opts.name}-{opts.version}.efpkg",
+                                       signing_key=signing_key)  # fmt: skip
 
 
 def _write_report(result: CompressResult, out: Path) -> tuple[Path, Path]:

@@ -107,7 +107,9 @@ class Distill(_Strict):
 
 
 class LowRank(_Strict):
-    """Factor Linear layers W ~ U V with the smallest rank keeping ``energy`` of S^2."""
+    """Factor Linear layers W ~ U V. The rank is searched: starting from the smallest rank
+    keeping ``energy`` of S^2, ranks grow (energies ``ENERGY_LADDER``) until the model
+    passes the accuracy gate; when none does, the step is skipped and reported."""
 
     step: Literal["lowrank"]
     energy: float = Field(0.9, gt=0.0, le=1.0)
@@ -125,16 +127,18 @@ class QuantizeSpec(_Strict):
     per_channel: bool = True
     # 7-bit weights: x86 AVX2/AVX-512 (non-VNNI) u8s8 kernels saturate with full 8-bit
     # weights (measured on the mobilenet_v2 recipe: ORT int8 accuracy 0.71 -> 0.80 = fp32).
-    reduce_range: bool = True
-    # ONNX int8 flavours: static QDQ (calibrated) and/or dynamic.
-    onnx: list[Literal["static", "dynamic"]] = Field(default_factory=lambda: ["static"])
+    # None: decided from the CPU (full range where it has VNNI / ARM dot-product).
+    reduce_range: bool | None = None
+    # ONNX int8 flavours: static QDQ (calibrated) and/or dynamic; None picks by model family
+    # (static for CNNs, dynamic on MatMul/Gemm for transformers and MLPs).
+    onnx: list[Literal["static", "dynamic"]] | None = None
 
 
 class ExportSpec(_Strict):
     formats: list[Literal["onnx", "tflite", "pte"]] = Field(
         default_factory=lambda: ["onnx", "tflite", "pte"], min_length=1
     )
-    precisions: list[Literal["fp32", "int8"]] = Field(
+    precisions: list[Literal["fp32", "int8", "int4"]] = Field(
         default_factory=lambda: ["fp32", "int8"], min_length=1
     )
     opset: int = Field(17, ge=13, le=21)
@@ -144,6 +148,12 @@ class VerifySpec(_Strict):
     samples: int = Field(0, ge=0, description="held-out samples to verify on; 0 = all")
     latency_runs: int = Field(30, ge=1)
     golden_samples: int = Field(4, ge=1, le=64)
+    # The accuracy gate (edgefleet.sdk.MetricSpec); None: accuracy within 5 points of the
+    # reference when there are labels, else cosine to the reference >= 0.99.
+    metric: str | None = None
+    direction: Literal["higher", "lower"] = "higher"
+    floor: float | None = None
+    max_drop: float | None = Field(None, ge=0.0)
 
 
 class Recipe(_Strict):

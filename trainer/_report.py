@@ -1,4 +1,4 @@
-"""The run report: a markdown table and a PNG plot of size vs latency vs accuracy."""
+"""The run report: a markdown table and a PNG plot of size vs latency vs the metric."""
 
 from __future__ import annotations
 
@@ -24,22 +24,29 @@ def _plot(result: CompressResult, png: Path) -> None:
     matplotlib.use("Agg")  # headless: no display on build machines
     import matplotlib.pyplot as plt
 
+    name = result.metric.name
     ok = [r for r in result.exports if r.metrics is not None]
     fig, ax = plt.subplots(figsize=(7, 4.5))
     if ok:
         sizes = [r.size / 1024 for r in ok]
         lat = [r.metrics.latency_ms_p50 or 0.0 for r in ok]
-        acc = [r.metrics.accuracy or 0.0 for r in ok]
-        sc = ax.scatter(sizes, lat, c=acc, s=[40 + 300 * a for a in acc], cmap="viridis",
-                        edgecolors="black")  # fmt: skip
+        val = [r.metrics.value or 0.0 for r in ok]
+        lo, hi = min(val), max(val)
+        rel = [(v - lo) / (hi - lo) if hi > lo else 1.0 for v in val]
+        if result.metric.direction == "lower":
+            rel = [1 - r for r in rel]
+        edges = ["black" if r.status == "shipped" else "red" for r in ok]
+        sc = ax.scatter(sizes, lat, c=val, s=[40 + 300 * r for r in rel], cmap="viridis",
+                        edgecolors=edges)  # fmt: skip
         for r, xs, ys in zip(ok, sizes, lat, strict=True):
-            ax.annotate(r.name, (xs, ys), textcoords="offset points", xytext=(5, 5), fontsize=8)
-        fig.colorbar(sc, ax=ax, label="held-out accuracy")
+            label = r.name if r.status == "shipped" else f"{r.name} (rejected)"
+            ax.annotate(label, (xs, ys), textcoords="offset points", xytext=(5, 5), fontsize=8)
+        fig.colorbar(sc, ax=ax, label=f"held-out {name}")
     ax.set_xscale("log")
     ax.margins(x=0.3, y=0.15)  # room for the artifact labels
     ax.set_xlabel("artifact size (KiB, log)")
     ax.set_ylabel("host latency p50, batch 1 (ms)")
-    ax.set_title(f"{result.name} {result.version}: size vs latency vs accuracy")
+    ax.set_title(f"{result.name} {result.version}: size vs latency vs {name}")
     ax.grid(True, alpha=0.3)
     fig.tight_layout()
     fig.savefig(png, dpi=110)
@@ -51,11 +58,17 @@ def write_report(result: CompressResult, out_dir: Path) -> tuple[Path, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     md, png = out_dir / "report.md", out_dir / "report.png"
     _plot(result, png)
+    m = result.metric
+    gate = ", ".join(
+        p for p in (f"floor {m.floor:g}" if m.floor is not None else "",
+                    f"max drop {m.max_drop:g}" if m.max_drop is not None else "") if p
+    ) or "no floor"  # fmt: skip
     lines = [
         f"# {result.name} {result.version}",
         "",
-        f"- reference (torch fp32, uncompressed) accuracy: {_fmt(result.baseline_accuracy, '.4f')}",
-        f"- compressed torch fp32 accuracy: {_fmt(result.compressed_accuracy, '.4f')}",
+        f"- metric: **{m.name}** ({m.direction} is better; gate: {gate})",
+        f"- reference (torch fp32, uncompressed) {m.name}: {_fmt(result.baseline_score, '.4f')}",
+        f"- compressed torch fp32 {m.name}: {_fmt(result.compressed_score, '.4f')}",
         f"- parameters: {result.params_before} -> {result.params_after}",
         f"- package: `{result.package.name if result.package else '-'}`"
         + (f" ({result.package.stat().st_size} bytes)" if result.package else ""),
@@ -64,31 +77,36 @@ def write_report(result: CompressResult, out_dir: Path) -> tuple[Path, Path]:
         "",
     ]
     lines += [
-        f"{i + 1}. **{s.step}**: params {s.params_before} -> {s.params_after}; {s.detail}"
-        + (f"; accuracy {s.accuracy:.4f}" if s.accuracy is not None else "")
+        f"{i + 1}. **{s.step}**{' (skipped)' if s.skipped else ''}: params {s.params_before} -> "
+        f"{s.params_after}; {s.detail}"
+        + (f"; {s.metric} {s.score:.4f}" if s.score is not None else "")
         for i, s in enumerate(result.steps)
     ] or ["(none)"]
+    extra = sorted({k for r in result.exports if r.metrics for k in r.metrics.scores} - {m.name})
     lines += [
         "",
         "## Artifacts",
         "",
-        "| artifact | format | precision | size (bytes) | accuracy | top-1 agreement "
-        "| max abs error | latency p50 (ms) | export (s) |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|",
+        f"| artifact | format | precision | quantization | size (bytes) | {m.name} | "
+        + "".join(f"{k} | " for k in extra)
+        + "latency p50 (ms) | export (s) | status |",
+        "|---|---|---|---|---:|---:|" + "---:|" * len(extra) + "---:|---:|---|",
     ]
     for r in result.exports:
         if r.metrics is None:
             continue
-        m = r.metrics
+        s = r.metrics
+        status = "shipped" if r.status == "shipped" else f"rejected: {r.reason}"
         lines.append(
-            f"| {r.name} | {r.format} | {r.precision} | {r.size} | {_fmt(m.accuracy, '.4f')} "
-            f"| {_fmt(m.top1_agreement, '.4f')} | {_fmt(m.max_abs_error, '.4g')} "
-            f"| {_fmt(m.latency_ms_p50, '.3f')} | {r.seconds:.1f} |"
+            f"| {r.name} | {r.format} | {r.precision} | {r.quantization or '-'} | {r.size} "
+            f"| {_fmt(s.value, '.4f')} | "
+            + "".join(f"{_fmt(s.scores.get(k), '.4g')} | " for k in extra)
+            + f"{_fmt(s.latency_ms_p50, '.3f')} | {r.seconds:.1f} | {status} |"
         )
     failed = [r for r in result.exports if r.error is not None]
     lines += ["", "## Failed exports", ""]
     lines += [f"- {r.format} {r.precision}: {r.error}" for r in failed] or ["(none)"]
-    lines += ["", f"![size vs latency vs accuracy]({png.name})", ""]
+    lines += ["", f"![size vs latency vs {m.name}]({png.name})", ""]
     md.write_text("\n".join(lines))
     log.info("report written to %s", md)
     return md, png

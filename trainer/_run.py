@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from edgefleet.sdk import Preprocessing
+from edgefleet.sdk import MetricSpec, Preprocessing
 
 from ._data import load_dataset
 from ._models import build_model
@@ -71,8 +71,20 @@ def run_recipe(
         ),  # fmt: skip
         recipe_digest=recipe_digest(recipe),
         seed=recipe.seed,
+        metric=_metric(recipe),
+        # The built-in models' names since schema 1: devices and the demo feed "input".
+        input_names=("input",),
+        output_names=("logits",),
+        task="classification",
     )
     return compress(
         model, calib, options=opts, train_data=(ds.x_train, ds.y_train),
         heldout=(ds.x_test, ds.y_test), out=out, signing_key=signing_key, quiet=quiet,
     )  # fmt: skip
+
+
+def _metric(recipe: Recipe) -> MetricSpec | None:
+    v = recipe.verify
+    if v.metric is None:
+        return None
+    return MetricSpec(name=v.metric, direction=v.direction, floor=v.floor, max_drop=v.max_drop)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import torch
@@ -16,8 +16,9 @@ __all__ = ["fit", "evaluate", "predict_logits", "LossFn"]
 
 log = logging.getLogger(__name__)
 
-# (model, inputs, labels) -> loss; lets distillation reuse the same loop.
-LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+# (model, inputs, labels) -> loss; lets distillation reuse the same loop. Inputs are a
+# tensor, or {name: tensor} for a model with named inputs; labels may be None.
+LossFn = Callable[[nn.Module, torch.Tensor | dict, torch.Tensor | None], torch.Tensor]
 
 
 def _ce(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -26,8 +27,8 @@ def _ce(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 def fit(
     model: nn.Module,
-    x: np.ndarray,
-    y: np.ndarray,
+    x: np.ndarray | Mapping[str, np.ndarray],
+    y: np.ndarray | None,
     spec: TrainSpec,
     *,
     epochs: int | None = None,
@@ -37,9 +38,13 @@ def fit(
     seed: int = 0,
     sampler_rank: tuple[int, int] | None = None,
 ) -> nn.Module:
-    """Adam + cosine schedule. ``sampler_rank=(rank, world)`` shards each epoch for DDP."""
+    """Adam + cosine schedule. ``sampler_rank=(rank, world)`` shards each epoch for DDP.
+    ``x`` may be {name: array} (named inputs); ``y`` may be None when ``loss_fn`` needs no
+    labels (e.g. matching a teacher's outputs)."""
     epochs = spec.epochs if epochs is None else epochs
     reporter = reporter or Reporter(quiet=True)
+    if loss_fn is None and y is None:
+        raise ValueError("fine-tuning without labels needs a loss_fn")
     loss_fn = loss_fn or _ce
     if epochs == 0:
         return model
@@ -53,9 +58,11 @@ def fit(
         finally:
             torch.set_num_threads(before)
     gen = torch.Generator().manual_seed(seed)
-    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    named = isinstance(x, Mapping)
+    xt = {k: torch.from_numpy(v) for k, v in x.items()} if named else torch.from_numpy(x)
+    yt = None if y is None else torch.from_numpy(y)
     opt = torch.optim.AdamW(model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
-    n = len(xt)
+    n = len(next(iter(xt.values()))) if named else len(xt)
     idx_all = torch.arange(n)
     if sampler_rank is not None:
         rank, world = sampler_rank
@@ -71,7 +78,8 @@ def fit(
             for i in range(0, len(perm), spec.batch_size):
                 b = perm[i : i + spec.batch_size]
                 opt.zero_grad()
-                loss = loss_fn(model, xt[b], yt[b])
+                xb = {k: v[b] for k, v in xt.items()} if named else xt[b]
+                loss = loss_fn(model, xb, None if yt is None else yt[b])
                 loss.backward()
                 opt.step()
                 sched.step()

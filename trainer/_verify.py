@@ -1,20 +1,32 @@
-"""Verify exported artifacts with the SDK's own runtime backends against the torch
-fp32 reference: accuracy, top-1 agreement, max abs error, host latency, golden outputs."""
+"""Run exported artifacts with the SDK's own runtime backends: predictors over named
+inputs (chunked to the artifact's batch, fitted to its shape bucket), host latency, and
+the smoke-test tolerance derived from measured parity."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import platform
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
-from edgefleet.sdk import Artifact, ArtifactMetrics, TensorSpec, sha256_file
+from edgefleet.sdk import Artifact, TensorSpec, sha256_file
 from edgefleet.sdk.backends import OnnxRuntimeOptions, get_backend
 
-__all__ = ["Verified", "verify_artifact", "golden_tolerance", "BACKEND_FOR", "host_name"]
+from ._metrics import Predict
+from ._signature import resize_axis
+
+__all__ = [
+    "BACKEND_FOR",
+    "host_name",
+    "open_session",
+    "session_predict",
+    "fit_to_shape",
+    "latency_ms",
+    "golden_tolerance",
+]
 
 log = logging.getLogger(__name__)
 
@@ -25,78 +37,67 @@ def host_name() -> str:
     return f"{platform.machine()} {platform.system()} python{platform.python_version()}"
 
 
-@dataclass(frozen=True)
-class Verified:
-    metrics: ArtifactMetrics
-    golden_outputs: dict[str, np.ndarray]
-    fixed_batch: int | None
-    latency_ms: float
-
-
-def _run_all(session, x: np.ndarray, fixed_batch: int | None, chunk: int = 256) -> np.ndarray:
-    step = fixed_batch or chunk
-    outs = [session.run({"input": x[i : i + step]})["logits"] for i in range(0, len(x), step)]
-    return np.concatenate(outs).astype(np.float32)
-
-
-def golden_tolerance(precision: str, golden: np.ndarray) -> tuple[float, float]:
-    """(atol, rtol) the same runtime on a device meets: fp32 kernels differ by summation
-    order; int8 kernels may round one or two quantisation steps differently (ARM vs x86)."""
-    span = float(np.abs(golden).max()) if golden.size else 1.0
-    if precision == "int8":
-        return max(0.05, 0.03 * span), 0.02
-    return max(1e-4, 1e-4 * span), 1e-3
-
-
-def verify_artifact(
-    path: Path,
-    *,
-    format: str,
-    precision: str,
-    inputs: list[TensorSpec],
-    outputs: list[TensorSpec],
-    x: np.ndarray,
-    y: np.ndarray | None,
-    reference_logits: np.ndarray,
-    golden_x: np.ndarray,
-    latency_runs: int = 30,
-    eval_fn: Callable[[Callable[[np.ndarray], np.ndarray]], float] | None = None,
-) -> Verified:
-    """Load ``path`` on its SDK backend, run held-out ``x`` and compare with the reference."""
-    fixed = None if format == "onnx" else 1  # .tflite/.pte are exported for batch 1
+@contextlib.contextmanager
+def open_session(path: Path, fmt: str, precision: str, inputs: list[TensorSpec],
+                 outputs: list[TensorSpec]) -> Iterator[object]:  # fmt: skip
+    """A backend session on ``path``; ONNX Runtime with one thread, so latency figures
+    compare across artifacts and match small boards."""
     art = Artifact(
-        name=path.name, path=f"artifacts/{path.name}", format=format, precision=precision,
-        sha256=sha256_file(path), size=path.stat().st_size, fixed_batch=fixed,
+        name=path.name, path=f"artifacts/{path.name}", format=fmt, precision=precision,
+        sha256=sha256_file(path), size=path.stat().st_size,
+        fixed_batch=None if fmt == "onnx" else 1,
     )  # fmt: skip
-    backend = get_backend(BACKEND_FOR[format])
-    # One thread for latency so figures compare across artifacts and match small boards.
-    opts = OnnxRuntimeOptions(intra_op_threads=1, inter_op_threads=1) if format == "onnx" else None
-    session = backend.load(path, art, inputs, outputs, opts)
+    opts = OnnxRuntimeOptions(intra_op_threads=1, inter_op_threads=1) if fmt == "onnx" else None
+    session = get_backend(BACKEND_FOR[fmt]).load(path, art, inputs, outputs, opts)
     try:
-        logits = _run_all(session, x, fixed)
-        scored = None
-        if y is None and eval_fn is not None:
-            scored = float(eval_fn(lambda xb: _run_all(session, xb, fixed)))
-        golden = _run_all(session, golden_x, fixed)
-        one = x[:1]
-        for _ in range(3):
-            session.run({"input": one})
-        times = []
-        for _ in range(latency_runs):
-            t0 = time.perf_counter()
-            session.run({"input": one})
-            times.append((time.perf_counter() - t0) * 1000)
+        yield session
     finally:
         session.close()
-    pred, ref_pred = logits.argmax(1), reference_logits.argmax(1)
-    metrics = ArtifactMetrics(
-        samples=len(x),
-        accuracy=float((pred == y).mean()) if y is not None else scored,
-        reference_accuracy=float((ref_pred == y).mean()) if y is not None else None,
-        top1_agreement=float((pred == ref_pred).mean()),
-        max_abs_error=float(np.abs(logits - reference_logits).max()),
-        latency_ms_p50=float(np.median(times)),
-        host=host_name(),
-    )
-    log.info("verified %s: %s", path.name, metrics)
-    return Verified(metrics, {"logits": golden}, fixed, metrics.latency_ms_p50 or 0.0)
+
+
+def fit_to_shape(feeds: Mapping[str, np.ndarray], shapes: Mapping[str, list[int | str]] | None,
+                 pad_values: Mapping[str, float]) -> dict[str, np.ndarray]:  # fmt: skip
+    """Pad (with the input's pad value) or cut every non-batch axis to a bucket's shape."""
+    if not shapes:
+        return dict(feeds)
+    out = {}
+    for k, a in feeds.items():
+        for ax, n in enumerate(shapes.get(k, [])):
+            if ax > 0 and isinstance(n, int) and a.shape[ax] != n:
+                a = resize_axis(a, ax, n, pad_values.get(k, 0))
+        out[k] = a
+    return out
+
+
+def session_predict(session, fixed_batch: int | None, chunk: int = 64) -> Predict:
+    def predict(feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        n = len(next(iter(feeds.values())))
+        step = fixed_batch or chunk
+        parts = [session.run({k: np.ascontiguousarray(v[i : i + step]) for k, v in feeds.items()})
+                 for i in range(0, n, step)]  # fmt: skip
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+    return predict
+
+
+def latency_ms(session, one: Mapping[str, np.ndarray], runs: int) -> float:
+    """Median host latency of one batch-1 call, after 3 warm-up calls."""
+    for _ in range(3):
+        session.run(dict(one))
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        session.run(dict(one))
+        times.append((time.perf_counter() - t0) * 1000)
+    return float(np.median(times))
+
+
+def golden_tolerance(precision: str, golden_ref: np.ndarray, measured_err: float
+                     ) -> tuple[float, float]:  # fmt: skip
+    """(atol, rtol) for the device smoke test against the *reference* model's outputs: twice
+    the error this artifact showed on held-out data, plus room for another CPU's kernels
+    (summation order for fp32; one or two quantisation steps for int8/int4). An artifact
+    that drifts further than it was measured to cannot pass."""
+    span = float(np.abs(golden_ref).max()) if golden_ref.size else 1.0
+    slack = 0.01 * span if precision in ("int8", "int4") else 1e-4 * span
+    return max(2.0 * measured_err + slack, 1e-5), 1e-3

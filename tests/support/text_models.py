@@ -156,7 +156,7 @@ def make_encoder_package(
     ):
         b.set_golden_inputs(golden)
         if buckets:
-            b.set_fields(pad_values={"input_ids": 0.0})
+            b.set_gate(pad_values={"input_ids": 0.0})
             for n in buckets:
                 f = encoder_onnx(
                     Path(tmp) / f"s{n}.onnx", seed, batch=bucket_batch or "batch", seq=n, **dims
@@ -206,7 +206,8 @@ def make_gated_package(out: Path) -> Path:
             name="static.int8", format="onnx", precision="int8", metric="cosine", value=0.43,
             reference_value=1.0, reason="below the floor 0.99",
         )  # fmt: skip
-        b.set_fields(metric=GATE, rejected=[rejected])
+        b.set_gate(GATE)
+        b.reject(rejected)
         for name, precision, seed, value in [
             ("ref.fp32", "fp32", 0, 1.0),
             ("broken.int8", "int8", 9, 0.43),

@@ -8,6 +8,7 @@ import pytest
 torch = pytest.importorskip("torch")
 from edgefleet.sdk import (  # noqa: E402
     LoadOptions,
+    MetricSpec,
     TrustPolicy,
     load,
     open_package,
@@ -42,6 +43,7 @@ def test_compress_a_user_mlp_with_an_eval_fn(tmp_path, signing_keys):
     opts = CompressOptions(
         name="user-mlp",
         version="0.3.0",
+        metric=MetricSpec(name="accuracy", max_drop=0.05),
         steps=(LowRank(step="lowrank", energy=0.9, finetune_epochs=0),),
         quantize=QuantizeSpec(calibration_samples=32, onnx=["static", "dynamic"]),
         export=ExportSpec(formats=["onnx"]),
@@ -57,15 +59,23 @@ def test_compress_a_user_mlp_with_an_eval_fn(tmp_path, signing_keys):
         "model.int8-dynamic.onnx",
     ]
     assert all(r.error is None for r in res.exports), [r.error for r in res.exports]
-    # eval_fn scored the baseline, the compressed model and every artifact through its runtime
-    assert len(calls) == 1 + len(opts.steps) + 1 + 3  # baseline, per step, final, artifacts
+    # both int8 flavours pass the gate; only the better-scoring one ships
+    statuses = sorted(r.status for r in res.exports)
+    assert statuses == ["rejected", "shipped", "shipped"]
+    # eval_fn scored the baseline, the low-rank candidates (the rank search), the compressed
+    # model and every artifact through its runtime
+    searched = res.steps[0].detail.count("energy ") or 1
+    assert len(calls) == 1 + searched + 1 + 1 + 3
     with open_package(res.package, TrustPolicy.device(pub)) as pkg:
         assert pkg.manifest.inputs[0].shape == ["batch", 64]
+        assert pkg.manifest.metric.name == "accuracy"
         for a in pkg.manifest.artifacts:
-            assert a.metrics.accuracy > 0.85
-            assert a.metrics.reference_accuracy is None  # no labels were given
+            assert a.metrics.accuracy > 0.85 and a.metrics.metric == "accuracy"
+            assert a.metrics.reference_value == res.baseline_accuracy
+        [rejected] = pkg.manifest.rejected
+        assert "scored better" in rejected.reason
     opts_load = LoadOptions(artifact="model.int8.onnx", trust=TrustPolicy.device(pub))
     with load(res.package, backend="onnxruntime", options=opts_load) as m:
-        out = m.predict(np.ascontiguousarray(x_te[:5]))["logits"]
+        out = m.predict(np.ascontiguousarray(x_te[:5]))["output"]
     assert out.shape == (5, 10)
     assert (tmp_path / "report.md").is_file() and (tmp_path / "report.png").is_file()
