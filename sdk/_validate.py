@@ -77,13 +77,17 @@ class InputValidator:
     """Checks inputs against a model's specs. Built once per model: the per-call path is a
     loop over precomputed tuples (it is most of the SDK's overhead on tiny models)."""
 
-    __slots__ = ("specs", "_checks", "_names", "_single")
+    __slots__ = ("specs", "_checks", "_names", "_single", "_memo")
 
     def __init__(self, specs: list[TensorSpec]) -> None:
         self.specs = list(specs)
         self._checks = [_Check(s) for s in self.specs]
         self._names = frozenset(s.name for s in self.specs)
         self._single = self.specs[0].name if len(self.specs) == 1 else None
+        # (shape, dtype, sizes) of the last valid single-array call: a device app calls
+        # with one shape over and over, and an array of that exact shape and dtype passes
+        # the same name/dtype/shape checks (the NaN check still runs on every call).
+        self._memo: tuple | None = None
 
     def _given(self, inputs: object) -> Mapping[str, object]:
         if type(inputs) is np.ndarray and self._single is not None:
@@ -108,6 +112,18 @@ class InputValidator:
     def __call__(self, inputs: object) -> tuple[dict[str, np.ndarray], dict[str, int]]:
         """Validated contiguous arrays of the spec dtypes, and the size bound to each
         symbolic dimension (the same symbol must have one size across all inputs)."""
+        memo = self._memo
+        if (
+            memo is not None
+            and type(inputs) is np.ndarray
+            and inputs.shape == memo[0]
+            and inputs.dtype is memo[1]
+            and inputs.flags.c_contiguous
+        ):
+            c = self._checks[0]
+            if c.nan and _has_nan(inputs):
+                raise InputError(f"input {c.name!r} contains NaN, which this model forbids")
+            return {c.name: inputs}, memo[2]
         given = self._given(inputs)
         out: dict[str, np.ndarray] = {}
         sizes: dict[str, int] = {}
@@ -152,6 +168,8 @@ class InputValidator:
             if c.nan and _has_nan(a):
                 raise InputError(f"input {name!r} contains NaN, which this model forbids")
             out[name] = a if a.flags.c_contiguous else np.ascontiguousarray(a)
+        if self._single is not None and type(inputs) is np.ndarray and out[self._single] is inputs:
+            self._memo = (inputs.shape, inputs.dtype, sizes)
         return out, sizes
 
 

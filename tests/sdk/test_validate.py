@@ -53,3 +53,20 @@ def test_metrics_count_every_call_from_many_threads():
     assert snap.calls == per * threads and snap.errors == per * threads // 10
     assert snap.p50_ms == pytest.approx(0.1, rel=0.05)
     assert m.snapshot().calls == 0
+
+
+def test_repeated_shape_fast_path_keeps_every_check():
+    check = InputValidator([TensorSpec(name="x", dtype="float32", shape=["batch", 4])])
+    x = np.ones((2, 4), np.float32)
+    assert check(x)[1] == {"batch": 2} and check(x)[0]["x"] is x  # second call: memo
+    bad = x.copy()
+    bad[1, 2] = np.nan
+    with pytest.raises(InputError, match="contains NaN"):
+        check(bad)
+    with pytest.raises(InputError, match="dimension 1 must be 4"):
+        check(np.ones((2, 5), np.float32))
+    with pytest.raises(InputError, match="expected dtype float32, got int64"):
+        check(np.ones((2, 4), np.int64))
+    strided = np.ones((2, 8), np.float32)[:, ::2]  # same shape, not contiguous
+    assert check(strided)[0]["x"].flags.c_contiguous
+    assert check(np.ones((2, 4)))[0]["x"].dtype == np.float32  # float64 -> float32
