@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -21,10 +22,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edgefleet.sdk import EdgefleetError, PackageError, SignatureError
+from edgefleet.sdk import BackendUnavailableError, EdgefleetError, PackageError, SignatureError
 from edgefleet.sdk.protocol import TERMINAL_STATES, DeployCommand, DeploymentState
 
 from ._download import DownloadCanceled, DownloadError, DownloadSpec, download
+from ._fetch_plan import FetchOptions, fetch_for_device
 from ._journal import DeploymentRecord, Journal
 from ._store import ModelStore
 
@@ -171,7 +173,10 @@ class Deployer:
 
     def _cleanup(self, rec: DeploymentRecord) -> None:
         for p in self.downloads.glob(f"{rec.deployment_id}.efpkg*"):
-            p.unlink(missing_ok=True)
+            if p.is_dir():  # a per-device (partial) download
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
 
     # -- steps
     def _download(self, rec: DeploymentRecord) -> DeploymentRecord:
@@ -193,31 +198,58 @@ class Deployer:
             if n >= half:
                 self._fault("during:DOWNLOADING")
 
+        canceled = lambda: rec.deployment_id in self.hooks.canceled  # noqa: E731
         try:
-            download(
-                spec,
-                self._file(rec),
-                on_bytes=on_bytes,
-                canceled=lambda: rec.deployment_id in self.hooks.canceled,
+            # Per-device download first: only the artifact(s) this device will run.
+            fetched = fetch_for_device(
+                cmd,
+                self._parts(rec),
+                FetchOptions(
+                    policy=self.hooks.policy(),
+                    backend=self.hooks.backend,
+                    profile=self.hooks.profile,
+                    token=self.hooks.download_token,
+                    timeout_s=self.hooks.http_timeout_s,
+                    retries=self.hooks.download_retries,
+                ),
+                on_progress=lambda done, total: (
+                    done >= total // 2 and self._fault("during:DOWNLOADING")
+                ),
+                canceled=canceled,
             )
+            if fetched is None:  # the server offers only whole packages
+                download(spec, self._file(rec), on_bytes=on_bytes, canceled=canceled)
         except DownloadCanceled as e:
             raise _Stop(S.CANCELED, "canceled by the fleet while downloading") from e
         except DownloadError as e:
             raise _Stop(S.FAILED, str(e)) from e
+        except SignatureError as e:
+            raise _Stop(S.REJECTED, f"package signature refused: {e}") from e
+        except BackendUnavailableError as e:
+            raise _Stop(S.REJECTED, f"no artifact this device can run: {e}") from e
+        except PackageError as e:
+            raise _Stop(S.FAILED, f"package invalid: {e}") from e
         return self._to(rec, S.VERIFYING)
 
     def _file(self, rec: DeploymentRecord) -> Path:
         return self.downloads / f"{rec.deployment_id}.efpkg"
 
+    def _parts(self, rec: DeploymentRecord) -> Path:
+        return self.downloads / f"{rec.deployment_id}.efpkg.d"
+
     def _verify(self, rec: DeploymentRecord) -> DeploymentRecord:
         self._check_cancel(rec)
         cmd, path = rec.command, self._file(rec)
-        if not path.is_file():  # e.g. cleaned up; fetch again
-            return self._verify(self._download(rec.model_copy(update={"state": S.DOWNLOADING})))
-        from edgefleet.sdk import sha256_file
+        from edgefleet.sdk import PARTIAL_NAME, sha256_file
 
-        size, digest = path.stat().st_size, sha256_file(path)
-        if size != cmd.size or digest != cmd.sha256:
+        if (self._parts(rec) / PARTIAL_NAME).is_file():
+            # Per-device download: each file was checked against the signed manifest as it
+            # arrived; staging checks the signature and every present file again.
+            path = self._parts(rec)
+        elif not path.is_file():  # e.g. cleaned up; fetch again
+            return self._verify(self._download(rec.model_copy(update={"state": S.DOWNLOADING})))
+        elif (path.stat().st_size, sha256_file(path)) != (cmd.size, cmd.sha256):
+            size, digest = path.stat().st_size, sha256_file(path)
             raise _Stop(
                 S.FAILED,
                 f"artifact hash mismatch: expected sha256 {cmd.sha256} ({cmd.size} bytes), "
@@ -243,7 +275,7 @@ class Deployer:
         ):
             raise _Stop(S.REJECTED, "package manifest signature differs from the command's")
         self._check_hardware(manifest)
-        self._file(rec).unlink(missing_ok=True)
+        self._cleanup(rec)
         return self._to(rec, S.STAGED)
 
     def _check_hardware(self, manifest: dict) -> None:

@@ -77,7 +77,6 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(503, {"error": str(e)})
 
     def do_POST(self) -> None:
-        import numpy as np
 
         if self.path != "/v1/predict":
             self._send(404, {"error": f"unknown path {self.path}; POST /v1/predict"})
@@ -100,9 +99,7 @@ class _Handler(BaseHTTPRequestHandler):
         ep = self.endpoint
         try:
             model = ep.active.model
-            specs = {s.name: s.dtype for s in model.info.inputs}
-            feed = {k: np.asarray(v, dtype=specs.get(k, "float32")) for k, v in inputs.items()}
-            out = model.predict(feed)
+            out = model.predict(_feed(model.info.inputs, inputs))
         except NoActiveModelError as e:
             self._send(503, {"error": str(e)})
             return
@@ -115,6 +112,25 @@ class _Handler(BaseHTTPRequestHandler):
             return
         ep.count(error=False)
         self._send(200, {"outputs": {k: v.tolist() for k, v in out.items()}})
+
+
+def _feed(specs, inputs: dict) -> dict:
+    """JSON has one number type: numbers become the spec's float dtype for float inputs;
+    for integer/bool inputs they stay as JSON gave them (ints), so a fractional id reaches
+    the SDK's validation as a float and is refused with a clear error, never truncated."""
+    import numpy as np
+
+    kinds = {s.name: np.dtype(s.dtype) for s in specs}
+    feed = {}
+    for k, v in inputs.items():
+        a = np.asarray(v)
+        dt = kinds.get(k)
+        if dt is not None and dt.kind == "f" and a.dtype.kind in "iuf":
+            a = a.astype(dt)
+        elif dt is not None and dt.kind == "b" and a.dtype.kind == "b":
+            a = a.astype(dt)
+        feed[k] = a
+    return feed
 
 
 class _UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):

@@ -90,7 +90,9 @@ class ModelStore:
     def stage(
         self, slot: str, package_file: Path, policy: TrustPolicy, deployment_id: str | None
     ) -> SlotInfo:
-        """Unpack and verify ``package_file`` into ``slot`` (never the active one)."""
+        """Unpack and verify ``package_file`` into ``slot`` (never the active one).
+        ``package_file`` may also be a package directory (a per-device partial download),
+        which is moved, not copied, into the slot."""
         if slot == self.active_slot():
             raise PackageError(f"refusing to overwrite the active slot {slot}")
         staging = self.root / "slots" / f".{slot}.staging"
@@ -98,7 +100,11 @@ class ModelStore:
         try:
             from edgefleet.sdk import open_package  # pydantic manifest: only when staging
 
-            pkg = open_package(package_file, policy, extract_to=staging)
+            if package_file.is_dir():
+                shutil.move(package_file, staging)
+                pkg = open_package(staging, policy)
+            else:
+                pkg = open_package(package_file, policy, extract_to=staging)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise

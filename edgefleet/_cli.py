@@ -32,6 +32,12 @@ _GROUPS: list[tuple[str | None, str, str, str]] = [
     ("sdk", "edgefleet.sdk._cli", "edgefleet", "Inspect, run and benchmark model packages."),
     ("keys", "edgefleet.sdk._keys_cli", "edgefleet", "Ed25519 signing keys."),
     ("=train", "edgefleet.trainer._cli", "edgefleet[trainer]", "Train and compress a model."),
+    (
+        "package",
+        "edgefleet.trainer._import_cli",
+        "edgefleet[onnxruntime]",
+        "Import an existing .onnx/.tflite model: quantize, verify, gate, sign.",
+    ),  # fmt: skip
     ("agent", "edgefleet.device_agents._cli", "edgefleet[agent]", "The device agent."),
     ("fleet", "edgefleet.fleet._cli", "edgefleet[fleet]", "The fleet service."),
     ("hil", "edgefleet.hardware._cli", "edgefleet", "Hardware targets and the HIL matrix."),

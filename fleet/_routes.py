@@ -17,6 +17,7 @@ from fastapi.responses import FileResponse, RedirectResponse
 from ._auth import Principal
 from ._command_sender import download_ticket
 from ._errors import AuthError, PayloadTooLargeError
+from ._package_files import add_file_routes
 from ._registry import model_ref
 from ._schemas import (
     ActionIn,
@@ -99,6 +100,26 @@ def build_router(
     def get_model(p: Viewer, name: Name, version: Name):
         return mv_out(service.registry.get(name, version))
 
+    def authorize_download(name, version, device, exp, ticket, authorization) -> None:
+        """A download ticket, a device token (with ``device``) or an API token; raises."""
+        ok = False
+        if device and exp is not None and ticket:
+            want = download_ticket(
+                service.rollouts.commands.ticket_secret, device, name, version, exp
+            )
+            ok = hmac.compare_digest(want, ticket) and exp >= time.time()
+        elif authorization and authorization.lower().startswith("bearer "):
+            token = authorization[7:].strip()
+            if token.startswith("efd_"):
+                ok = bool(device) and service.devices.check_token(device, token)
+            else:
+                service.tokens.authenticate(token)
+                ok = True
+        if not ok:
+            raise AuthError("a valid download ticket, device token or API token is required")
+
+    add_file_routes(r, service, authorize_download)
+
     @r.get(
         "/artifacts/{name}/{version}",
         tags=["models"],
@@ -117,21 +138,7 @@ def build_router(
         ticket in the deploy command's URL, a device token (``Bearer efd_...`` with
         ``device``), or an API token with the viewer role."""
         mv = service.registry.get(name, version)
-        ok = False
-        if device and exp is not None and ticket:
-            want = download_ticket(
-                service.rollouts.commands.ticket_secret, device, name, version, exp
-            )
-            ok = hmac.compare_digest(want, ticket) and exp >= time.time()
-        elif authorization and authorization.lower().startswith("bearer "):
-            token = authorization[7:].strip()
-            if token.startswith("efd_"):
-                ok = bool(device) and service.devices.check_token(device, token)
-            else:
-                service.tokens.authenticate(token)
-                ok = True
-        if not ok:
-            raise AuthError("a valid download ticket, device token or API token is required")
+        authorize_download(name, version, device, exp, ticket, authorization)
         filename = f"{name}-{version}.efpkg"
         local = service.registry.store.local_path(mv.path)
         if local is None:  # object store: the device fetches (and resumes) from there

@@ -62,6 +62,12 @@ _LAZY = {
     "verify_bytes": "._signing",
     "verify_manifest": "._package",
     "write_archive": "._builder",
+    "PARTIAL_NAME": "._partial",
+    "PackageFile": "._partial",
+    "files_for": "._partial",
+    "write_partial": "._partial",
+    "select_artifacts": "._select",
+    "gate_status": "._select",
 }
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
@@ -102,7 +108,9 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
         sign_manifest,
         verify_manifest,
     )
+    from ._partial import PARTIAL_NAME, PackageFile, files_for, write_partial
     from ._pool import ModelCache
+    from ._select import gate_status, select_artifacts
     from ._signing import (
         canonical_json,
         generate_keypair,
@@ -164,6 +172,12 @@ __all__ = [
     "verify_bytes",
     "verify_manifest",
     "write_archive",
+    "PARTIAL_NAME",
+    "PackageFile",
+    "files_for",
+    "write_partial",
+    "select_artifacts",
+    "gate_status",
 ]
 
 

@@ -199,13 +199,23 @@ class PackageBuilder:
         self._failures.append(ExportFailure(format=format, precision=precision, reason=reason))
 
     def manifest(self) -> Manifest:
+        # Golden files are listed with their hashes so a device that downloads file by file
+        # checks them against the signed manifest too.
+        golden = [self._golden_inputs, *(a.golden_outputs for a in self._artifacts)]
+        files = list(self._files) + [
+            FileEntry(
+                path=rel, sha256=sha256_file(self.root / rel),
+                size=(self.root / rel).stat().st_size, role="golden",
+            )
+            for rel in golden if rel
+        ]  # fmt: skip
         return Manifest.model_validate(
             {
                 **self._fields,
                 "artifacts": self._artifacts,
                 "failed_exports": self._failures,
                 "golden_inputs": self._golden_inputs,
-                "files": self._files,
+                "files": files,
                 "rejected": self._rejected,
                 **self._extra,
             }

@@ -29,6 +29,13 @@ _REQUIRE = typer.Option(
     False, "--require-signature", help="Refuse unsigned packages (the device policy)."
 )
 _BACKEND = typer.Option(None, "--backend", "-b", help="Runtime (default: best available).")
+_ARTIFACT = typer.Option(
+    None,
+    "--artifact",
+    "-a",
+    help="Artifact name (default: the automatic choice: passes the accuracy gate, profile's "
+    "runtime preference, then precision). See `edgefleet sdk inspect`.",
+)
 
 
 @contextmanager
@@ -57,12 +64,31 @@ def _policy(keys: list[Path] | None, require: bool):
     return TrustPolicy.device(*keys) if require else TrustPolicy.workstation(*keys)
 
 
-def _load(package: Path, backend: str | None, keys, require: bool, warmup: int = 1):
+def _load(package: Path, backend: str | None, keys, require: bool, warmup: int = 1, artifact=None):
     from ._model import LoadOptions, load
 
     return load(
-        package, backend=backend, options=LoadOptions(trust=_policy(keys, require), warmup=warmup)
+        package,
+        backend=backend,
+        options=LoadOptions(trust=_policy(keys, require), warmup=warmup, artifact=artifact),
     )
+
+
+def _metric_text(manifest, artifact) -> str:
+    """The artifact's measured figure by the metric's own name, and its gate verdict."""
+    from ._select import gate_status
+
+    passed, value = gate_status(manifest, artifact)
+    m = artifact.metrics
+    name = (manifest.metric.name if manifest.metric else None) or (m and m.metric)
+    if value is None:
+        if m is not None and m.accuracy is not None:  # schema-1 classifiers
+            return f"accuracy={m.accuracy:.4g}"
+        return "-" if passed is None else "not measured (fails gate)"
+    text = f"{name}={value:.4g}"
+    if m is not None and m.reference_value is not None:
+        text += f" (ref {m.reference_value:.4g})"
+    return text + ("" if passed is None else " pass" if passed else " FAIL")
 
 
 def _human(n: int) -> str:
@@ -98,6 +124,10 @@ def inspect(
                 "artifacts": [a.model_dump(mode="json") for a in m.artifacts],
                 "failed_exports": [f.model_dump(mode="json") for f in m.failed_exports],
                 "created_at": m.created_at.isoformat(),
+                "metric": m.metric.model_dump(mode="json") if m.metric else None,
+                "gate": {a.name: _metric_text(m, a) for a in m.artifacts},
+                "rejected": [r.model_dump(mode="json") for r in m.rejected],
+                "present": [a.name for a in pkg.present_artifacts()],
             }
     if as_json:
         typer.echo(json.dumps(info))
@@ -107,6 +137,15 @@ def inspect(
     _out.print("inputs:  " + "; ".join(info["inputs"]), markup=False, highlight=False)
     _out.print("outputs: " + "; ".join(info["outputs"]), markup=False, highlight=False)
     table = Table()
+    if m.metric is not None:
+        g = m.metric
+        _out.print(
+            f"accuracy gate: {g.name} ({g.direction} is better), floor {g.floor}, "
+            f"max drop {g.max_drop}",
+            markup=False,
+            highlight=False,
+        )
+    metric_col = m.metric.name if m.metric else "metric"
     for col in ("artifact", "format", "precision", "size", "sha256", "batch"):
         table.add_column(col, no_wrap=True)
     for a in m.artifacts:
@@ -119,6 +158,16 @@ def inspect(
             str(a.fixed_batch or "any"),
         )
     _out.print(table)
+    # One line per artifact (a table column would be cut on a narrow terminal).
+    for a in m.artifacts:
+        _out.print(f"{metric_col} {a.name}: {info['gate'][a.name]}", markup=False, highlight=False)
+    for r in m.rejected:
+        figure = "" if r.value is None else f" {r.metric or metric_col}={r.value:.4g}"
+        _out.print(
+            f"rejected {r.name} ({r.format}/{r.precision}):{figure} - {r.reason}",
+            markup=False,
+            highlight=False,
+        )
     # Metrics have many optional fields: one line each reads better than a wide column.
     for a in m.artifacts:
         if a.metrics is not None:
@@ -163,6 +212,7 @@ def run(
         ..., "--input", "-i", help="x.npy (single-input model), NAME=x.npy, or inputs.npz."
     ),
     backend: str | None = _BACKEND,
+    artifact: str | None = _ARTIFACT,
     output: Path | None = typer.Option(None, "--output", "-o", help="Write outputs to .npz."),
     trusted_key: list[Path] | None = _KEYS,
     require_signature: bool = _REQUIRE,
@@ -171,7 +221,7 @@ def run(
     with _errors():
         import numpy as np
 
-        with _load(package, backend, trusted_key, require_signature, warmup=0) as model:
+        with _load(package, backend, trusted_key, require_signature, 0, artifact) as model:
             feed = _read_inputs(model.info.inputs, inputs)
             result = model.predict(feed)
             labels = model.info.manifest.labels
@@ -179,7 +229,8 @@ def run(
                 np.savez(output, **result)
             _out.print(
                 f"{model.info.name} {model.info.version} on {model.info.backend} "
-                f"({model.info.artifact.name})",
+                f"({model.info.artifact.name}; "
+                f"{_metric_text(model.info.manifest, model.info.artifact)})",
                 markup=False,
                 highlight=False,
             )
@@ -235,6 +286,7 @@ def _measure(model, iterations: int, warmup: int, batch: int, progress: bool) ->
         "version": model.info.version,
         "backend": model.info.backend,
         "artifact": model.info.artifact.name,
+        "metric": _metric_text(model.info.manifest, model.info.artifact),
         "batch": batch,
         "iterations": iterations,
         "p50_ms": float(np.percentile(times, 50) * 1e3),
@@ -252,21 +304,23 @@ def bench(
     iterations: int = typer.Option(200, "--iterations", "-n", min=1),
     warmup: int = typer.Option(10, "--warmup", min=0),
     batch: int = typer.Option(1, "--batch", min=1, help="Size of symbolic batch dimensions."),
+    artifact: str | None = _ARTIFACT,
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
     trusted_key: list[Path] | None = _KEYS,
     require_signature: bool = _REQUIRE,
 ) -> None:
     """Latency p50/p95, throughput and peak RSS of Model.predict on random inputs."""
     with _errors():
-        with _load(package, backend, trusted_key, require_signature, warmup=0) as model:
+        with _load(package, backend, trusted_key, require_signature, 0, artifact) as model:
             result = _measure(model, iterations, warmup, batch, progress=not as_json)
     if as_json:
         typer.echo(json.dumps(result))
         return
-    table = Table("backend", "artifact", "p50 ms", "p95 ms", "samples/s", "peak RSS")
+    table = Table("backend", "artifact", "metric", "p50 ms", "p95 ms", "samples/s", "peak RSS")
     table.add_row(
         result["backend"],
         result["artifact"],
+        escape(result["metric"]),
         f"{result['p50_ms']:.3f}",
         f"{result['p95_ms']:.3f}",
         f"{result['throughput_per_s']:.1f}",

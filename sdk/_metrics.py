@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import threading
+from collections import deque
 from dataclasses import asdict, dataclass
 
 __all__ = ["LatencyHistogram", "Metrics", "MetricsSnapshot"]
@@ -79,10 +80,18 @@ class MetricsSnapshot:
 
 
 class Metrics:
-    """Thread-safe counters and latency histogram of one model (or of an agent)."""
+    """Thread-safe counters and latency histogram of one model (or of an agent).
+
+    ``record_call`` only appends to a deque (atomic in CPython, no lock): the histogram is
+    updated when figures are read, or every ``_DRAIN_AT`` calls. On a model that runs in
+    15 us the lock and the bucket arithmetic per call were a measurable part of the SDK's
+    overhead."""
+
+    _DRAIN_AT = 4096
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._pending: deque[float] = deque()  # seconds; < 0 marks an error
         self._reset()
 
     def _reset(self) -> None:
@@ -90,12 +99,24 @@ class Metrics:
         self._calls = self._errors = self._hits = self._misses = 0
 
     def record_call(self, seconds: float, *, error: bool = False) -> None:
-        with self._lock:
+        self._pending.append(-1.0 if error else seconds)
+        if len(self._pending) >= self._DRAIN_AT:
+            with self._lock:
+                self._drain()
+
+    def _drain(self) -> None:
+        """Move pending calls into the counters (caller holds the lock)."""
+        pop, hist = self._pending.popleft, self._hist
+        while True:
+            try:
+                seconds = pop()
+            except IndexError:
+                return
             self._calls += 1
-            if error:
+            if seconds < 0:
                 self._errors += 1
             else:
-                self._hist.record(seconds)
+                hist.record(seconds)
 
     def record_cache(self, hit: bool) -> None:
         with self._lock:
@@ -107,6 +128,7 @@ class Metrics:
     def snapshot(self, *, reset: bool = False) -> MetricsSnapshot:
         """Current figures; ``reset=True`` starts a new window (what the agent publishes)."""
         with self._lock:
+            self._drain()
             h = self._hist
 
             def ms(v: float | None) -> float | None:

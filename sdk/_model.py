@@ -11,13 +11,14 @@ from pathlib import Path
 
 import numpy as np
 
+from ._buckets import Bucket, bucket_sizes, pad_to, pick_bucket, slice_outputs
 from ._cache import Cache, input_digest
-from ._errors import BackendError, EdgefleetError, InputError, PackageError
+from ._errors import BackendError, ConfigError, EdgefleetError, InputError, PackageError
 from ._manifest import Artifact, Manifest, TensorSpec
 from ._metrics import Metrics
 from ._package import Package, TrustPolicy, open_package
 from ._select import choose, resolve_profile
-from ._validate import batch_size, normalize_inputs
+from ._validate import InputValidator, batch_size
 from .backends import (
     ExecuTorchOptions,
     LiteRTOptions,
@@ -67,6 +68,9 @@ class ModelInfo:
     manifest: Manifest
     profile: str | None
     signature_state: str
+    # The shape buckets this model runs (smallest first) when its artifact is one of a
+    # bucket group; () for an artifact with symbolic dims.
+    buckets: tuple[Artifact, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -86,6 +90,7 @@ class Model:
         info: ModelInfo,
         cache: Cache | None,
         owns_package: bool,
+        buckets: list[tuple[Bucket, Session]] | None = None,
     ) -> None:
         self.info = info
         self.metrics = Metrics()
@@ -93,11 +98,20 @@ class Model:
         self._session = session
         self._cache = cache
         self._owns_package = owns_package
-        self._dtypes = [np.dtype(s.dtype) for s in info.inputs]
+        self._validate = InputValidator(info.inputs)
+        self._out_names = [s.name for s in info.outputs]
+        self._out_set = frozenset(self._out_names)
         self._fixed_batch = info.artifact.fixed_batch
+        self._buckets = buckets or []
+        self._pad_values = dict(info.manifest.pad_values)
+        self._key_prefix = f"{info.digest}:{info.artifact.name}:"
         # Runtimes that are not re-entrant (a TFLite interpreter) get a lock; ORT does not.
         self._lock = None if getattr(session, "thread_safe", False) else threading.Lock()
         self._closed = False
+        self._tokenizer = None
+        # The common case (one session, any batch, re-entrant runtime) runs inline in
+        # predict(): no bucket, chunking or lock layers per call.
+        self._direct = None if (self._buckets or self._fixed_batch or self._lock) else session
 
     @property
     def package(self) -> Package:
@@ -105,25 +119,40 @@ class Model:
 
     def predict(self, inputs: Mapping[str, np.ndarray] | np.ndarray) -> dict[str, np.ndarray]:
         """Run the model. ``inputs``: one array (single-input models) or name -> array.
-        Returns name -> array for every output in the manifest."""
+        Returns name -> array for every output in the manifest.
+
+        Inputs are checked against the manifest: names, dtypes (no cast across kinds: int
+        ids given to a float input are an :class:`InputError`), every fixed dimension, and
+        symbolic ones (``batch``, ``sequence``...) bound to one size across all inputs. For
+        a package of shape buckets the smallest bucket that fits runs; inputs are padded
+        with ``Manifest.pad_values`` (0 by default, so an attention mask masks the padding)
+        and outputs carrying a padded dimension are cut back to the true length; inputs
+        longer than the largest bucket are an :class:`InputError`.
+        """
         if self._closed:
             raise EdgefleetError(f"model {self.info.name} is closed")
         t0 = time.perf_counter()
         try:
-            feed = normalize_inputs(self.info.inputs, self._dtypes, inputs)
+            feed, sizes = self._validate(inputs)
         except InputError:
             self.metrics.record_call(time.perf_counter() - t0, error=True)
             raise
         key = None
         if self._cache is not None:
-            key = f"{self.info.digest}:{self.info.artifact.name}:{input_digest(feed)}"
+            key = self._key_prefix + input_digest(feed)
             hit = self._cache.get(key)
             self.metrics.record_cache(hit is not None)
             if hit is not None:
                 self.metrics.record_call(time.perf_counter() - t0)
                 return hit
         try:
-            outputs = self._run(feed)
+            direct = self._direct
+            if direct is not None:
+                outputs = direct.run(feed)
+                if not self._out_set <= outputs.keys():
+                    outputs = self._call(direct, None, feed)  # raises, naming what is missing
+            else:
+                outputs = self._run(feed, sizes)
         except EdgefleetError:
             self.metrics.record_call(time.perf_counter() - t0, error=True)
             raise
@@ -135,11 +164,50 @@ class Model:
         self.metrics.record_call(time.perf_counter() - t0)
         return outputs
 
-    def _run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def predict_text(self, texts: str | list[str]) -> dict[str, np.ndarray]:
+        """Tokenize ``texts`` with the package's tokenizer (``Preprocessing.text``; needs
+        the ``tokenizers`` library: ``pip install 'edgefleet[text]'``) and predict. The
+        batch is padded to its longest text (truncated at ``max_length``); shape buckets
+        then pad further as :meth:`predict` says."""
+        from ._text import load_tokenizer, tokenize
+
+        spec = self.info.manifest.preprocessing.text
+        if spec is None:
+            raise ConfigError(
+                f"package {self.info.name} declares no text preprocessing "
+                "(Preprocessing.text); call predict() with arrays"
+            )
+        if self._tokenizer is None:
+            self._tokenizer = load_tokenizer(self._package, spec)
+        feed = tokenize(self._tokenizer, spec, self.info.inputs, texts)
+        return self.predict(feed)
+
+    def _run(self, feed: dict[str, np.ndarray], sizes: dict[str, int]) -> dict[str, np.ndarray]:
+        if self._buckets:
+            return self._run_bucket(feed, sizes)
         fixed = self._fixed_batch
-        n = batch_size(self.info.inputs, feed) if fixed else None
+        if not fixed:
+            return self._call(self._session, self._lock, feed)
+        return self._chunked(self._session, self._lock, fixed, feed)
+
+    def _run_bucket(self, feed: dict[str, np.ndarray], sizes: dict[str, int]):
+        bucket, session = self._pick(sizes)
+        lock = None if getattr(session, "thread_safe", False) else self._lock
+        padded = pad_to(feed, self.info.inputs, bucket, sizes, self._pad_values)
+        if bucket.batch:
+            out = self._chunked(session, lock, bucket.batch, padded)
+        else:
+            out = self._call(session, lock, padded)
+        return slice_outputs(out, self.info.outputs, bucket, sizes)
+
+    def _pick(self, sizes: dict[str, int]) -> tuple[Bucket, Session]:
+        bucket = pick_bucket([b for b, _ in self._buckets], sizes)
+        return next((b, s) for b, s in self._buckets if b is bucket)
+
+    def _chunked(self, session, lock, fixed: int, feed: dict[str, np.ndarray]):
+        n = batch_size(self.info.inputs, feed)
         if n is None or n == fixed:
-            return self._call(feed)
+            return self._call(session, lock, feed)
         # The artifact was exported for a fixed batch: run chunks, pad the last one.
         parts: list[dict[str, np.ndarray]] = []
         for start in range(0, n, fixed):
@@ -150,18 +218,18 @@ class Model:
                     k: np.concatenate([v, np.repeat(v[-1:], fixed - got, axis=0)])
                     for k, v in chunk.items()
                 }
-            out = self._call(chunk)
+            out = self._call(session, lock, chunk)
             parts.append({k: v[:got] for k, v in out.items()})
         return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
-    def _call(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        if self._lock is None:
-            out = self._session.run(feed)
+    def _call(self, session, lock, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if lock is None:
+            out = session.run(feed)
         else:
-            with self._lock:
-                out = self._session.run(feed)
-        missing = [s.name for s in self.info.outputs if s.name not in out]
-        if missing:
+            with lock:
+                out = session.run(feed)
+        if not self._out_set <= out.keys():
+            missing = [n for n in self._out_names if n not in out]
             raise BackendError(f"{self.info.backend} returned no output(s) {missing}")
         return out
 
@@ -175,7 +243,7 @@ class Model:
         except PackageError as e:
             return SmokeResult(False, float("inf"), str(e))
         try:
-            got = self._run(normalize_inputs(self.info.inputs, self._dtypes, golden_in))
+            got = self._run(*self._validate(golden_in))
         except Exception as e:
             return SmokeResult(False, float("inf"), f"golden inputs failed to run: {e}")
         worst, bad = 0.0, []
@@ -195,7 +263,11 @@ class Model:
     def close(self) -> None:
         if not self._closed:
             self._closed = True
+            self._direct = None
             self._session.close()
+            for _, session in self._buckets:
+                if session is not self._session:
+                    session.close()
             if self._owns_package:
                 self._package.close()
 
@@ -211,13 +283,34 @@ class Model:
 
 
 def _warmup(model: Model, rounds: int) -> None:
-    fixed = model.info.artifact.fixed_batch or 1
-    feed = {}
-    for spec, dt in zip(model.info.inputs, model._dtypes, strict=True):
-        shape = [d if isinstance(d, int) else fixed for d in spec.shape]
-        feed[spec.name] = np.zeros(shape, dtype=dt)
-    for _ in range(rounds):
-        model._call(feed)
+    targets = [(b.artifact, s, b.batch) for b, s in model._buckets] or [
+        (model.info.artifact, model._session, model.info.artifact.fixed_batch)
+    ]
+    for artifact, session, fixed in targets:
+        shapes = artifact.input_shapes or {}
+        feed = {}
+        for spec in model.info.inputs:
+            shape = shapes.get(spec.name, spec.shape)
+            feed[spec.name] = np.zeros(
+                [d if isinstance(d, int) else (fixed or 1) for d in shape], np.dtype(spec.dtype)
+            )
+        lock = None if getattr(session, "thread_safe", False) else model._lock
+        for _ in range(rounds):
+            model._call(session, lock, feed)
+
+
+def _load_session(choice, pkg: Package, artifact: Artifact) -> Session:
+    m = pkg.manifest
+    try:
+        return choice.backend.load(
+            pkg.artifact_path(artifact), artifact, list(m.inputs), list(m.outputs), choice.options
+        )
+    except EdgefleetError:
+        raise
+    except Exception as e:
+        raise BackendError(
+            f"{choice.backend.name} could not load {artifact.name} of {m.name}: {e}"
+        ) from e
 
 
 def load(
@@ -226,7 +319,14 @@ def load(
     options: LoadOptions | None = None,
 ) -> Model:
     """Load a package (directory, ``.efpkg`` or an opened :class:`Package`) on the best
-    runtime for this machine, or on ``backend`` when given."""
+    runtime for this machine, or on ``backend`` when given.
+
+    Automatic choice (``options.artifact`` unset): never an artifact that fails the
+    manifest's accuracy gate (``Manifest.metric``, measured in ``ArtifactMetrics.value``);
+    the profile's runtime preference first, then the smallest/fastest precision, then the
+    better measured figure. An artifact of a shape-bucket group loads every bucket of the
+    group; :meth:`Model.predict` runs the smallest that fits and pads (see there). A partial
+    package (a device's per-artifact download) loads only the artifacts it holds."""
     options = options or LoadOptions()
     owns = not isinstance(package, Package)
     pkg = open_package(package, options.trust) if owns else package
@@ -238,6 +338,7 @@ def load(
             artifact=options.artifact,
             precision=options.precision,
             profile=profile,
+            present=pkg.present,
             options={
                 "onnxruntime": options.onnxruntime,
                 "litert": options.litert,
@@ -247,20 +348,18 @@ def load(
             },
         )
         m = pkg.manifest
+        group = choice.group or (choice.artifact,)
+        buckets: list[tuple[Bucket, Session]] = []
         try:
-            session = choice.backend.load(
-                pkg.artifact_path(choice.artifact),
-                choice.artifact,
-                list(m.inputs),
-                list(m.outputs),
-                choice.options,
-            )
-        except EdgefleetError:
+            for a in group:
+                b = bucket_sizes(a, list(m.inputs))
+                if a.input_shapes is not None or len(group) > 1:
+                    buckets.append((b, _load_session(choice, pkg, a)))
+            session = buckets[0][1] if buckets else _load_session(choice, pkg, choice.artifact)
+        except BaseException:
+            for _, s in buckets:
+                s.close()
             raise
-        except Exception as e:
-            raise BackendError(
-                f"{choice.backend.name} could not load {choice.artifact.name} of {m.name}: {e}"
-            ) from e
         info = ModelInfo(
             name=m.name,
             version=m.version,
@@ -272,8 +371,9 @@ def load(
             manifest=m,
             profile=getattr(profile, "name", None),
             signature_state=pkg.signature_state,
+            buckets=tuple(b.artifact for b, _ in buckets),
         )
-        model = Model(pkg, session, info, options.cache, owns)
+        model = Model(pkg, session, info, options.cache, owns, buckets)
         if options.warmup:
             try:
                 _warmup(model, options.warmup)

@@ -184,6 +184,8 @@ class Package:
     source: Path
     signed_by: str | None = None
     _tmp: tempfile.TemporaryDirectory | None = field(default=None, repr=False)
+    # Names of the artifacts held locally when this is a partial package (see _partial).
+    present: frozenset[str] | None = None
 
     @property
     def digest(self) -> str:
@@ -198,8 +200,26 @@ class Package:
             return f"signed by {self.manifest.signature.key_id} (not verified: no trusted key)"
         return f"signed by {self.signed_by} (verified)"
 
+    @property
+    def partial(self) -> bool:
+        return self.present is not None
+
+    def present_artifacts(self) -> list[Artifact]:
+        """The artifacts whose files are here and verified (all of them in a whole package)."""
+        return [
+            a for a in self.manifest.artifacts if self.present is None or a.name in self.present
+        ]
+
+    def _check_present(self, a: Artifact) -> None:
+        if self.present is not None and a.name not in self.present:
+            raise PackageError(
+                f"{self.source}: artifact {a.name} is not present in this partial package "
+                f"(present: {sorted(self.present)})"
+            )
+
     def artifact_path(self, artifact: Artifact | str) -> Path:
         a = self.manifest.artifact(artifact) if isinstance(artifact, str) else artifact
+        self._check_present(a)
         return self.root / a.path
 
     def _npz(self, rel: str) -> dict[str, np.ndarray]:
@@ -217,6 +237,7 @@ class Package:
 
     def golden_outputs(self, artifact: Artifact | str) -> dict[str, np.ndarray]:
         a = self.manifest.artifact(artifact) if isinstance(artifact, str) else artifact
+        self._check_present(a)
         if not a.golden_outputs:
             raise PackageError(f"{self.source}: artifact {a.name} has no golden outputs")
         return self._npz(a.golden_outputs)
@@ -247,16 +268,32 @@ def _verify_file(root: Path, rel: str, size: int, sha256: str, what: str, source
         raise PackageError(f"{source}: {what} is corrupt: expected sha256 {sha256}, found {digest}")
 
 
-def _verify_artifacts(root: Path, manifest: Manifest, source: str) -> None:
-    for a in manifest.artifacts:
-        _verify_file(root, a.path, a.size, a.sha256, f"artifact {a.name}", source)
-        for f in a.files:
-            _verify_file(root, f.path, f.size, f.sha256, f"file {f.path} of {a.name}", source)
-    for f in manifest.files:
-        _verify_file(root, f.path, f.size, f.sha256, f"package file {f.path}", source)
-    for rel in [manifest.golden_inputs, *(a.golden_outputs for a in manifest.artifacts)]:
-        if rel and not (root / rel).is_file():
-            raise PackageError(f"{source}: golden file {rel} is missing")
+def _verify_artifacts(
+    root: Path, manifest: Manifest, source: str, present: frozenset[str] | None
+) -> None:
+    """Hash every file of the present artifacts (all of them unless ``present`` names a
+    partial set), the package files they need, and check the golden files exist."""
+    from ._partial import files_for
+
+    held = [a for a in manifest.artifacts if present is None or a.name in present]
+    if present is None:
+        needed = files_for(manifest, held)
+        # a whole package also holds the other artifacts' golden outputs
+        needed += [f for f in files_for(manifest, manifest.artifacts) if f not in needed]
+    else:
+        needed = files_for(manifest, held)
+    for f in needed:
+        what = (
+            f"artifact {f.role.partition(':')[2]}" if f.role.startswith("artifact:")
+            else f"golden file {f.path}" if f.role == "golden"
+            else f"file {f.path} of {f.role.partition(':')[2]}" if f.role.startswith("file:")
+            else f"package file {f.path}"
+        )  # fmt: skip
+        if f.sha256 is None:  # a golden file of an older package: listed, not hashed
+            if not (root / f.path).is_file():
+                raise PackageError(f"{source}: golden file {f.path} is missing")
+            continue
+        _verify_file(root, f.path, f.size, f.sha256, what, source)
 
 
 def open_package(
@@ -267,6 +304,10 @@ def open_package(
 ) -> Package:
     """Open a package directory or ``.efpkg`` archive, verify every artifact's sha256 and the
     manifest signature under ``policy`` (workstation default: unsigned allowed).
+
+    A partial package (a device's download: ``partial.json`` names the artifacts it holds)
+    verifies the artifacts it holds and the files they need; the others are skipped, are
+    not in :meth:`Package.present_artifacts`, and loading one raises :class:`PackageError`.
 
     An archive is unpacked into ``extract_to`` or a temporary directory owned by the
     returned Package (removed by :meth:`Package.close`).
@@ -298,13 +339,18 @@ def open_package(
             raise PackageError(f"{src}: {MANIFEST_NAME} is missing")
         manifest = read_manifest(mpath.read_bytes(), str(src))
         signed_by = verify_manifest(manifest, policy)
-        _verify_artifacts(root, manifest, str(src))
+        from ._partial import read_partial
+
+        present = read_partial(root, manifest)
+        _verify_artifacts(root, manifest, str(src), present)
     except BaseException:
         if tmp is not None:
             tmp.cleanup()
         raise
     log.debug("opened package %s %s from %s", manifest.name, manifest.version, src)
-    return Package(root=root, manifest=manifest, source=src, signed_by=signed_by, _tmp=tmp)
+    return Package(
+        root=root, manifest=manifest, source=src, signed_by=signed_by, _tmp=tmp, present=present
+    )
 
 
 def save_npz(path: Path, arrays: Mapping[str, np.ndarray]) -> None:

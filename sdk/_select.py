@@ -8,16 +8,26 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from ._errors import BackendUnavailableError, ConfigError
+from ._buckets import group_of
+from ._errors import BackendUnavailableError, ConfigError, PackageError
 from ._manifest import Artifact, Manifest
 from .backends import EXTRAS, Backend, BackendOptions, get_backend
 
-__all__ = ["Choice", "DEFAULT_ORDER", "choose", "profile_runtimes", "resolve_profile"]
+__all__ = [
+    "Choice",
+    "DEFAULT_ORDER",
+    "choose",
+    "gate_status",
+    "profile_runtimes",
+    "resolve_profile",
+    "select_artifacts",
+]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_ORDER = ("onnxruntime", "litert", "executorch", "torch")
-_PRECISION_ORDER = ("int8", "fp16", "fp32")
+# Smaller and faster first; the accuracy gate has already removed what is not good enough.
+_PRECISION_ORDER = ("int4", "int8", "fp16", "fp32")
 
 
 @dataclass(frozen=True)
@@ -25,6 +35,9 @@ class Choice:
     backend: Backend
     artifact: Artifact
     options: BackendOptions | None
+    # Every artifact the choice runs: the shape buckets of ``artifact``'s group, smallest
+    # first, or just ``artifact``.
+    group: tuple[Artifact, ...] = ()
 
 
 def _to_options(backend: Backend, raw: dict[str, Any]) -> BackendOptions:
@@ -43,9 +56,42 @@ def profile_runtimes(profile: object | None) -> list[tuple[str, dict[str, Any]]]
     return [(r.backend, dict(r.options)) for r in profile.runtimes]
 
 
-def _precision_rank(a: Artifact, prefer: str | None) -> tuple[int, int]:
+def gate_status(manifest: Manifest, artifact: Artifact) -> tuple[bool | None, float | None]:
+    """(passes the manifest's accuracy gate, measured value). ``None`` when the package has
+    no gate (schema-1 packages). An artifact without a measured value never passes."""
+    gate = manifest.metric
+    m = artifact.metrics
+    value = m.value if m is not None and m.metric in (None, gate and gate.name) else None
+    if gate is None:
+        return None, value
+    return gate.passes(value, m.reference_value if m is not None else None), value
+
+
+def _rank(manifest: Manifest, a: Artifact, prefer: str | None) -> tuple:
     order = _PRECISION_ORDER if prefer is None else (prefer, *_PRECISION_ORDER)
-    return (order.index(a.precision) if a.precision in order else len(order), 0)
+    p = order.index(a.precision) if a.precision in order else len(order)
+    _, value = gate_status(manifest, a)
+    gate = manifest.metric
+    # Among equal precisions: the better measured figure, then the smaller file.
+    score = (
+        0.0 if value is None or gate is None else (-value if gate.direction == "higher" else value)
+    )
+    return (p, score, a.size)
+
+
+def _passing(manifest: Manifest, candidates: list[Artifact]) -> list[Artifact]:
+    if manifest.metric is None:
+        return candidates
+    ok = [a for a in candidates if gate_status(manifest, a)[0]]
+    if not ok:
+        g = manifest.metric
+        figures = ", ".join(f"{a.name}={gate_status(manifest, a)[1]}" for a in candidates)
+        raise BackendUnavailableError(
+            f"no artifact of {manifest.name} passes its accuracy gate ({g.name} "
+            f"{'>=' if g.direction == 'higher' else '<='} floor {g.floor}, max drop "
+            f"{g.max_drop}): {figures}; pass an artifact name explicitly to run one anyway"
+        )
+    return ok
 
 
 def choose(
@@ -56,23 +102,48 @@ def choose(
     precision: str | None,
     profile: object | None,
     options: dict[str, BackendOptions | None],
+    present: frozenset[str] | None = None,
 ) -> Choice:
-    """Pick (backend, artifact, options). Explicit ``options[backend]`` win over the
-    profile's options for that backend."""
+    """Pick (backend, artifact, options).
+
+    Automatic choice: artifacts suited to the profile that pass the manifest's accuracy
+    gate (never one that fails it), on the first runtime of the profile's preference order
+    that is installed and has a usable artifact, then the smallest/fastest precision
+    (int4, int8, fp16, fp32; ``precision`` first when given), then the better measured
+    metric, then the smaller file. An explicitly named ``artifact`` is used even if it
+    failed the gate (with a warning). ``present``: names of the artifacts held locally (a
+    partial package); others are not candidates. Explicit ``options[backend]`` win over
+    the profile's options for that backend.
+    """
     candidates = list(manifest.artifacts)
+    if present is not None:
+        candidates = [a for a in candidates if a.name in present]
     if artifact is not None:
-        candidates = [a for a in candidates if a.name == artifact]
-        if not candidates:
+        named = [a for a in candidates if a.name == artifact]
+        if not named:
+            if present is not None and any(a.name == artifact for a in manifest.artifacts):
+                raise PackageError(
+                    f"artifact {artifact!r} of {manifest.name} is not present in this partial "
+                    f"package; present: {sorted(present)}"
+                )
             raise ConfigError(
                 f"package has no artifact {artifact!r}; it has "
                 f"{[a.name for a in manifest.artifacts]}"
             )
-    pname = getattr(profile, "name", None)
-    if pname is not None and artifact is None:
-        suited = [a for a in candidates if not a.targets or pname in a.targets]
-        candidates = suited or candidates
-    if not candidates:
-        raise BackendUnavailableError(f"package {manifest.name} has no artifacts")
+        if gate_status(manifest, named[0])[0] is False:
+            log.warning(
+                "artifact %s fails the package's accuracy gate; running it as asked", artifact
+            )
+        candidates = named
+    else:
+        pname = getattr(profile, "name", None)
+        if pname is not None:
+            suited = [a for a in candidates if not a.targets or pname in a.targets]
+            candidates = suited or candidates
+        if not candidates:
+            what = "present artifacts" if present is not None else "artifacts"
+            raise BackendUnavailableError(f"package {manifest.name} has no {what}")
+        candidates = _passing(manifest, candidates)
 
     runtimes = profile_runtimes(profile)
     if backend is not None:
@@ -88,10 +159,18 @@ def choose(
         if why is not None:
             reasons.append(f"{name}: {why}")
             continue
-        best = sorted(usable, key=lambda a: _precision_rank(a, precision))[0]
+        best = min(usable, key=lambda a: _rank(manifest, a, precision))
+        group = tuple(group_of(manifest, best))
+        if present is not None:
+            missing = [a.name for a in group if a.name not in present]
+            if missing:
+                raise PackageError(
+                    f"bucket(s) {missing} of {best.name}'s group are not present in this "
+                    f"partial package; present: {sorted(present)}"
+                )
         opts = options.get(name) or (_to_options(b, raw) if raw else None)
         log.debug("chose %s with artifact %s", name, best.name)
-        return Choice(backend=b, artifact=best, options=opts)
+        return Choice(backend=b, artifact=group[0], options=opts, group=group)
     formats = sorted({a.format for a in candidates})
     hint = ", ".join(
         f"'{EXTRAS[n]}'" for n, _ in runtimes if n in EXTRAS and EXTRAS[n] != "edgefleet"
@@ -122,3 +201,26 @@ def resolve_profile(profile: object | str | None) -> object | None:
             log.debug("profile detection failed: %s", e)
             return None
     return profile
+
+
+def select_artifacts(
+    manifest: Manifest,
+    *,
+    backend: str | None = None,
+    profile: object | str | None = None,
+    artifact: str | None = None,
+    precision: str | None = None,
+) -> list[Artifact]:
+    """The artifact(s) :func:`~edgefleet.sdk.load` would run for this profile, backend and
+    the runtimes installed here (a bucket group gives all its buckets): what a device
+    downloads. Same code path as ``load``, so a device never fetches one artifact and then
+    loads another."""
+    choice = choose(
+        manifest,
+        backend=backend,
+        artifact=artifact,
+        precision=precision,
+        profile=resolve_profile(profile),
+        options={},
+    )
+    return list(choice.group or (choice.artifact,))

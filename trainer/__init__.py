@@ -17,6 +17,7 @@ from edgefleet.sdk._lazy import lazy_exports
 if TYPE_CHECKING:
     from edgefleet.sdk import MetricSpec
 
+    from ._import import ImportGateError, ImportOptions, ImportResult, import_model
     from ._lowrank import RankChoice, choose_rank, factorize_linears
     from ._metrics import BUILTIN_METRICS
     from ._models import DigitsCNN, MobileNetV2Like, build_model
@@ -52,6 +53,10 @@ if TYPE_CHECKING:
     from ._run import run_recipe, train_model
 
 _LAZY = {
+    "ImportGateError": "._import",
+    "ImportOptions": "._import",
+    "ImportResult": "._import",
+    "import_model": "._import",
     "RankChoice": "._lowrank",
     "choose_rank": "._lowrank",
     "factorize_linears": "._lowrank",
@@ -87,6 +92,10 @@ _LAZY = {
 }
 
 __all__ = [
+    "ImportGateError",
+    "ImportOptions",
+    "ImportResult",
+    "import_model",
     "AccuracyGateError",
     "BUILTIN_METRICS",
     "ChannelPlan",

@@ -82,13 +82,21 @@ class FleetProc:
     fleet_pub: Path
 
 
-def start_fleet(procs: Procs, data_dir: Path, broker_url: str, package_pub: Path) -> FleetProc:
+def start_fleet(
+    procs: Procs,
+    data_dir: Path,
+    broker_url: str,
+    package_pub: Path,
+    *,
+    port: int | None = None,
+    extra_env: dict[str, str] | None = None,
+) -> FleetProc:
     """``edgefleet fleet serve`` against ``broker_url`` with a known admin token and a
     pre-made command-signing key (devices trust its public half)."""
     from edgefleet.sdk import generate_keypair
 
     priv, pub = generate_keypair(data_dir / "fleet-key", "fleet")
-    port = free_port()
+    port = port or free_port()
     token = f"eft_{secrets.token_hex(8)}_{secrets.token_hex(16)}"
     env = {
         "EDGEFLEET_FLEET_DATA_DIR": str(data_dir / "fleet"),
@@ -98,6 +106,7 @@ def start_fleet(procs: Procs, data_dir: Path, broker_url: str, package_pub: Path
         "EDGEFLEET_FLEET_SIGNING_KEY": str(priv),
         "EDGEFLEET_FLEET_TICK_INTERVAL_S": "0.2",
         "EDGEFLEET_FLEET_MQTT_CLIENT_ID": f"fleet-e2e-{secrets.token_hex(4)}",
+        **(extra_env or {}),
     }
     procs.spawn("fleet", ["fleet", "serve", "--host", "127.0.0.1", "--port", str(port)], env)
     return FleetProc(f"http://127.0.0.1:{port}", token, pub)
