@@ -46,16 +46,20 @@ def test_manifest_and_files_with_range(live, encoder):
 
 
 def test_files_need_the_same_ticket_or_token(live, encoder):
-    from edgefleet.fleet._commands import download_ticket
+    from edgefleet.fleet._command_sender import download_ticket
 
     path = "/api/v1/artifacts/enc-files/1.0.0/files/manifest.json"
     with live.client() as c:
         assert c.get(path).status_code == 401
         exp = int(time.time()) + 60
-        t = download_ticket(live.service.rollouts.ticket_secret, "dev-1", "enc-files", "1.0.0", exp)
+        t = download_ticket(
+            live.service.rollouts.commands.ticket_secret, "dev-1", "enc-files", "1.0.0", exp
+        )
         ok = {"device": "dev-1", "exp": exp, "ticket": t}
         assert c.get(path, params=ok).status_code == 200
         assert c.get(path, params={**ok, "device": "dev-2"}).status_code == 401
         # a ticket for another package does not open this one's files
-        t2 = download_ticket(live.service.rollouts.ticket_secret, "dev-1", "tiny", "1.0.0", exp)
+        t2 = download_ticket(
+            live.service.rollouts.commands.ticket_secret, "dev-1", "tiny", "1.0.0", exp
+        )
         assert c.get(path, params={**ok, "ticket": t2}).status_code == 401

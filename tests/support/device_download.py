@@ -48,8 +48,7 @@ class FleetWithDevices:
         self._stack = ExitStack()
 
     def __enter__(self) -> FleetWithDevices:
-        from edgefleet._demo_fleet import FleetClient, wait_for
-
+        from edgefleet.demo._local_fleet import FleetClient, wait_for
         from tests.e2e.conftest import Procs, agent_env, start_agent, start_fleet
 
         try:
@@ -91,7 +90,7 @@ class FleetWithDevices:
 
     def deploy(self, device: str, name: str, version: str, timeout: float = 120) -> int:
         """Roll ``name@version`` out to ``device`` alone; the bytes it downloaded."""
-        from edgefleet._demo_fleet import wait_for
+        from edgefleet.demo._local_fleet import wait_for
 
         self.proxy.reset()
         ro = self.client.create_rollout(
