@@ -59,7 +59,9 @@ class Simulation:
         set_durable(durable)
         self.mux = Mux()
         self.pool = ThreadPoolExecutor(workers, thread_name_prefix="edgefleet-sim")
-        base = {"local_endpoint": None, "serve_model": False, **base}
+        # Simulated agents share one process: a child per smoke test would cost hundreds of
+        # interpreters for a fleet-wide rollout, and no real runtime crash is simulated.
+        base = {"local_endpoint": None, "serve_model": False, "smoke_isolated": False, **base}
         one = AgentSettings(**base, device_id=f"{prefix}-0000", data_dir=data_root / "x")
         # Validate once, then copy: pydantic-settings costs ~25 ms per instance.
         names = [f"{prefix}-{first + i * step:04d}" for i in range(count)]
