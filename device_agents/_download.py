@@ -120,10 +120,11 @@ def download(
 ) -> Path:
     """Download ``spec.url`` to ``dest`` (resuming ``dest.part``); retry with backoff."""
     import httpx
+    from edgefleet.sdk import Backoff
 
     part = dest.with_name(dest.name + ".part")
     dest.parent.mkdir(parents=True, exist_ok=True)
-    delay = 0.2
+    backoff = Backoff(0.2, 5.0)
     for attempt in range(spec.retries + 1):
         try:
             _fetch(spec, part, on_bytes, canceled)
@@ -136,6 +137,5 @@ def download(
                 ) from e
             have = part.stat().st_size if part.exists() else 0
             log.warning("download interrupted at %d bytes (%s); resuming", have, e)
-            time.sleep(delay)
-            delay = min(delay * 2, 5.0)
+            time.sleep(backoff.next())
     raise AssertionError("unreachable")

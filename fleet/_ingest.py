@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from edgefleet.sdk import Backoff
 from edgefleet.sdk.protocol import ProtocolError
 
 from ._metrics import Metrics
@@ -109,7 +110,7 @@ class TelemetryIngest:
     # ------------------------------------------------------------------ connection
 
     def _run(self) -> None:
-        delay = 0.2
+        backoff = Backoff(0.2, 5.0)
         while not self._stop.is_set():
             try:
                 sock = socket.create_connection((self.host, self.port), timeout=10)
@@ -120,7 +121,7 @@ class TelemetryIngest:
                     self._sock = sock
                 try:
                     self._session(sock)
-                    delay = 0.2
+                    backoff.reset()
                 except (OSError, WireError, ConnectionError) as e:
                     if not self._stop.is_set():
                         log.warning("telemetry ingest connection lost (%s); reconnecting", e)
@@ -129,8 +130,7 @@ class TelemetryIngest:
                     with self._lock:
                         self._sock = None
                     sock.close()
-            self._stop.wait(delay)
-            delay = min(delay * 2, 5.0)
+            self._stop.wait(backoff.next())
 
     def _session(self, sock: socket.socket) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
