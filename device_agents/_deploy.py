@@ -28,6 +28,7 @@ from ._download import DownloadCanceled, DownloadError, DownloadSpec, download
 from ._isolation import SmokeIsolation, run_smoke, smoke_in_child
 from ._journal import DeploymentRecord, Journal
 from ._store import ModelStore
+from ._tickets import has_ticket, renew_ticket
 
 if TYPE_CHECKING:
     from edgefleet.sdk import TrustPolicy
@@ -206,7 +207,10 @@ class Deployer:
             token=self.hooks.download_token,
             timeout_s=self.hooks.http_timeout_s,
             retries=self.hooks.download_retries,
-        )
+            # Tickets live minutes: a refused one is renewed with the signed command.
+            renew=(lambda: renew_ticket(cmd, self.hooks.http_timeout_s))
+            if has_ticket(cmd.artifact_url) else None,
+        )  # fmt: skip
         half = cmd.size // 2
 
         def on_bytes(n: int) -> None:

@@ -20,6 +20,7 @@ from ._engine import FAILED_STATES
 from ._errors import AuthError, FleetError, ForbiddenError
 from ._routes import build_router
 from ._service import FleetService
+from ._tickets import build_ticket_router, redact_access_log
 
 __all__ = ["create_app", "device_out", "rollout_out"]
 
@@ -170,6 +171,8 @@ def create_app(service: FleetService, *, manage_lifecycle: bool = False) -> Fast
         return response
 
     app.include_router(build_router(service, need, device_out, rollout_out, wave_progress))
+    app.include_router(build_ticket_router(service))
+    redact_access_log()  # download tickets never reach the access log
 
     @app.get("/health", tags=["ops"])
     def health() -> dict:

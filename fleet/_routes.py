@@ -1,10 +1,8 @@
 """The ``/api/v1`` routes. Each depends on a role; errors are FleetErrors (-> 4xx)."""
 
-import hmac
 import logging
 import shutil
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Literal
@@ -16,7 +14,6 @@ from fastapi.responses import FileResponse, RedirectResponse
 from ._auth import Principal
 from ._errors import AuthError, PayloadTooLargeError
 from ._registry import model_ref
-from ._rollouts import download_ticket
 from ._schemas import (
     ActionIn,
     DeviceOut,
@@ -36,6 +33,7 @@ from ._schemas import (
     time_window,
 )
 from ._telemetry import query_series
+from ._tickets import authorize_download
 
 __all__ = ["build_router"]
 
@@ -110,17 +108,8 @@ def build_router(
         ticket in the deploy command's URL, a device token (``Bearer efd_...`` with
         ``device``), or an API token with the viewer role."""
         mv = service.registry.get(name, version)
-        ok = False
-        if device and exp is not None and ticket:
-            want = download_ticket(service.rollouts.ticket_secret, device, name, version, exp)
-            ok = hmac.compare_digest(want, ticket) and exp >= time.time()
-        elif authorization and authorization.lower().startswith("bearer "):
-            token = authorization[7:].strip()
-            if token.startswith("efd_"):
-                ok = bool(device) and service.devices.check_token(device, token)
-            else:
-                service.authenticate(token)
-                ok = True
+        ok = authorize_download(service, name, version, device=device, exp=exp, ticket=ticket,
+                                authorization=authorization)  # fmt: skip
         if not ok:
             raise AuthError("a valid download ticket, device token or API token is required")
         filename = f"{name}-{version}.efpkg"

@@ -49,6 +49,7 @@ from ._messages import (
     utcnow,
 )
 from ._schema import SCHEMA_PATH, message_schema, schema_text, write_schema
+from ._tickets import TICKET_RENEW_PATH, redact_tickets
 from ._topics import (
     DEVICE_KINDS,
     FLEET_STATE_TOPIC,
@@ -69,6 +70,8 @@ from ._topics import (
 )
 
 __all__ = [
+    "TICKET_RENEW_PATH",
+    "redact_tickets",
     "ALLOWED_TYPES",
     "DEVICE_KINDS",
     "FLEET_STATE_TOPIC",
