@@ -15,6 +15,7 @@ from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ._auth import Principal, role_allows
+from ._conformance import allowed_methods
 from ._db import Device, Rollout
 from ._engine import FAILED_STATES
 from ._errors import AuthError, FleetError, ForbiddenError
@@ -160,9 +161,11 @@ def create_app(service: FleetService, *, manage_lifecycle: bool = False) -> Fast
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse(
-            {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
-        )
+        headers = exc.headers
+        if exc.status_code == 405:  # every method of the path, not just one route's
+            allow = ", ".join(allowed_methods(app, request.url.path))
+            headers = {**(headers or {}), "Allow": allow}
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
 
     @app.middleware("http")
     async def _count(request: Request, call_next):

@@ -101,7 +101,7 @@ class Devices:
     def get(self, device_id: str) -> Device:
         with self.ctx.ReadSession() as db:
             dev = db.get(Device, device_id)
-        if dev is None:
+        if dev is None or dev.decommissioned:  # decommissioned = gone, as for DELETE
             raise NotFoundError(f"device {device_id!r} is not known to this fleet")
         return dev
 
@@ -149,7 +149,7 @@ class Devices:
     def decommission(self, device_id: str) -> Device:
         with self.ctx.Session() as db:
             dev = db.get(Device, device_id)
-            if dev is None:
+            if dev is None or dev.decommissioned:
                 raise NotFoundError(f"device {device_id!r} is not known to this fleet")
             dev.decommissioned = True
             dev.online = False

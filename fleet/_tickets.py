@@ -22,9 +22,10 @@ import hashlib
 import hmac
 import logging
 import time
+from typing import Any
 from urllib.parse import urlencode
 
-from edgefleet.sdk.protocol import TICKET_RENEW_PATH, redact_tickets
+from edgefleet.sdk.protocol import TICKET_RENEW_PATH, DeployCommand, redact_tickets
 from pydantic import BaseModel
 
 __all__ = [
@@ -97,25 +98,26 @@ def authorize_download(
 
 
 def renew_ticket_url(service, command: dict) -> tuple[str, int]:
-    """A fresh ticket URL for the signed deploy command ``command`` (see the module doc)."""
-    from edgefleet.sdk.protocol import CommandRejected, CommandVerifier, DeployCommand
+    """A fresh ticket URL for the signed deploy command ``command`` (see the module doc).
+    The command is the credential here: one that does not parse is refused like a bad
+    signature (401), not as a malformed request."""
+    from edgefleet.sdk.protocol import CommandRejected, CommandVerifier
     from pydantic import ValidationError
 
-    from ._errors import AuthError, BadRequestError
+    from ._errors import AuthError
 
     try:
         cmd = DeployCommand.model_validate(command)
     except ValidationError as e:
-        raise BadRequestError(f"expected a signed deploy command: {e}") from e
+        raise AuthError(f"expected a signed deploy command: {e.error_count()} errors, "
+                        f"first: {e.errors()[0]['msg']}") from e  # fmt: skip
     key = service.ctx.signing_key.public_key()
     try:
         # A fresh nonce store: the device already accepted this command once, on purpose.
         CommandVerifier(cmd.device_id, [key]).verify(cmd)
     except CommandRejected as e:
         raise AuthError(f"deploy command refused for a ticket: {e}") from e
-    dev = service.devices.get(cmd.device_id)
-    if dev.decommissioned:
-        raise AuthError(f"device {cmd.device_id!r} is decommissioned")
+    service.devices.get(cmd.device_id)  # 404 if unknown or decommissioned
     service.registry.get(cmd.package_name, cmd.package_version)  # 404 if it is gone
     s = service.ctx.settings
     return ticket_url(s.base_url, service.rollouts.ticket_secret, cmd.device_id,
@@ -141,7 +143,7 @@ def redact_access_log(logger_name: str = "uvicorn.access") -> None:
 
 
 class TicketIn(BaseModel):
-    command: dict  # the signed DeployCommand, as the device received it
+    command: dict[str, Any]  # the signed DeployCommand, as the device received it
 
 
 class TicketOut(BaseModel):
@@ -159,7 +161,7 @@ def build_ticket_router(service):
         TICKET_RENEW_PATH.removeprefix("/api/v1"),
         tags=["models"],
         response_model=TicketOut,
-        responses={400: {"description": "not a deploy command"},
+        responses={400: {"description": "body is not JSON"},
                    401: {"description": "command refused"}, 404: {"description": "gone"}},
     )  # fmt: skip
     def renew_ticket(body: TicketIn):
