@@ -163,9 +163,8 @@ class Devices:
     def check_token(self, device_id: str, token: str) -> bool:
         with self.ctx.ReadSession() as db:
             dev = db.get(Device, device_id)
-        if dev is None or dev.decommissioned or not dev.token_hash:
-            return False
-        return verify_secret(dev.token_hash, token)
+        live = dev is not None and not dev.decommissioned
+        return verify_secret(dev.token_hash if live else None, token)
 
     def write_broker_files(self, fleet_password_hash: str | None = None) -> None:
         """Regenerate ``mqtt/passwd`` and ``mqtt/acl`` in data_dir (Mosquitto reloads them

@@ -55,6 +55,14 @@ class FleetSettings(BaseSettings):
     sqlite_busy_timeout_s: float = Field(default=10.0, ge=0)
     max_upload_bytes: int = Field(default=512 * 1024 * 1024, ge=1024)
     bootstrap_admin_token: str = ""  # set -> ensured on start (demo, tests)
+    # Set -> GET /metrics needs "Authorization: Bearer <metrics_token>" (Prometheus'
+    # bearer_token / authorization scrape settings); empty -> /metrics is open.
+    metrics_token: str = ""
+    # A client (IP) with this many failed authentications within the window gets 429 with
+    # Retry-After for auth_lockout_s (fleet/_ratelimit.py).
+    auth_max_failures: int = Field(default=20, ge=1)
+    auth_failure_window_s: float = Field(default=60.0, gt=0)
+    auth_lockout_s: float = Field(default=60.0, gt=0)
     mqtt_enabled: bool = True
     # Scale-out: replicas share ingestion (shared subscriptions); of those with run_engine,
     # the holder of the "engine" lease in the database runs the rollout engine and the others
