@@ -75,24 +75,28 @@ class ActiveModel:
             key = self._stamp()
             if key == self._key and self._model is not None and not force:
                 return self._model
-            pointer = self.store.pointer()
-            if pointer is None or not self.store.has_package(pointer.slot):
-                return self._model
-            if self._model is not None and pointer.generation == self._generation:
-                self._key = key
-                return self._model
-            from edgefleet.sdk import LoadOptions, load
-
-            try:
-                model = load(
-                    self.store.slot_dir(pointer.slot),
-                    self.backend,
-                    LoadOptions(trust=self.trust, cache=self.cache, profile=self.profile),
-                )
-            except EdgefleetError as e:
-                log.error("cannot load slot %s, keeping the previous model: %s", pointer.slot, e)
-                self._key = key
-                return self._model
+            for _ in range(3):
+                pointer = self.store.pointer()
+                if pointer is None or not self.store.has_package(pointer.slot):
+                    return self._model
+                if self._model is not None and pointer.generation == self._generation:
+                    self._key = key
+                    return self._model
+                model = self._load(pointer.slot)
+                if model is None:
+                    self._key = key
+                    return self._model
+                # A load can take seconds; the agent may have switched (or rolled back)
+                # meanwhile. Serve what the pointer says now, not what it said before.
+                now_pointer = self.store.pointer()
+                if now_pointer is not None and now_pointer.generation == pointer.generation:
+                    break
+                log.info("slot pointer moved during the load of slot %s; loading again",
+                         pointer.slot)  # fmt: skip
+                model.close()
+                key = self._stamp()
+            else:
+                return self._model  # the pointer keeps moving: keep serving, retry later
             old, self._model = self._model, model
             self._key, self._generation = key, pointer.generation
             i = model.info
@@ -100,6 +104,19 @@ class ActiveModel:
         if old is not None:
             old.close()
         return model
+
+    def _load(self, slot: str) -> Any:
+        from edgefleet.sdk import LoadOptions, load
+
+        try:
+            return load(
+                self.store.slot_dir(slot),
+                self.backend,
+                LoadOptions(trust=self.trust, cache=self.cache, profile=self.profile),
+            )
+        except EdgefleetError as e:
+            log.error("cannot load slot %s, keeping the previous model: %s", slot, e)
+            return None
 
     @property
     def trust(self) -> TrustPolicy:

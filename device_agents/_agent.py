@@ -32,6 +32,7 @@ from ._deploy import Deployer, DeployHooks
 from ._events import EventPublisher
 from ._fsutil import read_json, write_json_atomic
 from ._inventory import AGENT_VERSION, build_inventory, detect_profile_name
+from ._isolation import SmokeIsolation
 from ._journal import FileNonceStore, Journal, PendingCommands
 from ._mux import Link, Mux
 from ._settings import AgentSettings
@@ -80,6 +81,11 @@ class Agent:
         for key in [*s.fleet_keys, *s.trusted_package_keys]:
             if not key.is_file():  # fail at start, as when the keys were parsed here
                 raise ConfigError(f"public key {key} does not exist")
+        if s.backends:
+            from edgefleet.sdk.backends import register_backend
+
+            for name, target in s.backends.items():
+                register_backend(name, target)
         # A configured profile (a board detection cannot name, or a simulated device) picks
         # the runtime for serving and for the smoke test alike; None detects this machine.
         self.active = ActiveModel(
@@ -106,8 +112,12 @@ class Agent:
                 http_timeout_s=s.http_timeout_s,
                 http_ca=str(s.http_ca) if s.http_ca else None,
                 download_retries=s.download_retries,
+                isolation=SmokeIsolation(
+                    tuple(s.trusted_package_keys), dict(s.backends), s.smoke_timeout_s
+                ) if s.smoke_isolated else None,
+                max_resumes=s.max_resumes,
             ),
-        )
+        )  # fmt: skip
         self._own_mux = mux is None
         self.mux = mux or Mux()
         self._own_executor = executor is None

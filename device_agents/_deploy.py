@@ -22,13 +22,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edgefleet.sdk import BackendUnavailableError, EdgefleetError, PackageError, SignatureError
+from edgefleet.sdk import BackendUnavailableError, PackageError, SignatureError
 from edgefleet.sdk.protocol import TERMINAL_STATES, DeployCommand, DeploymentState
 
 from ._download import DownloadCanceled, DownloadError, DownloadSpec, download
 from ._fetch_plan import FetchOptions, fetch_for_device
+from ._isolation import SmokeIsolation, run_smoke, smoke_in_child
 from ._journal import DeploymentRecord, Journal
 from ._store import ModelStore
+from ._tickets import has_ticket, renew_ticket
 
 if TYPE_CHECKING:
     from edgefleet.sdk import TrustPolicy
@@ -70,6 +72,11 @@ class DeployHooks:
     # uses). ``Simulation`` sets one intra-op thread: a default pool per session spawned and
     # joined a thread per device (the join holds the GIL; ~8 ms per deploy measured).
     smoke_onnxruntime: OnnxRuntimeOptions | None = None
+    # Smoke-test in a child process (a native crash costs the package, not the agent);
+    # None = in this process (the simulator: hundreds of agents share one process).
+    isolation: SmokeIsolation | None = None
+    # Restarts of the agent during one deployment before it gives up on it (a crash loop).
+    max_resumes: int = 3
 
 
 class Deployer:
@@ -134,8 +141,24 @@ class Deployer:
                 # (the fleet treats repeated states as idempotent).
                 self.hooks.emit(rec, None, None)
                 return rec
-            log.info("resuming deployment %s from %s", rec.deployment_id, rec.state.value)
+            # Counted and persisted before anything can crash again: a package that kills
+            # the agent at every resume fails after ``max_resumes`` restarts.
+            rec = rec.model_copy(update={"resumes": rec.resumes + 1})
+            self.journal.save(rec)
+            log.info("resuming deployment %s from %s (restart %d)", rec.deployment_id,
+                     rec.state.value, rec.resumes)  # fmt: skip
+            if rec.resumes > self.hooks.max_resumes:
+                return self._give_up(rec)
             return self._drive(rec)
+
+    def _give_up(self, rec: DeploymentRecord) -> DeploymentRecord:
+        reason = (
+            f"agent restarted {rec.resumes} times during this deployment (last at "
+            f"{rec.state.value}); giving up on it"
+        )
+        if rec.to_slot is not None and self.store.active_slot() == rec.to_slot:
+            return self._rollback(rec, reason)
+        return self._finish_failed(rec, S.FAILED, reason)
 
     def _drive(self, rec: DeploymentRecord) -> DeploymentRecord:
         try:
@@ -191,7 +214,10 @@ class Deployer:
             timeout_s=self.hooks.http_timeout_s,
             retries=self.hooks.download_retries,
             ca_file=self.hooks.http_ca,
-        )
+            # Tickets live minutes: a refused one is renewed with the signed command.
+            renew=(lambda: renew_ticket(cmd, self.hooks.http_timeout_s))
+            if has_ticket(cmd.artifact_url) else None,
+        )  # fmt: skip
         half = cmd.size // 2
 
         def on_bytes(n: int) -> None:
@@ -211,6 +237,8 @@ class Deployer:
                     token=self.hooks.download_token,
                     timeout_s=self.hooks.http_timeout_s,
                     retries=self.hooks.download_retries,
+                    ca_file=self.hooks.http_ca,
+                    renew=spec.renew,
                 ),
                 on_progress=lambda done, total: (
                     done >= total // 2 and self._fault("during:DOWNLOADING")
@@ -301,27 +329,19 @@ class Deployer:
         return self._to(rec, S.ACTIVE)
 
     def _smoke(self, rec: DeploymentRecord) -> None:
-        from edgefleet.sdk import LoadOptions, load
-
-        try:
-            model = load(
-                self.store.slot_dir(rec.to_slot),
-                self.hooks.backend,
-                LoadOptions(
-                    trust=self.hooks.policy(),
-                    warmup=0,
-                    onnxruntime=self.hooks.smoke_onnxruntime,
-                    profile=self.hooks.profile,  # test what serving will run
-                ),
-            )
-        except EdgefleetError as e:
-            raise _Stop(S.FAILED, f"staged package does not load: {e}") from e
-        try:
-            result = model.smoke_test()
-        finally:
-            model.close()
-        if not result.passed:
-            raise _Stop(S.FAILED, f"smoke test failed: {result.detail}")
+        slot, h = self.store.slot_dir(rec.to_slot), self.hooks
+        if h.isolation is not None:
+            out = smoke_in_child(
+                slot, backend=h.backend, profile=h.profile, isolation=h.isolation,
+                onnxruntime=h.smoke_onnxruntime,
+            )  # fmt: skip
+        else:
+            out = run_smoke(
+                slot, backend=h.backend, profile=h.profile, trust=h.policy(),
+                onnxruntime=h.smoke_onnxruntime,
+            )  # fmt: skip
+        if not out.passed:
+            raise _Stop(S.FAILED, out.detail)
 
     def _healthy(self, rec: DeploymentRecord) -> bool:
         window = rec.command.health_window_s

@@ -7,6 +7,7 @@ continues from the bytes already on disk instead of starting over.
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import logging
 import os
 import threading
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgefleet.sdk import EdgefleetError
+from edgefleet.sdk.protocol import redact_tickets as redact
 
 from . import _fsutil
 
@@ -26,6 +28,10 @@ log = logging.getLogger(__name__)
 
 class DownloadError(EdgefleetError):
     """The artifact could not be downloaded (HTTP error, size mismatch, retries exhausted)."""
+
+
+class DownloadRefused(DownloadError):
+    """The server refused the credentials (HTTP 401/403): e.g. an expired ticket."""
 
 
 class DownloadCanceled(EdgefleetError):
@@ -40,6 +46,8 @@ class DownloadSpec:
     timeout_s: float = 30.0
     retries: int = 5
     ca_file: str | None = None  # HTTPS: trust only this CA bundle (None: the system store)
+    # A fresh URL when the server refuses the ticket in ``url`` (device_agents/_tickets.py).
+    renew: Callable[[], str] | None = None
 
 
 _clients: dict[str | None, object] = {}
@@ -91,13 +99,16 @@ def _fetch(
     with _http_client(spec.ca_file).stream(
         "GET", spec.url, headers=headers, timeout=spec.timeout_s, follow_redirects=True
     ) as r:
-        if r.status_code in (401, 403, 404, 410):
-            raise DownloadError(f"GET {spec.url}: HTTP {r.status_code} (not retried)")
+        if r.status_code in (401, 403):
+            raise DownloadRefused(f"GET {redact(spec.url)}: HTTP {r.status_code}")
+        if r.status_code in (404, 410):
+            raise DownloadError(f"GET {redact(spec.url)}: HTTP {r.status_code} (not retried)")
         if r.status_code not in (200, 206):
             raise httpx.HTTPStatusError(f"HTTP {r.status_code}", request=r.request, response=r)
         mode = "ab"
         if r.status_code == 200 and have:
-            log.warning("server ignored the Range request; restarting download of %s", spec.url)
+            log.warning("server ignored the Range request; restarting download of %s",
+                        redact(spec.url))  # fmt: skip
             mode, have = "wb", 0
         with open(part, mode) as f:
             # iter_raw yields what arrived; a buffered iterator would lose the tail on a cut.
@@ -106,7 +117,8 @@ def _fetch(
                     raise DownloadCanceled("download canceled")
                 if have + len(block) > spec.size:
                     raise DownloadError(
-                        f"GET {spec.url}: server sent more than the expected {spec.size} bytes"
+                        f"GET {redact(spec.url)}: server sent more than the expected "
+                        f"{spec.size} bytes"
                     )
                 f.write(block)
                 f.flush()  # so what is on disk is what a resume (even after kill -9) counts
@@ -128,22 +140,30 @@ def download(
 ) -> Path:
     """Download ``spec.url`` to ``dest`` (resuming ``dest.part``); retry with backoff."""
     import httpx
+    from edgefleet.sdk import Backoff
 
     part = dest.with_name(dest.name + ".part")
     dest.parent.mkdir(parents=True, exist_ok=True)
-    delay = 0.2
-    for attempt in range(spec.retries + 1):
+    backoff = Backoff(0.2, 5.0)
+    renewed = False  # the URL in use came from a renewal and was not refused since
+    attempt = 0
+    while True:
         try:
             _fetch(spec, part, on_bytes, canceled)
             os.replace(part, dest)
             return dest
+        except DownloadRefused:
+            if spec.renew is None or renewed:
+                raise
+            spec, renewed = dataclasses.replace(spec, url=spec.renew()), True
+            continue  # a renewal is not a failed attempt: resume at once
         except (httpx.TransportError, httpx.HTTPStatusError, OSError) as e:
+            renewed = False
             if attempt == spec.retries:
                 raise DownloadError(
-                    f"GET {spec.url} failed after {attempt + 1} attempts: {e}"
+                    f"GET {redact(spec.url)} failed after {attempt + 1} attempts: {e}"
                 ) from e
+            attempt += 1
             have = part.stat().st_size if part.exists() else 0
             log.warning("download interrupted at %d bytes (%s); resuming", have, e)
-            time.sleep(delay)
-            delay = min(delay * 2, 5.0)
-    raise AssertionError("unreachable")
+            time.sleep(backoff.next())

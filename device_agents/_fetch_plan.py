@@ -19,8 +19,9 @@ from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from edgefleet.sdk import PackageError, SignatureError
+from edgefleet.sdk.protocol import redact_tickets as redact
 
-from ._download import DownloadError, DownloadSpec, _http_client, download
+from ._download import DownloadError, DownloadRefused, DownloadSpec, _http_client, download
 
 __all__ = ["FetchOptions", "FetchResult", "fetch_for_device", "file_url"]
 
@@ -37,6 +38,9 @@ class FetchOptions:
     token: str | None = None
     timeout_s: float = 30.0
     retries: int = 5
+    ca_file: str | None = None  # HTTPS: trust only this CA bundle (None: the system store)
+    # A fresh package URL (new ticket) when the fleet refuses the one in use.
+    renew: Callable[[], str] | None = None
 
 
 @dataclass(frozen=True)
@@ -61,13 +65,15 @@ def _get_manifest(url: str, opts: FetchOptions) -> bytes | None:
     import httpx
 
     try:
-        with _http_client().stream(
+        with _http_client(opts.ca_file).stream(
             "GET", url, headers=headers, timeout=opts.timeout_s, follow_redirects=True
         ) as r:
             if r.status_code == 404:
                 return None
+            if r.status_code in (401, 403):
+                raise DownloadRefused(f"GET {redact(url)}: HTTP {r.status_code}")
             if r.status_code != 200:
-                raise DownloadError(f"GET {url}: HTTP {r.status_code}")
+                raise DownloadError(f"GET {redact(url)}: HTTP {r.status_code}")
             data = b""
             for block in r.iter_raw():
                 data += block
@@ -75,7 +81,7 @@ def _get_manifest(url: str, opts: FetchOptions) -> bytes | None:
                     raise DownloadError(f"GET {url}: manifest over {MAX_MANIFEST_BYTES} bytes")
             return data
     except httpx.HTTPError as e:
-        raise DownloadError(f"GET {url} failed: {e}") from e
+        raise DownloadError(f"GET {redact(url)} failed: {redact(str(e))}") from e
 
 
 def fetch_for_device(
@@ -96,7 +102,14 @@ def fetch_for_device(
     from edgefleet.sdk._package import read_manifest
     from edgefleet.sdk._partial import write_partial
 
-    raw = _get_manifest(file_url(cmd.artifact_url, "manifest.json"), opts)
+    base = cmd.artifact_url
+    try:
+        raw = _get_manifest(file_url(base, "manifest.json"), opts)
+    except DownloadRefused:
+        if opts.renew is None:
+            raise
+        base = opts.renew()  # the ticket expired (a restart, a command queued offline)
+        raw = _get_manifest(file_url(base, "manifest.json"), opts)
     if raw is None:
         return None
     manifest = read_manifest(raw, cmd.artifact_url)
@@ -136,8 +149,9 @@ def fetch_for_device(
         target.parent.mkdir(parents=True, exist_ok=True)
         start = done
         spec = DownloadSpec(
-            url=file_url(cmd.artifact_url, f.path), size=f.size, token=opts.token,
-            timeout_s=opts.timeout_s, retries=opts.retries,
+            url=file_url(base, f.path), size=f.size, token=opts.token,
+            timeout_s=opts.timeout_s, retries=opts.retries, ca_file=opts.ca_file,
+            renew=(lambda p=f.path: file_url(opts.renew(), p)) if opts.renew else None,
         )  # fmt: skip
         download(
             spec,

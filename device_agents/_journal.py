@@ -32,6 +32,7 @@ class DeploymentRecord(BaseModel):
     to_slot: str | None = None
     reason: str = ""
     updated_at: datetime
+    resumes: int = 0  # agent restarts during this deployment (crash-loop guard)
 
     @property
     def deployment_id(self) -> str:

@@ -1,7 +1,7 @@
 """One thread driving many paho-mqtt clients (paho's external-loop API).
 
 A single agent and a simulated fleet of 1,000 agents use the same loop: one poll over all
-sockets instead of one network thread per client. Reconnects use exponential backoff.
+sockets instead of one network thread per client. Reconnects use jittered exponential backoff.
 Periodic work (telemetry ticks) runs on the same thread through ``every``.
 """
 
@@ -14,6 +14,8 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from edgefleet.sdk import Backoff
 
 __all__ = ["Mux", "Link"]
 
@@ -31,11 +33,14 @@ class Link:
     connect_kwargs: dict = field(default_factory=dict)
     min_delay: float = 0.5
     max_delay: float = 30.0
-    delay: float = 0.5
+    backoff: Backoff = field(init=False)
     next_attempt: float = 0.0
     attempt_at: float = 0.0  # when the last CONNECT went out (monotonic)
     started: bool = False
     closed: bool = False
+
+    def __post_init__(self) -> None:
+        self.backoff = Backoff(self.min_delay, self.max_delay)
 
 
 class Mux:
@@ -60,7 +65,7 @@ class Mux:
     def add(self, link: Link) -> Link:
         c = link.client
         c.on_socket_register_write = self.wake  # paho then leaves all writes to this loop
-        link.delay = link.min_delay
+        link.backoff.reset()
         with self._lock:
             self._links.append(link)
         self.wake()
@@ -74,7 +79,7 @@ class Mux:
             link.client, link.connect_kwargs = client, connect_kwargs
             link.started = False
             link.next_attempt = 0.0
-            link.delay = link.min_delay
+            link.backoff.reset()
         self.wake()
 
     def remove(self, link: Link) -> None:
@@ -91,7 +96,7 @@ class Mux:
 
     @staticmethod
     def connected(link: Link) -> None:
-        link.delay = link.min_delay
+        link.backoff.reset()
 
     def start(self) -> Mux:
         self._thread = threading.Thread(target=self.run, name="edgefleet-mqtt", daemon=True)
@@ -115,11 +120,10 @@ class Mux:
             link.attempt_at = now
             # The delay resets only on an accepted CONNACK (see connected()), so a broker
             # refusing credentials is retried with backoff, not hammered.
-            link.next_attempt = now + link.delay
+            link.next_attempt = now + link.backoff.ceiling
         except (OSError, ValueError) as e:
             log.debug("connect to %s:%s failed: %s", link.host, link.port, e)
-            link.next_attempt = now + link.delay
-            link.delay = min(link.delay * 2, link.max_delay)
+            link.next_attempt = now + link.backoff.next()
 
     def _step(self) -> None:
         now = time.monotonic()
@@ -159,8 +163,7 @@ class Mux:
             if ev & select.POLLOUT and c.socket() is not None:
                 c.loop_write()
             if c.socket() is None:
-                link.next_attempt = time.monotonic() + link.delay
-                link.delay = min(link.delay * 2, link.max_delay)
+                link.next_attempt = time.monotonic() + link.backoff.next()
         now = time.monotonic()
         # Keepalive/timeouts need no finer grain than tick_s; every publish wakes this loop,
         # and a loop_misc sweep over 500 simulated clients per wake was most of its CPU.

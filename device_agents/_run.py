@@ -79,6 +79,12 @@ def run_agent(config: Path | None, **overrides: object) -> None:
     from ._settings import AgentSettings
 
     settings = AgentSettings.load(config, **overrides)
+    # A native crash (a runtime's segfault or abort) prints every thread's Python stack
+    # to stderr (the journal under systemd) before the process dies, not nothing.
+    try:
+        faulthandler.enable(file=sys.stderr, all_threads=True)
+    except (AttributeError, ValueError, OSError):  # stderr captured (no file descriptor)
+        faulthandler.enable(file=sys.__stderr__, all_threads=True)
     # `kill -USR1 <pid>` prints every thread's stack to stderr (the journal under systemd):
     # how to see where a hung agent on a board is stuck without a debugger.
     faulthandler.register(signal.SIGUSR1, file=sys.stderr, all_threads=True)

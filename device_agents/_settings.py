@@ -33,18 +33,19 @@ FAULT_RE = re.compile(r"^(after:[A-Z_]+|during:DOWNLOADING|health:fail)$")
 
 
 def _env_values(fields: dict) -> dict[str, Any]:
-    """``EDGEFLEET_AGENT_<FIELD>`` variables (names case-insensitive); JSON for lists."""
+    """``EDGEFLEET_AGENT_<FIELD>`` variables (names case-insensitive); JSON for lists, dicts."""
     env = {k.upper(): v for k, v in os.environ.items() if k.upper().startswith(ENV_PREFIX)}
     out: dict[str, Any] = {}
     for name, info in fields.items():
         raw = env.get(ENV_PREFIX + name.upper())
         if raw is None:
             continue
-        if "list[" in str(info.annotation):
+        kind = next((k for k in ("list", "dict") if f"{k}[" in str(info.annotation)), None)
+        if kind:
             try:
                 out[name] = json.loads(raw)
             except ValueError as e:
-                raise ValueError(f"{ENV_PREFIX}{name.upper()}: expected a JSON list: {e}") from e
+                raise ValueError(f"{ENV_PREFIX}{name.upper()}: expected a JSON {kind}: {e}") from e
         else:
             out[name] = raw
     return out
@@ -86,7 +87,15 @@ class AgentSettings(BaseModel):
 
     profile: str | None = Field(default=None, description="hardware profile; None = detect")
     backend: str | None = None
+    # Extra runtime backends, name -> "module:Class" (a vendor's NPU runtime), registered
+    # with the SDK at start and in the smoke-test child.
+    backends: dict[str, str] = Field(default_factory=dict)
     smoke_test: bool = True
+    # Load and smoke-test a staged package in a child process: a runtime that crashes
+    # natively on it fails the deployment instead of killing the agent.
+    smoke_isolated: bool = True
+    smoke_timeout_s: float = Field(default=300.0, gt=0)
+    max_resumes: int = Field(default=3, ge=1, description="restarts before a deployment fails")
     serve_model: bool = Field(default=True, description="keep the active model for the endpoint")
     local_endpoint: str | None = Field(
         default="127.0.0.1:0", description="host:port, unix:/path, or None to disable"

@@ -70,7 +70,9 @@ class Simulation:
         """
         if first < 0 or step < 1:
             raise ValueError(f"expected first >= 0 and step >= 1, got first={first}, step={step}")
-        base = {"local_endpoint": None, "serve_model": False, **base}
+        # Simulated agents share one process: a child per smoke test would cost hundreds of
+        # interpreters for a fleet-wide rollout, and no real runtime crash is simulated.
+        base = {"local_endpoint": None, "serve_model": False, "smoke_isolated": False, **base}
         one = AgentSettings(**base, device_id=f"{prefix}-0000", data_dir=data_root / "x")
         # Validate once, then copy: pydantic-settings costs ~25 ms per instance.
         names = [f"{prefix}-{first + i * step:04d}" for i in range(count)]

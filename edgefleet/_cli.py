@@ -45,15 +45,20 @@ _GROUPS: list[tuple[str | None, str, str, str]] = [
 ]
 
 
-def _missing(name: str, extra: str, err: Exception) -> typer.Typer:
-    stub = typer.Typer(help=f"(unavailable: pip install '{extra}')")
+def _missing(name: str, extra: str, err: Exception, help_text: str) -> None:
+    """Mount ``name`` as one command that takes any arguments and says which extra to
+    install: a stub *group* made ``edgefleet fleet serve`` answer "No such command
+    'serve'" instead."""
 
-    @stub.callback(invoke_without_command=True)
+    @app.command(
+        name,
+        help=f"{help_text} (unavailable: pip install '{extra}')",
+        add_help_option=False,
+        context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    )
     def _unavailable() -> None:
         typer.echo(f"edgefleet {name}: not installed here ({err}); pip install '{extra}'", err=True)
         raise typer.Exit(2)
-
-    return stub
 
 
 def _placeholder(name: str, help_text: str) -> None:
@@ -76,12 +81,10 @@ def _register(wanted: str | None = "*") -> None:
             continue
         try:
             sub = importlib.import_module(module).app
-        except ModuleNotFoundError as e:
-            # Only a missing optional dependency (or a component not built yet) lands here.
-            sub = _missing(bare, extra, e)
-            if name.startswith("="):
-                app.add_typer(sub, name=bare, help=help_text)
-                continue
+        except ImportError as e:
+            # A missing optional dependency, or one too old to have a name we import.
+            _missing(bare, extra, e, help_text)
+            continue
         if name.startswith("="):
             app.registered_commands.extend(sub.registered_commands)
             app.registered_groups.extend(sub.registered_groups)

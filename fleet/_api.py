@@ -14,13 +14,16 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ._auth import Principal, role_allows
+from ._auth import Principal, check_static_token, role_allows
 from ._body_limit import DeclaredLengthLimit
+from ._conformance import allowed_methods
 from ._db import Device, Rollout
 from ._errors import AuthError, FleetError, ForbiddenError
+from ._ratelimit import AuthFailureLimiter
 from ._rollout_machine import FAILED_STATES
 from ._routes import build_router
 from ._service import FleetService
+from ._tickets import build_ticket_router, redact_access_log
 
 __all__ = ["create_app", "device_out", "rollout_out"]
 
@@ -122,12 +125,26 @@ def create_app(service: FleetService, *, manage_lifecycle: bool = False) -> Fast
     )
     app.state.service = service
 
+    s = service.settings
+    limiter = AuthFailureLimiter(s.auth_max_failures, s.auth_failure_window_s, s.auth_lockout_s)
+
     def principal(
+        request: Request,
         creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     ) -> Principal:
         if creds is None or not creds.credentials:
             raise AuthError("missing API token: send 'Authorization: Bearer <token>'")
-        return service.tokens.authenticate(creds.credentials)
+        return limited(request, lambda: service.tokens.authenticate(creds.credentials))
+
+    def limited(request: Request, check):
+        """Run the token ``check``; its failures count against the client's limit."""
+        client = request.client.host if request.client else "unknown"
+        limiter.check(client)
+        try:
+            return check()
+        except AuthError:
+            limiter.failed(client)
+            raise
 
     def need(role: str):
         def dep(p: Annotated[Principal, Depends(principal)]) -> Principal:
@@ -139,7 +156,8 @@ def create_app(service: FleetService, *, manage_lifecycle: bool = False) -> Fast
 
     @app.exception_handler(FleetError)
     async def _fleet_error(request: Request, exc: FleetError) -> JSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else {}
+        headers |= getattr(exc, "headers", {})  # e.g. Retry-After with a 429
         return JSONResponse({"detail": str(exc)}, status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(OperationalError)
@@ -166,11 +184,14 @@ def create_app(service: FleetService, *, manage_lifecycle: bool = False) -> Fast
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        detail = exc.detail
+        detail, headers = exc.detail, exc.headers
         limit = request.scope.get("starlette.max_body_size")
         if exc.status_code == 413 and limit is not None:
             detail = f"request body is over the {limit} byte limit of {request.url.path}"
-        return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=exc.headers)
+        if exc.status_code == 405:  # every method of the path, not just one route's
+            allow = ", ".join(allowed_methods(app, request.url.path))
+            headers = {**(headers or {}), "Allow": allow}
+        return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=headers)
 
     @app.middleware("http")
     async def _count(request: Request, call_next):
@@ -179,6 +200,8 @@ def create_app(service: FleetService, *, manage_lifecycle: bool = False) -> Fast
         return response
 
     app.include_router(build_router(service, need, device_out, rollout_out, wave_progress))
+    app.include_router(build_ticket_router(service))
+    redact_access_log()  # download tickets never reach the access log
 
     def body_limit(method: str, path: str) -> int:
         if method == "POST" and path == "/api/v1/models":
@@ -192,9 +215,20 @@ def create_app(service: FleetService, *, manage_lifecycle: bool = False) -> Fast
         mqtt = service.mqtt is not None and service.mqtt.healthy
         return {"status": "ok", "mqtt_connected": mqtt, "database": service.ctx.engine.dialect.name}
 
-    @app.get("/metrics", tags=["ops"], response_class=PlainTextResponse)
-    def metrics() -> PlainTextResponse:
-        """Prometheus text exposition."""
+    @app.get(
+        "/metrics",
+        tags=["ops"],
+        response_class=PlainTextResponse,
+        responses={401: {"description": "metrics_token set and not sent"},
+                   429: {"description": "too many failed authentications"}},
+    )  # fmt: skip
+    def metrics(
+        request: Request,
+        creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    ) -> PlainTextResponse:
+        """Prometheus text exposition (``Bearer <metrics_token>`` when one is configured)."""
+        if s.metrics_token:
+            limited(request, lambda: check_static_token(s.metrics_token, creds, "metrics"))
         return PlainTextResponse(
             service.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8"
         )

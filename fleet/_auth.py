@@ -7,7 +7,9 @@ in memory (keyed by its sha256) for a short time; revocation clears that memory.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import hmac
 import logging
 import secrets
 import threading
@@ -23,6 +25,7 @@ __all__ = [
     "ROLES",
     "Principal",
     "TokenCache",
+    "check_static_token",
     "hash_secret",
     "new_token",
     "parse_token",
@@ -67,9 +70,16 @@ def hash_secret(secret: str) -> str:
     return _HASHER.hash(secret)
 
 
-def verify_secret(stored_hash: str, secret: str) -> bool:
+@functools.cache
+def _dummy_hash() -> str:
+    return _HASHER.hash(secrets.token_urlsafe(20))
+
+
+def verify_secret(stored_hash: str | None, secret: str) -> bool:
+    """``stored_hash`` None (unknown id, revoked token): an Argon2 check against a dummy
+    hash all the same, so a refusal costs the same whatever the reason (no id probing)."""
     try:
-        return _HASHER.verify(stored_hash, secret)
+        return _HASHER.verify(stored_hash or _dummy_hash(), secret) and stored_hash is not None
     except (VerificationError, InvalidHashError):
         return False
 
@@ -104,3 +114,11 @@ class TokenCache:
         with self._lock:
             for k in [k for k, (_, p) in self._data.items() if p.id == principal_id]:
                 del self._data[k]
+
+
+def check_static_token(expected: str, creds, what: str) -> None:
+    """``creds`` (HTTP Bearer credentials or None) must carry ``expected``; AuthError if not.
+    Compared in constant time."""
+    got = creds.credentials if creds is not None else ""
+    if not hmac.compare_digest(got.encode(), expected.encode()):
+        raise AuthError(f"the {what} endpoint needs 'Authorization: Bearer <{what} token>'")

@@ -4,8 +4,6 @@ the fleet's Ed25519 key; one deployment id per rollout makes redelivery harmless
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 
 from edgefleet.sdk.protocol import (
@@ -21,6 +19,7 @@ from edgefleet.sdk.protocol import (
 
 from ._context import Context
 from ._db import ModelVersion, Rollout
+from ._tickets import download_ticket, ticket_url
 
 __all__ = ["CommandSender", "deployment_id", "download_ticket"]
 
@@ -29,12 +28,6 @@ log = logging.getLogger(__name__)
 
 def deployment_id(rollout_id: int) -> str:
     return f"rollout-{rollout_id}"
-
-
-def download_ticket(secret: bytes, device_id: str, name: str, version: str, exp: int) -> str:
-    """Per-device download token bound to one package and an expiry (HMAC-SHA256)."""
-    msg = f"{device_id}\n{name}\n{version}\n{exp}".encode()
-    return hmac.new(secret, msg, hashlib.sha256).hexdigest()
 
 
 class CommandSender:
@@ -55,12 +48,8 @@ class CommandSender:
         ids: dict[str, str] = {}
         for dev in device_ids:
             fields = command_fields(dev, ttl_s=s.command_ttl_s)
-            exp = int(fields["expires_at"].timestamp())
-            ticket = download_ticket(self.ticket_secret, dev, mv.name, mv.version, exp)
-            url = (
-                f"{s.base_url}/api/v1/artifacts/{mv.name}/{mv.version}"
-                f"?device={dev}&exp={exp}&ticket={ticket}"
-            )
+            url, _ = ticket_url(s.base_url, self.ticket_secret, dev, mv.name, mv.version,
+                                s.download_ticket_ttl_s)  # fmt: skip
             cmd = DeployCommand(
                 **fields,
                 deployment_id=deployment_id(r.id),

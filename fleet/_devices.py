@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from ._auth import hash_secret, verify_secret
 from ._context import Context
 from ._db import Device
-from ._errors import BadRequestError, ConflictError, NotFoundError, found
+from ._errors import BadRequestError, ConflictError, NotFoundError
 from ._mosquitto import (
     hash_mqtt_password,
     new_password,
@@ -105,7 +105,7 @@ class Devices:
     def get(self, device_id: str) -> Device:
         with self.ctx.ReadSession() as db:
             dev = db.get(Device, device_id)
-        if dev is None:
+        if dev is None or dev.decommissioned:  # decommissioned = gone, as for DELETE
             raise NotFoundError(_unknown(device_id))
         return dev
 
@@ -152,7 +152,9 @@ class Devices:
 
     def decommission(self, device_id: str) -> Device:
         with self.ctx.Session() as db:
-            dev = found(db.get(Device, device_id), _unknown(device_id))
+            dev = db.get(Device, device_id)
+            if dev is None or dev.decommissioned:
+                raise NotFoundError(_unknown(device_id))
             dev.decommissioned = True
             dev.online = False
             dev.token_hash = None
@@ -165,9 +167,8 @@ class Devices:
     def check_token(self, device_id: str, token: str) -> bool:
         with self.ctx.ReadSession() as db:
             dev = db.get(Device, device_id)
-        if dev is None or dev.decommissioned or not dev.token_hash:
-            return False
-        return verify_secret(dev.token_hash, token)
+        live = dev is not None and not dev.decommissioned
+        return verify_secret(dev.token_hash if live else None, token)
 
     def write_broker_files(self, fleet_password_hash: str | None = None) -> None:
         """Regenerate ``mqtt/passwd`` and ``mqtt/acl`` in data_dir (Mosquitto reloads them

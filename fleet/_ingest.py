@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from edgefleet.sdk import Backoff
 from edgefleet.sdk.protocol import ProtocolError
 
 from ._metrics import Metrics
@@ -137,7 +138,7 @@ class TelemetryIngest:
         return sock
 
     def _run(self) -> None:
-        delay = _BACKOFF_MIN_S
+        backoff = Backoff(_BACKOFF_MIN_S, _BACKOFF_MAX_S)
         while not self._stop.is_set():
             try:
                 sock = self._open()
@@ -169,9 +170,8 @@ class TelemetryIngest:
                         self._sock = None
                     sock.close()
                 if self.subscriptions > subscribed_before:
-                    delay = _BACKOFF_MIN_S  # it worked for a while: come back quickly
-            self._stop.wait(delay)
-            delay = min(delay * 2, _BACKOFF_MAX_S)
+                    backoff.reset()  # it worked for a while: come back quickly
+            self._stop.wait(backoff.next())
 
     def _session(self, sock: socket.socket) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

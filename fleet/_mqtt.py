@@ -20,6 +20,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import paho.mqtt.client as mqtt
+from edgefleet.sdk import Backoff
 from edgefleet.sdk.protocol import (
     TOPIC_ROOT,
     FleetState,
@@ -100,6 +101,8 @@ class MqttBridge:
         self.client.will_set(fleet_state_topic(), offline, qos=1, retain=True)
         self.client.on_connect = self._connected
         self.client.on_disconnect = self._disconnected
+        self.client.on_connect_fail = lambda *_: self._arm_reconnect()
+        self._backoff = Backoff(0.2, 5.0)
         self.client.on_message = self._message
         self.ingest: TelemetryIngest | None = None
         if fast_telemetry:
@@ -130,7 +133,7 @@ class MqttBridge:
         return self.ingest is None or self.ingest.subscribed.is_set()
 
     def start(self, timeout: float = 15.0) -> None:
-        self.client.reconnect_delay_set(0.2, 5)
+        self._arm_reconnect()
         self.client.connect_async(self.host, self.port, keepalive=30)
         self.client.loop_start()
         deadline = time.monotonic() + timeout
@@ -162,10 +165,17 @@ class MqttBridge:
     def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
         self.client.publish(topic, payload, qos=qos, retain=retain)
 
+    def _arm_reconnect(self) -> None:
+        # paho's own backoff has no jitter: hand it our next delay before each wait (the
+        # loop thread calls on_disconnect / on_connect_fail right before it waits).
+        delay = self._backoff.next()
+        self.client.reconnect_delay_set(delay, delay)
+
     def _connected(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
             log.error("MQTT connection refused: %s", reason_code)
             return
+        self._backoff.reset()
         # Retained state/inventory are never delivered to shared subscriptions (MQTT 5), so
         # every replica takes them whole (low volume; applying them is idempotent). Events and
         # telemetry are split between the replicas of the share group.
@@ -182,6 +192,7 @@ class MqttBridge:
 
     def _disconnected(self, client, userdata, flags, reason_code, properties) -> None:
         self.connected.clear()
+        self._arm_reconnect()
         if reason_code.is_failure:
             log.warning("MQTT disconnected (%s); reconnecting", reason_code)
 

@@ -20,6 +20,18 @@ class _Spec(BaseModel):
 class WaveSize(_Spec):
     """One wave: an absolute ``count`` or a ``percent`` of the targeted devices."""
 
+    # The "exactly one" rule in the OpenAPI document too, not only in the validator.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "oneOf": [
+                {"required": ["count"],
+                 "properties": {"count": {"type": "integer"}, "percent": {"type": "null"}}},
+                {"required": ["percent"],
+                 "properties": {"percent": {"type": "number"}, "count": {"type": "null"}}},
+            ]
+        }
+    )  # fmt: skip
+
     count: int | None = Field(default=None, ge=1)
     percent: float | None = Field(default=None, gt=0, le=100)
 
@@ -38,9 +50,19 @@ class WaveSize(_Spec):
 class TargetSpec(_Spec):
     """Devices a rollout reaches: union of explicit ids, then filtered by tags and profile."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["device_ids"], "properties": {"device_ids": {"minItems": 1}}},
+                {"required": ["tags"], "properties": {"tags": {"minItems": 1}}},
+                {"required": ["profile"], "properties": {"profile": {"type": "string"}}},
+            ]
+        }
+    )
+
     device_ids: list[str] = Field(default_factory=list, max_length=100_000)
     tags: list[str] = Field(default_factory=list, description="devices having ALL these tags")
-    profile: str | None = None
+    profile: str | None = Field(default=None, min_length=1, max_length=64)
 
     @model_validator(mode="after")
     def _something(self) -> TargetSpec:
@@ -50,6 +72,15 @@ class TargetSpec(_Spec):
 
 
 class RolloutSpec(_Spec):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [  # "waves" needs at least one wave (the validator below, in the schema)
+                {"properties": {"strategy": {"enum": ["all_at_once", "canary"]}}},
+                {"required": ["waves"], "properties": {"waves": {"minItems": 1}}},
+            ]
+        }
+    )
+
     strategy: Literal["all_at_once", "canary", "waves"] = "all_at_once"
     canary: WaveSize = Field(default_factory=lambda: WaveSize(count=1))
     waves: list[WaveSize] = Field(default_factory=list, max_length=100)

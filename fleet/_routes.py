@@ -1,10 +1,8 @@
 """The ``/api/v1`` routes. Each depends on a role; errors are FleetErrors (-> 4xx)."""
 
-import hmac
 import logging
 import shutil
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Literal
@@ -15,7 +13,6 @@ from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, RedirectResponse
 
 from ._auth import Principal
-from ._command_sender import download_ticket
 from ._errors import AuthError, PayloadTooLargeError
 from ._package_files import add_file_routes
 from ._registry import model_ref
@@ -38,6 +35,7 @@ from ._schemas import (
     time_window,
 )
 from ._telemetry import query_series
+from ._tickets import authorize_download as check_download
 
 __all__ = ["build_router"]
 
@@ -102,19 +100,8 @@ def build_router(
 
     def authorize_download(name, version, device, exp, ticket, authorization) -> None:
         """A download ticket, a device token (with ``device``) or an API token; raises."""
-        ok = False
-        if device and exp is not None and ticket:
-            want = download_ticket(
-                service.rollouts.commands.ticket_secret, device, name, version, exp
-            )
-            ok = hmac.compare_digest(want, ticket) and exp >= time.time()
-        elif authorization and authorization.lower().startswith("bearer "):
-            token = authorization[7:].strip()
-            if token.startswith("efd_"):
-                ok = bool(device) and service.devices.check_token(device, token)
-            else:
-                service.tokens.authenticate(token)
-                ok = True
+        ok = check_download(service, name, version, device=device, exp=exp, ticket=ticket,
+                            authorization=authorization)  # fmt: skip
         if not ok:
             raise AuthError("a valid download ticket, device token or API token is required")
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import math
 import time
-from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from edgefleet.sdk.protocol import DEVICE_ID_PATTERN
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
+from ._conformance import UtcDatetime
 from ._db import ModelVersion
 from ._errors import BadRequestError
 from ._rollout_machine import RolloutSpec, TargetSpec
@@ -61,7 +61,7 @@ class ModelVersionOut(BaseModel):
     file_sha256: str
     size: int
     signed_by: str | None
-    created_at: datetime
+    created_at: UtcDatetime
     artifacts: list[dict[str, Any]] = Field(default_factory=list)
     task: str = ""
 
@@ -76,7 +76,7 @@ class DeviceOut(BaseModel):
     slot_a: str | None
     slot_b: str | None
     active_model: str | None
-    last_seen: datetime | None
+    last_seen: UtcDatetime | None
     provisioned: bool
     decommissioned: bool
 
@@ -93,16 +93,11 @@ class ProvisionOut(BaseModel):
     mqtt_password: str = Field(description="shown once")
 
 
-class TagsIn(_In):
-    tags: list[str] = Field(max_length=64)
+Tag = Annotated[str, Field(min_length=1, max_length=64)]  # in the schema, not a validator
 
-    @field_validator("tags")
-    @classmethod
-    def _tags(cls, v: list[str]) -> list[str]:
-        for t in v:
-            if not 1 <= len(t) <= 64:
-                raise ValueError(f"tags must be 1-64 characters, got {t!r}")
-        return v
+
+class TagsIn(_In):
+    tags: list[Tag] = Field(max_length=64)
 
 
 class RolloutIn(_In):
@@ -131,8 +126,8 @@ class RolloutOut(BaseModel):
     current_wave: int
     wave_count: int
     device_count: int
-    created_at: datetime
-    updated_at: datetime
+    created_at: UtcDatetime
+    updated_at: UtcDatetime
     spec: dict[str, Any]
     target: dict[str, Any]
     gates: dict[str, Any]
@@ -147,7 +142,7 @@ class RolloutDeviceOut(BaseModel):
 
 
 class RolloutEventOut(BaseModel):
-    at: datetime
+    at: UtcDatetime
     from_status: str
     to_status: str
     reason: str
@@ -178,7 +173,7 @@ class TokenInfo(BaseModel):
     id: str
     name: str
     role: str
-    created_at: datetime
+    created_at: UtcDatetime
     revoked: bool
 
 

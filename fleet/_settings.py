@@ -51,6 +51,8 @@ class FleetSettings(BaseSettings):
     trusted_package_keys: list[Path] = Field(default_factory=list)
     allow_unverified_packages: bool = False
     command_ttl_s: float = Field(default=24 * 3600, gt=0)
+    # A deploy command's download URL works this long; the agent renews it (fleet/_tickets.py).
+    download_ticket_ttl_s: float = Field(default=600, ge=10, le=24 * 3600)
     tick_interval_s: float = Field(default=0.5, gt=0)
     telemetry_batch_size: int = Field(default=2000, ge=1)
     telemetry_flush_interval_s: float = Field(default=0.2, gt=0)
@@ -58,6 +60,14 @@ class FleetSettings(BaseSettings):
     sqlite_busy_timeout_s: float = Field(default=10.0, ge=0)
     max_upload_bytes: int = Field(default=512 * 1024 * 1024, ge=1024)
     bootstrap_admin_token: str = ""  # set -> ensured on start (demo, tests)
+    # Set -> GET /metrics needs "Authorization: Bearer <metrics_token>" (Prometheus'
+    # bearer_token / authorization scrape settings); empty -> /metrics is open.
+    metrics_token: str = ""
+    # A client (IP) with this many failed authentications within the window gets 429 with
+    # Retry-After for auth_lockout_s (fleet/_ratelimit.py).
+    auth_max_failures: int = Field(default=20, ge=1)
+    auth_failure_window_s: float = Field(default=60.0, gt=0)
+    auth_lockout_s: float = Field(default=60.0, gt=0)
     mqtt_enabled: bool = True
     # Scale-out: replicas share ingestion (shared subscriptions); of those with run_engine,
     # the holder of the "engine" lease in the database runs the rollout engine and the others

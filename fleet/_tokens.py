@@ -53,7 +53,10 @@ class ApiTokens:
         tid, secret = parse_token(token)
         with self.ctx.ReadSession() as db:
             row = db.get(ApiToken, tid)
-        if row is None or row.revoked or not verify_secret(row.secret_hash, secret):
+        # One Argon2 check whatever the reason (unknown id, revoked, wrong secret): timing
+        # does not tell which token ids exist.
+        stored = row.secret_hash if row is not None and not row.revoked else None
+        if not verify_secret(stored, secret):
             raise AuthError("invalid or revoked API token")
         p = Principal("api", tid, row.role)
         self.ctx.tokens.put(token, p)

@@ -14,6 +14,7 @@ from ._lazy import lazy_exports
 
 _LAZY = {
     "Artifact": "._manifest",
+    "Backoff": "._backoff",
     "GenerationSpec": "._manifest",
     "TextPreprocessing": "._manifest",
     "RejectedArtifact": "._manifest",
@@ -71,6 +72,7 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
+    from ._backoff import Backoff
     from ._builder import PackageBuilder, write_archive
     from ._cache import CacheStats, PersistentCache, ResultCache, input_digest
     from ._errors import (
@@ -126,6 +128,7 @@ __all__ = [
     "MANIFEST_SCHEMA_VERSION",
     "Artifact",
     "ArtifactMetrics",
+    "Backoff",
     "BackendError",
     "BackendUnavailableError",
     "ConfigError",

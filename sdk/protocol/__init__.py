@@ -55,6 +55,7 @@ from ._messages import (
 )
 from ._safety import MAX_ABS_FLOAT, MAX_ABS_INT, MAX_COUNT, loads_untrusted
 from ._schema import SCHEMA_PATH, message_schema, schema_text, write_schema
+from ._tickets import TICKET_RENEW_PATH, redact_tickets
 from ._topics import (
     DEVICE_KINDS,
     FLEET_STATE_TOPIC,
@@ -75,6 +76,8 @@ from ._topics import (
 __all__ = [
     "DEVICE_ID_PATTERN",
     "DeviceId",
+    "TICKET_RENEW_PATH",
+    "redact_tickets",
     "ALLOWED_TYPES",
     "DEVICE_KINDS",
     "FLEET_STATE_TOPIC",

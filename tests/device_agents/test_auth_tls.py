@@ -81,7 +81,9 @@ def test_tls_and_password(make_agent):
         bad = make_agent(install=None, broker=TLS, tls_ca=ca, username="pi-user",
                          password="wrong", local_endpoint=None, wait_online=False)  # fmt: skip
         # Refused credentials are retried with growing backoff, not hammered.
-        wait_until(lambda: bad.link.delay > bad.link.min_delay, 10, what="a second refusal")
+        wait_until(
+            lambda: bad.link.backoff.ceiling > bad.link.min_delay, 10, what="a second refusal"
+        )
         assert not bad.connected.is_set()
         assert agent.connected.is_set()  # the good one is unaffected
         # Stop the agents before their broker, so none is mid-handshake when it goes.

@@ -73,6 +73,7 @@ def make_package(
     break_golden: bool = False,
     targets: tuple[str, ...] = (),
     golden_batch: int = 4,
+    artifact_name: str | None = None,
 ) -> Path:
     """Build a signed (if ``signing_key`` is a key or a key path) tiny ONNX package.
 
@@ -107,5 +108,6 @@ def make_package(
             precision="fp32",
             targets=targets,
             golden_outputs={"logits": expected},
+            name=artifact_name,
         )
         return builder.build(out, signing_key=signing_key)
