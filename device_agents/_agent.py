@@ -32,7 +32,7 @@ from ._journal import Journal, PendingCommands
 from ._mux import Link, Mux
 from ._runtime_config import RuntimeConfig
 from ._settings import AgentSettings
-from ._telemetry import TelemetryQueue
+from ._telemetry_queue import TelemetryQueue
 from ._telemetry_sender import TelemetrySender
 from ._trust import DeviceTrust
 from ._work_queue import WorkQueue
