@@ -24,7 +24,7 @@ _LAZY = {
     "Mux": "._mux",
     "NoActiveModelError": "._active",
     "Simulation": "._simulate",
-    "TelemetryQueue": "._telemetry",
+    "TelemetryQueue": "._telemetry_queue",
     "build_inventory": "._inventory",
     "installed_runtimes": "._inventory",
     "load_active": "._active",
@@ -40,7 +40,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from ._settings import AgentSettings
     from ._simulate import Simulation
     from ._store import SLOTS, ModelStore
-    from ._telemetry import TelemetryQueue
+    from ._telemetry_queue import TelemetryQueue
 
 __all__ = [
     "AGENT_VERSION",

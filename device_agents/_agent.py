@@ -12,11 +12,8 @@ import logging
 import threading
 import time
 from concurrent.futures import Executor, ThreadPoolExecutor
-from typing import TYPE_CHECKING
 
-from edgefleet.sdk import ConfigError
 from edgefleet.sdk.protocol import (
-    CommandVerifier,
     ConfigCommand,
     State,
     cmd_topic,
@@ -30,18 +27,16 @@ from ._client import connect_kwargs, make_client, refused_v5
 from ._command_handler import CommandHandler
 from ._deploy import Deployer, DeployHooks
 from ._events import EventPublisher
-from ._fsutil import read_json, write_json_atomic
 from ._inventory import AGENT_VERSION, build_inventory, detect_profile_name
 from ._isolation import SmokeIsolation
-from ._journal import FileNonceStore, Journal, PendingCommands
+from ._journal import Journal, PendingCommands
 from ._mux import Link, Mux
+from ._runtime_config import RuntimeConfig
 from ._settings import AgentSettings
-from ._telemetry import TelemetryQueue
+from ._telemetry_queue import TelemetryQueue
 from ._telemetry_sender import TelemetrySender
+from ._trust import DeviceTrust
 from ._work_queue import WorkQueue
-
-if TYPE_CHECKING:
-    from edgefleet.sdk import TrustPolicy
 
 __all__ = ["Agent"]
 
@@ -73,15 +68,10 @@ class Agent:
         self.journal = Journal(root / "deployment.json")
         self.pending = PendingCommands(root / "pending.json")
         self.queue = TelemetryQueue(root / "telemetry.db", self.device_id, s.telemetry_queue_max)
-        self.config_path = root / "config.json"
-        cfg = read_json(self.config_path) or {}
-        self.telemetry_interval_s = float(cfg.get("telemetry_interval_s", s.telemetry_interval_s))
-        self.cache_entries = int(cfg.get("cache_entries", s.cache_entries))
-        self.cache_bytes = int(cfg.get("cache_bytes", s.cache_bytes))
-        for key in [*s.fleet_keys, *s.trusted_package_keys]:
-            if not key.is_file():  # fail at start, as when the keys were parsed here
-                raise ConfigError(f"public key {key} does not exist")
-        if s.backends:
+        self.config = RuntimeConfig(root / "config.json", s)
+        self.trust = DeviceTrust(s)
+        self.policy = self.trust.policy
+        if s.backends:  # extra runtimes by import string, registered before anything loads
             from edgefleet.sdk.backends import register_backend
 
             for name, target in s.backends.items():
@@ -129,7 +119,7 @@ class Agent:
             ready=lambda: self.connected.is_set() and not self._stopping,
         )  # fmt: skip
         self.commands = CommandHandler(
-            self.events, lambda: self.verifier, self.pending, self.work, self.deployer,
+            self.events, lambda: self.trust.verifier, self.pending, self.work, self.deployer,
             configure=self.configure,
         )  # fmt: skip
         self._closed = self._stopping = False
@@ -153,34 +143,12 @@ class Agent:
         # Lazy: detection reads board files and profile TOMLs, not needed to come online.
         return detect_profile_name(self.settings.profile)
 
-    @functools.cached_property
-    def verifier(self) -> CommandVerifier | None:
-        # Keys parsed (cryptography imported) at the first command, not before coming online.
-        from edgefleet.sdk import load_public_key
-
-        keys = [load_public_key(p) for p in self.settings.fleet_keys]
-        store = FileNonceStore(self.settings.data_dir / "nonces.json")
-        return CommandVerifier(self.device_id, keys, store) if keys else None
-
-    @functools.cached_property
-    def package_keys(self) -> list:
-        from edgefleet.sdk import load_public_key
-
-        return [load_public_key(p) for p in self.settings.trusted_package_keys]
-
-    def policy(self) -> TrustPolicy:
-        from edgefleet.sdk import TrustPolicy
-
-        if self.package_keys:
-            return TrustPolicy.device(*self.package_keys)
-        return TrustPolicy()  # no key configured: unsigned packages only (development)
-
     def _cache(self):
-        if self.cache_entries <= 0:
+        if self.config.cache_entries <= 0:
             return None
         from edgefleet.sdk import ResultCache
 
-        return ResultCache(max_entries=self.cache_entries, max_bytes=self.cache_bytes)
+        return ResultCache(max_entries=self.config.cache_entries, max_bytes=self.config.cache_bytes)
 
     def _make_client(self):
         will = encode(self.state(False))
@@ -205,7 +173,7 @@ class Agent:
                 max_delay=s.reconnect_max_s,
             )
         )
-        self._timer = self.mux.every(self.telemetry_interval_s, self.telemetry.tick)
+        self._timer = self.mux.every(self.config.telemetry_interval_s, self.telemetry.tick)
         if self.mqtt_version == "5":
             self._v5_timer = self.mux.every(0.25, self._check_connack)
         if self._own_mux:
@@ -359,24 +327,12 @@ class Agent:
 
     # -- run-time configuration and health (used by the parts above)
     def configure(self, cmd: ConfigCommand) -> None:
-        if cmd.telemetry_interval_s is not None:
-            self.telemetry_interval_s = cmd.telemetry_interval_s
-            if self._timer is not None:
-                self._timer[1] = cmd.telemetry_interval_s
-                self._timer[0] = min(self._timer[0], self._timer[1])
-        if cmd.cache_entries is not None or cmd.cache_bytes is not None:
-            self.cache_entries = cmd.cache_entries if cmd.cache_entries is not None else (
-                self.cache_entries)  # fmt: skip
-            self.cache_bytes = cmd.cache_bytes if cmd.cache_bytes is not None else self.cache_bytes
+        changed = self.config.apply(cmd)
+        if "telemetry_interval_s" in changed and self._timer is not None:
+            self._timer[1] = cmd.telemetry_interval_s
+            self._timer[0] = min(self._timer[0], self._timer[1])
+        if changed & {"cache_entries", "cache_bytes"}:
             self.active.set_cache(self._cache())
-        write_json_atomic(
-            self.config_path,
-            {
-                "telemetry_interval_s": self.telemetry_interval_s,
-                "cache_entries": self.cache_entries,
-                "cache_bytes": self.cache_bytes,
-            },
-        )
 
     def _probe(self) -> bool:
         if not self.settings.serve_model:

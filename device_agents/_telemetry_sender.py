@@ -10,7 +10,7 @@ from collections.abc import Callable
 from edgefleet.sdk.protocol import encode, telemetry_topic
 
 from ._active import ActiveModel
-from ._telemetry import PendingBatch, TelemetryQueue, system_sample
+from ._telemetry_queue import PendingBatch, TelemetryQueue, system_sample
 
 __all__ = ["TelemetrySender"]
 

@@ -29,7 +29,7 @@ def train(
         help=f"Ed25519 private key (edgefleet keys new); default {_DEFAULT_KEY}",
     ),
     checkpoint: Path | None = typer.Option(
-        None, "--checkpoint", help="Trained weights (e.g. from torchrun ... _ddp); skips training."
+        None, "--checkpoint", help="Trained weights (e.g. edgefleet.trainer.ddp); skips training."
     ),
     version: str | None = typer.Option(None, "--version", help="Override the recipe version."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),

@@ -1,6 +1,6 @@
 """Multi-process training through torchrun (DDP; gloo on CPU, nccl on GPUs).
 
-    torchrun --standalone --nproc-per-node 2 -m edgefleet.trainer._ddp digits --out ckpt.pt
+    torchrun --standalone --nproc-per-node 2 -m edgefleet.trainer.ddp digits --out ckpt.pt
     edgefleet train digits --checkpoint ckpt.pt --out out/
 
 torchrun starts the processes and sets RANK/WORLD_SIZE/MASTER_ADDR; this module only
@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m edgefleet.trainer._ddp")
+    parser = argparse.ArgumentParser(prog="torchrun ... -m edgefleet.trainer.ddp")
     parser.add_argument("recipe", help="recipe file or built-in name")
     parser.add_argument("--out", type=Path, required=True, help="checkpoint file to write")
     parser.add_argument("--epochs", type=int, default=None, help="override recipe epochs")

@@ -77,7 +77,7 @@ def test_agent_falls_back_to_mqtt311_on_amqtt(make_agent, amqtt_broker, fleet_ke
             fleet_key,
         )
         collector.publish(p.cmd_topic(agent.device_id), p.encode(cfg))
-        wait_until(lambda: agent.telemetry_interval_s == 77.0, what="config over amqtt")
+        wait_until(lambda: agent.config.telemetry_interval_s == 77.0, what="config over amqtt")
         # A second agent in the same process falls back quietly: one warning in all.
         make_agent(
             install=None, local_endpoint=None, broker=amqtt_broker, mqtt5_connack_timeout_s=1.0

@@ -74,7 +74,7 @@ def test_rollback_benchmark_and_config(make_agent, collector, artifacts, package
     )  # fmt: skip
     _send(collector, agent, config)
     assert _ack(collector, agent, config).accepted
-    wait_until(lambda: agent.telemetry_interval_s == 0.1)
+    wait_until(lambda: agent.config.telemetry_interval_s == 0.1)
     saved = json.loads((agent.settings.data_dir / "config.json").read_text())
     assert saved["cache_entries"] == 32 and saved["telemetry_interval_s"] == 0.1
     # The new interval is live: telemetry starts flowing at ~10 Hz.
@@ -94,7 +94,7 @@ def test_command_sent_while_offline_arrives_on_reconnect(make_agent, collector, 
     again = make_agent(
         install=None, local_endpoint=None, device_id=dev, data_dir=data_dir, mqtt_version=version
     )
-    wait_until(lambda: again.telemetry_interval_s == 42.0, 10, what="queued command")
+    wait_until(lambda: again.config.telemetry_interval_s == 42.0, 10, what="queued command")
 
 
 def test_deploy_waiting_behind_another_survives_restart(

@@ -183,7 +183,7 @@ def test_duplicate_acked_again_replay_and_expired_refused(
     wait_until(lambda: acks("replay-1") and acks(expired.command_id), what="refusals")
     assert acks("replay-1")[0].reason == "replayed" and not acks("replay-1")[0].accepted
     assert acks(expired.command_id)[0].reason == "expired"
-    assert agent.telemetry_interval_s == 3600  # the expired config was not applied
+    assert agent.config.telemetry_interval_s == 3600  # the expired config was not applied
 
     # Across a restart the duplicate is still recognised (persisted with its digest).
     agent.stop(graceful=True)
@@ -229,4 +229,4 @@ def test_malformed_command_payload_gives_error_event(make_agent, collector, flee
         p.ConfigCommand(**p.command_fields(agent.device_id), telemetry_interval_s=99.0), fleet_key
     )
     collector.publish(p.cmd_topic(agent.device_id), p.encode(cfg))
-    wait_until(lambda: agent.telemetry_interval_s == 99.0)
+    wait_until(lambda: agent.config.telemetry_interval_s == 99.0)

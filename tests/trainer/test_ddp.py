@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -14,12 +13,13 @@ pytest.importorskip("torch")
 
 
 def test_torchrun_two_processes_train_and_the_checkpoint_feeds_the_pipeline(tmp_path):
-    torchrun = Path(sys.executable).with_name("torchrun")
+    # torchrun's own module, under this interpreter (a console script may point elsewhere).
+    torchrun = [sys.executable, "-m", "torch.distributed.run"]
     ckpt = tmp_path / "ckpt.pt"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
-        [str(torchrun), "--standalone", "--nproc-per-node", "2",
-         "-m", "edgefleet.trainer._ddp", "digits", "--out", str(ckpt), "--epochs", "3"],
+        [*torchrun, "--standalone", "--nproc-per-node", "2",
+         "-m", "edgefleet.trainer.ddp", "digits", "--out", str(ckpt), "--epochs", "3"],
         capture_output=True, text=True, timeout=240, env=env,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
