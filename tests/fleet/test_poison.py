@@ -21,6 +21,7 @@ from sqlalchemy import text
 from .fake_device import wait_until
 
 POISON_VALUES = [
+    '"a\\u0000b"',  # NUL: PostgreSQL refuses it
     '"\\ud800"',  # a lone surrogate
     '"\\udfff x"',
     "NaN",
