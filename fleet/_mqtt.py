@@ -22,6 +22,7 @@ from urllib.parse import urlparse
 import paho.mqtt.client as mqtt
 from edgefleet.sdk import Backoff
 from edgefleet.sdk.protocol import (
+    MAX_ABS_FLOAT,
     TOPIC_ROOT,
     FleetState,
     ProtocolError,
@@ -216,6 +217,12 @@ class MqttBridge:
             return None
         if topic != f"{TOPIC_ROOT}/devices/{msg.device_id}/telemetry":
             return None
+        # The JSON parser here takes NaN and 1e308: let decode() refuse those, with the reason.
+        for s in msg.samples:
+            for v in (s.latency_p50_ms, s.latency_p95_ms, s.latency_p99_ms, s.cpu_percent,
+                      s.rss_mb, s.temperature_c):  # fmt: skip
+                if v is not None and not -MAX_ABS_FLOAT <= v <= MAX_ABS_FLOAT:
+                    return None
         return msg
 
     def _message(self, client, userdata, m: mqtt.MQTTMessage) -> None:

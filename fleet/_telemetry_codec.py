@@ -112,6 +112,8 @@ def batch_rows(msg: TelemetryBatch) -> list[Row]:
 
 def _fast_rows(device_id: str, payload: bytes) -> list[Row] | None:
     """Rows if ``payload`` is plainly a valid batch of ``device_id``, else None."""
+    if b"\\u0000" in payload:  # a NUL in a string: the slow path refuses it, with the reason
+        return None
     try:
         d = _adapter().validate_json(payload)
     except ValidationError:

@@ -2,8 +2,9 @@
 
 A payload that ``json.loads`` accepts can still poison whatever handles it next: a lone
 surrogate (``"\\ud800"``) is a ``str`` that no UTF-8 encoder (SQLite, PostgreSQL, a log
-file) accepts; ``NaN``/``Infinity`` are not JSON and break comparisons; ``1e308`` or a
-4,000-digit integer overflow the first sum a query makes of them. They are refused here,
+file) accepts, a NUL (``"\\u0000"``) one that PostgreSQL refuses; ``NaN``/``Infinity``
+are not JSON and break comparisons; ``1e308`` or a 4,000-digit integer overflow the first
+sum a query makes of them. They are refused here,
 with the reason, before a message is validated, so one device's message never reaches a
 batch shared with others.
 """
@@ -31,7 +32,8 @@ MAX_COUNT = 10**12
 
 # A \uD800-\uDFFF escape: only then can a decoded string hold a surrogate (raw surrogate bytes
 # are invalid UTF-8 and fail the decode). Pairs are legal, so the strings are checked then.
-_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+# Likewise \u0000 (a raw NUL byte is invalid JSON): PostgreSQL text and jsonb refuse it.
+_SUSPECT_ESCAPE = re.compile(rb"\\u(?:[dD][89a-fA-F]|0000)")
 
 
 def _refuse_constant(name: str) -> float:
@@ -64,6 +66,8 @@ def _check_strings(value: Any, path: str = "") -> None:
                     f"string at {where or '<root>'} holds a lone surrogate "
                     f"(U+{ord(v[e.start]):04X}); expected valid Unicode text"
                 ) from None
+            if "\x00" in v:
+                raise ProtocolError(f"string at {where or '<root>'} holds U+0000 (NUL)")
         elif isinstance(v, dict):
             for k, item in v.items():
                 stack.append((k, f"{where}.{k!s:.40}" if where else "<key>"))
@@ -86,6 +90,6 @@ def loads_untrusted(payload: bytes | bytearray) -> Any:
         raise ProtocolError("payload JSON is nested too deeply") from e
     except ValueError as e:  # int() of a huge literal, any other conversion error
         raise ProtocolError(f"payload holds an unusable number: {e}") from e
-    if _SURROGATE_ESCAPE.search(payload):
+    if _SUSPECT_ESCAPE.search(payload):
         _check_strings(data)
     return data

@@ -21,6 +21,7 @@ from sqlalchemy import text
 from tests.support.waiting import wait_until
 
 POISON_VALUES = [
+    '"a\\u0000b"',  # NUL: PostgreSQL refuses it
     '"\\ud800"',  # a lone surrogate
     '"\\udfff x"',
     "NaN",
@@ -275,3 +276,16 @@ def test_whatever_a_device_sends_the_decoder_returns_storable_rows_or_says_why(
             elif isinstance(v, int):
                 assert 0 <= v <= 2**63 - 1
         assert all(0 <= row[i] <= p.MAX_COUNT for i in (4, 5))
+
+
+@pytest.mark.parametrize("value", ["NaN", "Infinity", "1e308", '"\\ud800"'])
+def test_the_paho_telemetry_path_refuses_poison_too(value):
+    """With the bulk reader off, telemetry goes through paho's fast path: it must hand poison
+    to the full decoder (which refuses it), never accept it."""
+    from edgefleet.fleet._mqtt import MqttBridge
+
+    field = "model" if value.startswith('"') else "latency_p95_ms"
+    payload = _poisoned(_telemetry("d1", 1), ("samples", 0, field), value)
+    assert MqttBridge._fast_telemetry(p.telemetry_topic("d1"), payload) is None
+    with pytest.raises(p.ProtocolError):
+        p.decode(p.telemetry_topic("d1"), payload)
