@@ -96,6 +96,15 @@ def _md(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
+def _emulator_line(result: MatrixResult) -> list[str]:
+    emu = result.host.get("emulator")
+    if not emu:
+        return []
+    runs = ", ".join(f"{k} {v}" for k, v in emu.get("runtimes", {}).items()) or "none"
+    return ["", f"Emulator: {emu.get('qemu', 'qemu')} ({emu.get('qemu_source', '?')}); "
+                f"runtimes that run under it: {runs}"]  # fmt: skip
+
+
 def markdown(result: MatrixResult) -> str:
     c = result.counts()
     lines = [
@@ -104,6 +113,7 @@ def markdown(result: MatrixResult) -> str:
         f"{len(result.cells)} cells: {c['passed']} passed, {c['failed']} failed, "
         f"{c['error']} errors, {c['not run']} not run · {result.duration_s:.1f} s · "
         f"host {result.host.get('machine', '?')}, {result.host.get('cpus', '?')} cpus",
+        *_emulator_line(result),
         "",
         "| target | executor | runtime | package | result | "
         + " | ".join(CHECKS) + " | figures | notes |",

@@ -8,7 +8,7 @@ the fleet and the trainer can all read the same profiles.
 'litert'
 """
 
-from ._detect import BoardFacts, Detection, detect, detect_profile, read_facts
+from ._detect import BoardFacts, Detection, detect, detect_profile, normalize_arch, read_facts
 from ._errors import ProfileError
 from ._model import (
     ARCHES,
@@ -39,6 +39,7 @@ __all__ = [
     "get_profile",
     "list_profiles",
     "load_profile",
+    "normalize_arch",
     "profile_from_dict",
     "profile_names",
     "read_facts",
