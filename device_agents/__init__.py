@@ -18,11 +18,14 @@ _LAZY = {
     "ActiveModel": "._active",
     "Agent": "._agent",
     "AgentSettings": "._settings",
+    "BatchingOptions": "._batcher",
     "DownloadError": "._download",
     "LocalEndpoint": "._endpoint",
+    "MicroBatcher": "._batcher",
     "ModelStore": "._store",
     "Mux": "._mux",
     "NoActiveModelError": "._active",
+    "Overloaded": "._batcher",
     "Simulation": "._simulate",
     "TelemetryQueue": "._telemetry",
     "build_inventory": "._inventory",
@@ -33,6 +36,7 @@ _LAZY = {
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from ._active import ActiveModel, NoActiveModelError, load_active
     from ._agent import Agent
+    from ._batcher import BatchingOptions, MicroBatcher, Overloaded
     from ._download import DownloadError
     from ._endpoint import LocalEndpoint
     from ._inventory import AGENT_VERSION, build_inventory, installed_runtimes
@@ -48,11 +52,14 @@ __all__ = [
     "ActiveModel",
     "Agent",
     "AgentSettings",
+    "BatchingOptions",
     "DownloadError",
     "LocalEndpoint",
+    "MicroBatcher",
     "ModelStore",
     "Mux",
     "NoActiveModelError",
+    "Overloaded",
     "Simulation",
     "TelemetryQueue",
     "build_inventory",

@@ -188,9 +188,11 @@ class Agent(AgentHandlers):
         if self._own_mux:
             self.mux.start()
         if s.local_endpoint and s.serve_model:
+            from ._batcher import BatchingOptions
             from ._endpoint import LocalEndpoint
 
-            self.endpoint = LocalEndpoint(self.active, s.local_endpoint).start()
+            batching = BatchingOptions(s.batch_max_size, s.batch_max_delay_us)
+            self.endpoint = LocalEndpoint(self.active, s.local_endpoint, batching).start()
         self.submit(self.deployer.resume)
         self.submit(self.resume_pending)
         return self
