@@ -126,8 +126,18 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, {"outputs": {k: v.tolist() for k, v in out.items()}})
 
 
+# The stdlib default listen backlog (5) resets connections from a dozen concurrent clients.
+_BACKLOG = 128
+
+
 class _UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
+    request_queue_size = _BACKLOG
+
+
+class _TCPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = _BACKLOG
 
 
 class LocalEndpoint:
@@ -155,8 +165,7 @@ class LocalEndpoint:
             self.address = bind
         else:
             host, _, port = bind.rpartition(":")
-            self.server = ThreadingHTTPServer((host or "127.0.0.1", int(port or 0)), handler)
-            self.server.daemon_threads = True
+            self.server = _TCPServer((host or "127.0.0.1", int(port or 0)), handler)
             self.address = f"http://{host or '127.0.0.1'}:{self.server.server_address[1]}"
         self._thread = threading.Thread(
             target=self.server.serve_forever, name="edgefleet-endpoint", daemon=True
