@@ -14,6 +14,8 @@ from edgefleet.sdk._lazy import lazy_exports
 
 _LAZY = {
     "AGENT_VERSION": "._inventory",
+    "AdaptOptions": "._adapt",
+    "Adapter": "._adapt",
     "SLOTS": "._store",
     "ActiveModel": "._active",
     "Agent": "._agent",
@@ -35,6 +37,7 @@ _LAZY = {
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from ._active import ActiveModel, NoActiveModelError, load_active
+    from ._adapt import Adapter, AdaptOptions
     from ._agent import Agent
     from ._batcher import BatchingOptions, MicroBatcher, Overloaded
     from ._download import DownloadError
@@ -50,6 +53,8 @@ __all__ = [
     "AGENT_VERSION",
     "SLOTS",
     "ActiveModel",
+    "AdaptOptions",
+    "Adapter",
     "Agent",
     "AgentSettings",
     "BatchingOptions",

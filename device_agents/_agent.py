@@ -80,6 +80,7 @@ class Agent(AgentHandlers):
             cache=self._cache(),
         )  # fmt: skip
         self.endpoint = None
+        self.adapter = None
         self.deployer = Deployer(
             self.store,
             self.journal,
@@ -192,7 +193,12 @@ class Agent(AgentHandlers):
             from ._endpoint import LocalEndpoint
 
             batching = BatchingOptions(s.batch_max_size, s.batch_max_delay_us)
-            self.endpoint = LocalEndpoint(self.active, s.local_endpoint, batching).start()
+            if s.adapt:
+                from ._adapt import start_adapter
+
+                self.adapter = start_adapter(self, s)
+            admit = self.adapter.admit if self.adapter else None
+            self.endpoint = LocalEndpoint(self.active, s.local_endpoint, batching, admit).start()
         self.submit(self.deployer.resume)
         self.submit(self.resume_pending)
         return self
@@ -230,6 +236,8 @@ class Agent(AgentHandlers):
             self.executor.shutdown(wait=True, cancel_futures=True)
         if self.endpoint is not None:
             self.endpoint.stop()
+        if self.adapter is not None:
+            self.adapter.stop()
         self.active.close()
         with self._tel_lock:
             self._closed = True

@@ -257,6 +257,8 @@ class AgentHandlers:
         snap = model.metrics.snapshot(reset=True) if model is not None else None
         label = f"{model.info.name}@{model.info.version}" if model is not None else None
         sample = system_sample(self._process, snap, label)
+        if self.adapter is not None:
+            sample = sample.model_copy(update=self.adapter.telemetry())
         with self._tel_lock:
             if self._closed:
                 return

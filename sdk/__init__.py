@@ -40,6 +40,10 @@ _LAZY = {
     "PackageError": "._errors",
     "PersistentCache": "._cache",
     "Preprocessing": "._manifest",
+    "RESOURCE_LEVELS": "._resources",
+    "ResourcePolicy": "._resources",
+    "ResourceSample": "._resources",
+    "ResourceTracker": "._resources",
     "ResultCache": "._cache",
     "Signature": "._manifest",
     "SignatureError": "._errors",
@@ -56,6 +60,7 @@ _LAZY = {
     "load_public_key": "._signing",
     "load_public_keys": "._signing",
     "open_package": "._package",
+    "read_resources": "._resources",
     "sha256_file": "._package",
     "sign_bytes": "._signing",
     "sign_manifest": "._package",
@@ -103,6 +108,13 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
         verify_manifest,
     )
     from ._pool import ModelCache
+    from ._resources import (
+        RESOURCE_LEVELS,
+        ResourcePolicy,
+        ResourceSample,
+        ResourceTracker,
+        read_resources,
+    )
     from ._signing import (
         canonical_json,
         generate_keypair,
@@ -136,6 +148,10 @@ __all__ = [
     "ModelCache",
     "ModelInfo",
     "PersistentCache",
+    "RESOURCE_LEVELS",
+    "ResourcePolicy",
+    "ResourceSample",
+    "ResourceTracker",
     "ResultCache",
     "SmokeResult",
     "input_digest",
@@ -158,6 +174,7 @@ __all__ = [
     "load_public_key",
     "load_public_keys",
     "open_package",
+    "read_resources",
     "sha256_file",
     "sign_bytes",
     "sign_manifest",
