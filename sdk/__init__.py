@@ -25,6 +25,8 @@ _LAZY = {
     "CacheStats": "._cache",
     "ConfigError": "._errors",
     "EdgefleetError": "._errors",
+    "EnergyMeter": "._energy",
+    "EnergyReading": "._energy",
     "ExportFailure": "._manifest",
     "InputError": "._errors",
     "LoadOptions": "._model",
@@ -52,6 +54,7 @@ _LAZY = {
     "TrustPolicy": "._package",
     "canonical_json": "._signing",
     "extract_archive": "._package",
+    "find_power_sources": "._energy",
     "generate_keypair": "._signing",
     "input_digest": "._cache",
     "key_id": "._signing",
@@ -72,6 +75,7 @@ _LAZY = {
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from ._builder import PackageBuilder, write_archive
     from ._cache import CacheStats, PersistentCache, ResultCache, input_digest
+    from ._energy import EnergyMeter, EnergyReading, find_power_sources
     from ._errors import (
         BackendError,
         BackendUnavailableError,
@@ -134,6 +138,8 @@ __all__ = [
     "BackendUnavailableError",
     "ConfigError",
     "EdgefleetError",
+    "EnergyMeter",
+    "EnergyReading",
     "CacheStats",
     "ExportFailure",
     "FileEntry",
@@ -168,6 +174,7 @@ __all__ = [
     "TrustPolicy",
     "canonical_json",
     "extract_archive",
+    "find_power_sources",
     "generate_keypair",
     "key_id",
     "load_private_key",

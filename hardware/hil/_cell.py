@@ -105,17 +105,24 @@ def _single(feed: dict[str, np.ndarray], i: int) -> dict[str, np.ndarray]:
 
 
 def _latency(model, cache, golden: dict[str, np.ndarray], spec: dict[str, Any]) -> dict[str, Any]:
+    from edgefleet.sdk import EnergyMeter
+
     runs = int(spec.get("latency_runs", 50))
     budget = float(spec["budgets"]["p95_latency_ms"])
     times = []
-    for i in range(runs):
-        feed = _single(golden, i)
-        cache.clear()  # time the model, not a cache hit (the lookup cost stays included)
-        t0 = time.perf_counter()
-        model.predict(feed)
-        times.append((time.perf_counter() - t0) * 1000.0)
+    with EnergyMeter(spec.get("sysfs_root", "/")).measure() as energy:
+        for i in range(runs):
+            feed = _single(golden, i)
+            cache.clear()  # time the model, not a cache hit (the lookup cost stays included)
+            t0 = time.perf_counter()
+            model.predict(feed)
+            times.append((time.perf_counter() - t0) * 1000.0)
     p50, p95 = (round(float(np.percentile(times, q)), 3) for q in (50, 95))
     figures = {"latency_p50_ms": p50, "latency_p95_ms": p95, "latency_budget_ms": budget}
+    # Joules per batch-1 inference where the board exposes power; never an estimate.
+    joules = energy.reading.per_inference(runs)
+    figures["energy_j_per_inference"] = None if joules is None else round(joules, 6)
+    figures["energy_source"] = energy.reading.source
     if not spec.get("timing_meaningful", True):
         why = spec.get("timing_note") or "timing here does not represent the board"
         return _check("latency", "not run", why, **figures)

@@ -39,6 +39,10 @@ def cell_figures(cell: CellResult) -> str:
         parts.append(f"err {f['max_abs_error']:.2g}")
     if "package_bytes" in f:
         parts.append(f"{f['package_bytes'] / 1e6:.2f} MB")
+    if f.get("energy_j_per_inference") is not None:
+        parts.append(f"{f['energy_j_per_inference'] * 1e3:.3g} mJ/inference")
+    elif "energy_source" in f:
+        parts.append("energy not measured")
     return " · ".join(parts)
 
 

@@ -252,3 +252,34 @@ def test_executorch_on_a_small_board_says_torch_is_the_memory_cost(ref_package, 
     assert f"over the board's {int(cost) + 20} MB memory cap" in detail
     assert "SystemError" not in detail
     assert tight.check("memory").status == "failed"
+
+
+def test_cells_report_joules_per_inference_where_power_is_exposed(hil_packages, tmp_path):
+    """A fake Jetson INA3221 tree (5 V x 1.5 A on VDD_IN = 7.5 W): the cell integrates it
+    over its timed calls; on this host (no sensor) it says "not measured", never a guess."""
+    from edgefleet.hardware.hil._cell import run_cell
+
+    hw = tmp_path / "board/sys/class/hwmon/hwmon0"
+    hw.mkdir(parents=True)
+    for name, value in {"name": "ina3221", "in1_label": "VDD_IN", "in1_input": "5000",
+                        "curr1_input": "1500"}.items():  # fmt: skip
+        (hw / name).write_text(value + "\n")
+    spec = {
+        "package": str(hil_packages["tiny"]), "runtime": "onnxruntime", "target": "x86_64-cpu",
+        "budgets": {"p95_latency_ms": CI_LATENCY_MS, "peak_rss_mb": 4096},
+        "checks": ["load", "latency"], "latency_runs": 200,
+    }  # fmt: skip
+    board = run_cell({**spec, "sysfs_root": str(tmp_path / "board")})
+    latency = next(c for c in board["checks"] if c["name"] == "latency")
+    f = latency["figures"]
+    assert f["energy_source"] == "ina3221 VDD_IN (INA3221 V x I)"
+    assert f["energy_j_per_inference"] > 0
+    host = run_cell(spec)
+    f = next(c for c in host["checks"] if c["name"] == "latency")["figures"]
+    assert f["energy_j_per_inference"] is None
+    assert f["energy_source"].startswith("not measured")
+    cell = CellResult("x86_64-cpu", "local", "onnxruntime", "tiny.efpkg",
+                      [CheckResult.from_dict(latency)])  # fmt: skip
+    from edgefleet.hardware.hil import cell_figures
+
+    assert "mJ/inference" in cell_figures(cell)
