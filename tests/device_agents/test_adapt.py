@@ -187,3 +187,30 @@ def test_a_real_memory_cap_on_a_child_process_drives_the_level():
     assert steps["allocated"]["used"] >= 0.85 and steps["allocated"]["level"] >= 1
     assert steps["over the cap"]["allocated"] is False
     assert steps["freed"]["used"] < 0.7 and steps["freed"]["level"] == 0
+
+
+@pytest.mark.broker
+def test_agent_tells_the_fleet_by_event_and_telemetry(make_agent, collector, tmp_path):
+    """A real agent (adapt = true) on the session Mosquitto, watching a fake board: heat
+    makes it publish a ResourceEvent and telemetry carries the adaptation fields."""
+    from edgefleet.sdk import protocol as p
+
+    from tests.device_agents.support import wait_until
+
+    board = FakeBoard(tmp_path / "board")
+    agent = make_agent(adapt=True, adapt_interval_s=0.05, resources_root=board.root,
+                       telemetry_interval_s=0.2)  # fmt: skip
+    dev = agent.device_id
+    assert agent.adapter is not None and agent.endpoint.admit == agent.adapter.admit
+    board.set(temps=(85.0, 40.0))
+    wait_until(lambda: collector.of(p.ResourceEvent, dev), 10, what="resource event")
+    event = collector.of(p.ResourceEvent, dev)[0]
+    assert (event.previous_level, event.level) == ("normal", "constrained")
+    assert any("temperature 85" in r for r in event.reasons) and not event.shedding
+    wait_until(
+        lambda: any(s.adaptation_level == 1 for b in collector.of(p.TelemetryBatch, dev)
+                    for s in b.samples), 10, what="telemetry with the level",
+    )  # fmt: skip
+    sample = next(s for b in collector.of(p.TelemetryBatch, dev) for s in b.samples
+                  if s.adaptation_level == 1)  # fmt: skip
+    assert sample.memory_used == 0.5 and sample.shed == 0
