@@ -12,11 +12,12 @@ from pathlib import Path
 import numpy as np
 
 from ._cache import Cache, input_digest
-from ._errors import BackendError, EdgefleetError, InputError, PackageError
+from ._errors import BackendError, ConfigError, EdgefleetError, InputError, PackageError
 from ._manifest import Artifact, Manifest, TensorSpec
 from ._metrics import Metrics
 from ._package import Package, TrustPolicy, open_package
 from ._select import choose, resolve_profile
+from ._sessions import SessionPool
 from ._validate import batch_size, normalize_inputs
 from .backends import (
     ExecuTorchOptions,
@@ -40,6 +41,9 @@ class LoadOptions:
     (falling back to the default runtime order). ``precision`` prefers an artifact
     precision (default: int8, then fp16, then fp32). Per-backend options override the
     profile's options for that backend. ``cache``: a ResultCache/PersistentCache or None.
+    ``sessions``: up to this many runtime sessions serve concurrent ``predict`` calls (a
+    bounded pool, grown on demand); worth it where a runtime serialises one session
+    (LiteRT, ExecuTorch); ONNX Runtime sessions are re-entrant, so 1 suits it.
     """
 
     profile: object | str | None = None
@@ -53,6 +57,15 @@ class LoadOptions:
     executorch: ExecuTorchOptions | None = None
     torch: TorchOptions | None = None
     mock: MockOptions | None = None
+    sessions: int = 1
+
+    def __post_init__(self) -> None:
+        if (
+            isinstance(self.sessions, bool)
+            or not isinstance(self.sessions, int)
+            or self.sessions < 1
+        ):
+            raise ConfigError(f"sessions: expected an integer >= 1, got {self.sessions!r}")
 
 
 @dataclass(frozen=True)
@@ -86,8 +99,10 @@ class Model:
         info: ModelInfo,
         cache: Cache | None,
         owns_package: bool,
+        pool: SessionPool | None = None,
     ) -> None:
         self.info = info
+        self._pool = pool
         self.metrics = Metrics()
         self._package = package
         self._session = session
@@ -155,7 +170,10 @@ class Model:
         return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
     def _call(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        if self._lock is None:
+        if self._pool is not None:
+            with self._pool.acquire() as session:
+                out = session.run(feed)
+        elif self._lock is None:
             out = self._session.run(feed)
         else:
             with self._lock:
@@ -195,7 +213,7 @@ class Model:
     def close(self) -> None:
         if not self._closed:
             self._closed = True
-            self._session.close()
+            (self._pool or self._session).close()
             if self._owns_package:
                 self._package.close()
 
@@ -247,14 +265,18 @@ def load(
             },
         )
         m = pkg.manifest
-        try:
-            session = choice.backend.load(
+
+        def open_session() -> Session:
+            return choice.backend.load(
                 pkg.artifact_path(choice.artifact),
                 choice.artifact,
                 list(m.inputs),
                 list(m.outputs),
                 choice.options,
             )
+
+        try:
+            session = open_session()
         except EdgefleetError:
             raise
         except Exception as e:
@@ -273,7 +295,10 @@ def load(
             profile=getattr(profile, "name", None),
             signature_state=pkg.signature_state,
         )
-        model = Model(pkg, session, info, options.cache, owns)
+        pool = (
+            SessionPool(session, open_session, options.sessions) if options.sessions > 1 else None
+        )
+        model = Model(pkg, session, info, options.cache, owns, pool)
         if options.warmup:
             try:
                 _warmup(model, options.warmup)
