@@ -39,9 +39,13 @@ log = logging.getLogger(__name__)
 # Runtimes never installed in the emulated root, and why. Whether the others run is measured
 # when the root is prepared (emulator.json "not_run" says why one does not).
 EMULATED_NOT_RUN = {
-    "executorch": "executorch's runtime needs torch, which is not installed in the emulated "
-    "root (too large for qemu-user); run it on a real board (fleet executor)",
-    "torch": "torch is not installed in the emulated root (too large for qemu-user)",
+    # Measured under qemu 10.0: PyPI's only aarch64 torch 2.13 wheel is the CUDA build (427 MB
+    # plus nvidia-*-cu13 wheels); without them `import torch` fails (libcublasLt not found).
+    "executorch": "executorch's Python runtime needs torch, and PyPI's aarch64 torch 2.13 is "
+    "the CUDA build (it fails at import without the nvidia-* wheels, measured under qemu 10); "
+    "run executorch cells on a real board (fleet executor)",
+    "torch": "torch is not installed in the emulated root (PyPI's aarch64 torch 2.13 is the "
+    "CUDA build, measured)",
 }
 
 
