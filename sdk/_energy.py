@@ -40,13 +40,13 @@ class PowerSource:
 
     def read(self) -> float:
         """µJ for a counter, W for a power source; OSError/ValueError if unreadable."""
+        values = [int(p.read_text().strip() or "x") for p in self.paths]
         if self.kind == "counter":
-            return float(sum(int(p.read_text().split()[0]) for p in self.paths))
-        if self.paths and self.paths[0].name.startswith("power"):
-            return sum(int(p.read_text().split()[0]) for p in self.paths) / 1e6
+            return float(sum(values))
+        if self.paths[0].name.startswith("power"):
+            return sum(values) / 1e6
         # INA3221: (in mV, curr mA) pairs -> W
-        pairs = zip(self.paths[::2], self.paths[1::2], strict=True)
-        return sum(int(v.read_text()) * int(i.read_text()) for v, i in pairs) / 1e6
+        return sum(v * i for v, i in zip(values[::2], values[1::2], strict=True)) / 1e6
 
 
 @dataclass(frozen=True)
@@ -148,10 +148,13 @@ class _Measurement:
         src = self.meter.source
         assert src is not None
         while True:
-            self._samples.append((time.monotonic(), src.read()))
-            if self._stop.wait(self.meter.sample_s):
-                break
-        self._samples.append((time.monotonic(), src.read()))
+            try:
+                self._samples.append((time.monotonic(), src.read()))
+            except (OSError, ValueError) as e:  # skip one unreadable sample, keep going
+                log.debug("power sample from %s failed: %s", src.name, e)
+            if self._stop.is_set():
+                return
+            self._stop.wait(self.meter.sample_s)
 
     def __enter__(self) -> _Measurement:
         src = self.meter.source
@@ -170,7 +173,11 @@ class _Measurement:
             self.reading = EnergyReading(None, seconds, self.meter.why_not)
             return
         if src.kind == "counter":
-            delta = src.read() - self._start
+            try:
+                delta = src.read() - self._start
+            except (OSError, ValueError) as e:
+                self.reading = EnergyReading(None, seconds, f"{NOT_MEASURED}: {src.name}: {e}")
+                return
             if delta < 0 and src.wrap_uj:
                 delta += src.wrap_uj  # the counter wrapped once during the interval
             joules = delta / 1e6 if delta >= 0 else None
@@ -179,6 +186,10 @@ class _Measurement:
             assert self._thread is not None
             self._thread.join()
             s = self._samples
+            if len(s) < 2:
+                why = f"{NOT_MEASURED}: {src.name} gave fewer than 2 readings"
+                self.reading = EnergyReading(None, seconds, why)
+                return
             # Trapezoids between samples: W x s = J.
             joules = sum((t1 - t0) * (p0 + p1) / 2 for (t0, p0), (t1, p1) in pairwise(s))
         why = src.name if joules is not None else f"{NOT_MEASURED}: {src.name} went backwards"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from pathlib import Path
@@ -33,7 +34,10 @@ class Counter(threading.Thread):
             last = now
             if self.wrap:
                 self.value %= self.wrap
-            self.path.write_text(f"{self.value}\n")
+            # Replace, not rewrite in place: a sysfs read never sees a half-written file.
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_text(f"{self.value}\n")
+            os.replace(tmp, self.path)
 
 
 def _measure(meter: EnergyMeter, seconds: float = 0.3):
