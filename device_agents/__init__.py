@@ -14,15 +14,20 @@ from edgefleet.sdk._lazy import lazy_exports
 
 _LAZY = {
     "AGENT_VERSION": "._inventory",
+    "AdaptOptions": "._adapt",
+    "Adapter": "._adapt",
     "SLOTS": "._store",
     "ActiveModel": "._active",
     "Agent": "._agent",
     "AgentSettings": "._settings",
+    "BatchingOptions": "._batcher",
     "DownloadError": "._download",
     "LocalEndpoint": "._endpoint",
+    "MicroBatcher": "._batcher",
     "ModelStore": "._store",
     "Mux": "._mux",
     "NoActiveModelError": "._active",
+    "Overloaded": "._batcher",
     "Simulation": "._simulate",
     "TelemetryQueue": "._telemetry_queue",
     "build_inventory": "._inventory",
@@ -32,7 +37,9 @@ _LAZY = {
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from ._active import ActiveModel, NoActiveModelError, load_active
+    from ._adapt import Adapter, AdaptOptions
     from ._agent import Agent
+    from ._batcher import BatchingOptions, MicroBatcher, Overloaded
     from ._download import DownloadError
     from ._endpoint import LocalEndpoint
     from ._inventory import AGENT_VERSION, build_inventory, installed_runtimes
@@ -46,13 +53,18 @@ __all__ = [
     "AGENT_VERSION",
     "SLOTS",
     "ActiveModel",
+    "AdaptOptions",
+    "Adapter",
     "Agent",
     "AgentSettings",
+    "BatchingOptions",
     "DownloadError",
     "LocalEndpoint",
+    "MicroBatcher",
     "ModelStore",
     "Mux",
     "NoActiveModelError",
+    "Overloaded",
     "Simulation",
     "TelemetryQueue",
     "build_inventory",

@@ -57,6 +57,10 @@ class ActiveModel:
         self._key: tuple[int, int] | None = None
         self._generation: int | None = None
         self._next_check = 0.0
+        # LoadOptions fields set by resource adaptation (artifact, runtime options).
+        self._overrides: dict[str, Any] = {}
+        # Seconds a swapped-out model stays open for the requests still running on it.
+        self.retire_grace_s = 0.0
 
     def _stamp(self) -> tuple[int, int] | None:
         try:
@@ -102,7 +106,7 @@ class ActiveModel:
             i = model.info
             log.info("serving %s %s from slot %s", i.name, i.version, pointer.slot)
         if old is not None:
-            old.close()
+            self._retire(old)
         return model
 
     def _load(self, slot: str) -> Any:
@@ -112,11 +116,29 @@ class ActiveModel:
             return load(
                 self.store.slot_dir(slot),
                 self.backend,
-                LoadOptions(trust=self.trust, cache=self.cache, profile=self.profile),
+                LoadOptions(
+                    trust=self.trust, cache=self.cache, profile=self.profile, **self._overrides
+                ),
             )
         except EdgefleetError as e:
             log.error("cannot load slot %s, keeping the previous model: %s", slot, e)
             return None
+
+    def _retire(self, old: Any) -> None:
+        if self.retire_grace_s <= 0:
+            old.close()
+            return
+        timer = threading.Timer(self.retire_grace_s, old.close)
+        timer.daemon = True
+        timer.start()
+
+    def adapt(self, **overrides: Any) -> Any:
+        """Reload the active slot with these LoadOptions fields (none: the preferred choice)
+        and swap it in; returns the model now served."""
+        with self._lock:
+            self._overrides = dict(overrides)
+            self._generation = None
+        return self.refresh(force=True)
 
     @property
     def trust(self) -> TrustPolicy:

@@ -84,6 +84,7 @@ class Agent:
         )  # fmt: skip
         self.endpoint = None
         self.events = EventPublisher(self.device_id, self.publish, self.publish_state)
+        self.adapter = None
         self.deployer = Deployer(
             self.store,
             self.journal,
@@ -117,6 +118,7 @@ class Agent:
             self.queue, self.active, s.telemetry_batch_max,
             publish=lambda topic, payload, qos: self.client.publish(topic, payload, qos=qos),
             ready=lambda: self.connected.is_set() and not self._stopping,
+            extra=lambda: self.adapter.telemetry() if self.adapter is not None else None,
         )  # fmt: skip
         self.commands = CommandHandler(
             self.events, lambda: self.trust.verifier, self.pending, self.work, self.deployer,
@@ -179,9 +181,16 @@ class Agent:
         if self._own_mux:
             self.mux.start()
         if s.local_endpoint and s.serve_model:
+            from ._batcher import BatchingOptions
             from ._endpoint import LocalEndpoint
 
-            self.endpoint = LocalEndpoint(self.active, s.local_endpoint).start()
+            batching = BatchingOptions(s.batch_max_size, s.batch_max_delay_us)
+            if s.adapt:
+                from ._adapt import start_adapter
+
+                self.adapter = start_adapter(self, s)
+            admit = self.adapter.admit if self.adapter else None
+            self.endpoint = LocalEndpoint(self.active, s.local_endpoint, batching, admit).start()
         self.work.submit(self.deployer.resume)
         self.work.submit(self.commands.resume_pending)
         return self
@@ -219,6 +228,8 @@ class Agent:
             self.executor.shutdown(wait=True, cancel_futures=True)
         if self.endpoint is not None:
             self.endpoint.stop()
+        if self.adapter is not None:
+            self.adapter.stop()
         self.active.close()
         self.telemetry.close()
         self._closed = True

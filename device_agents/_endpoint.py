@@ -7,7 +7,8 @@ Binds to localhost (``host:port``) or a Unix socket (``unix:/run/edgefleet.sock`
     GET  /v1/metrics   the SDK metrics snapshot of the served model
     POST /v1/predict   {"inputs": {"input": [[...]]}} -> {"outputs": {"logits": [[...]]}}
 
-Client mistakes get a 4xx with the reason; only a runtime failure is a 5xx.
+Client mistakes get a 4xx with the reason; only a runtime failure is a 5xx. A shed request
+(overload or resource pressure) gets 429 with Retry-After and was not run.
 """
 
 from __future__ import annotations
@@ -17,12 +18,14 @@ import logging
 import os
 import socketserver
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from edgefleet.sdk import EdgefleetError, InputError
 
 from ._active import ActiveModel, NoActiveModelError
+from ._batcher import BatchingOptions, MicroBatcher, Overloaded
 
 __all__ = ["LocalEndpoint", "MAX_BODY"]
 
@@ -40,9 +43,11 @@ class _Handler(BaseHTTPRequestHandler):
     def address_string(self) -> str:  # AF_UNIX peers have no (host, port)
         return str(self.client_address or "unix")
 
-    def _send(self, code: int, body: dict) -> None:
+    def _send(self, code: int, body: dict, headers: dict[str, str] | None = None) -> None:
         data = json.dumps(body).encode()
         self.send_response(code)
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
@@ -99,9 +104,13 @@ class _Handler(BaseHTTPRequestHandler):
         ep = self.endpoint
         try:
             model = ep.active.model
-            out = model.predict(_feed(model.info.inputs, inputs))
+            out = ep.run(model, _feed(model.info.inputs, inputs))
         except NoActiveModelError as e:
             self._send(503, {"error": str(e)})
+            return
+        except Overloaded as e:  # shed, not queued: nothing was accepted
+            retry = str(max(1, round(e.retry_after_s)))
+            self._send(429, {"error": f"overloaded: {e}"}, {"Retry-After": retry})
             return
         except (InputError, ValueError, TypeError) as e:
             self._send(400, {"error": str(e)})
@@ -133,13 +142,34 @@ def _feed(specs, inputs: dict) -> dict:
     return feed
 
 
+# The stdlib default listen backlog (5) resets connections from a dozen concurrent clients.
+_BACKLOG = 128
+
+
 class _UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
+    request_queue_size = _BACKLOG
+
+
+class _TCPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = _BACKLOG
 
 
 class LocalEndpoint:
-    def __init__(self, active: ActiveModel, bind: str) -> None:
+    """``batching``: micro-batch concurrent requests (see :mod:`._batcher`); ``admit``: called
+    before each predict, raises :class:`Overloaded` to shed load (see :mod:`._adapt`)."""
+
+    def __init__(
+        self,
+        active: ActiveModel,
+        bind: str,
+        batching: BatchingOptions | None = None,
+        admit: Callable[[], None] | None = None,
+    ) -> None:
         self.active = active
+        self.batcher = MicroBatcher(batching) if batching and batching.max_batch > 1 else None
+        self.admit = admit
         self.calls = self.errors = 0
         self._lock = threading.Lock()
         handler = type("Handler", (_Handler,), {"endpoint": self})
@@ -151,12 +181,18 @@ class LocalEndpoint:
             self.address = bind
         else:
             host, _, port = bind.rpartition(":")
-            self.server = ThreadingHTTPServer((host or "127.0.0.1", int(port or 0)), handler)
-            self.server.daemon_threads = True
+            self.server = _TCPServer((host or "127.0.0.1", int(port or 0)), handler)
             self.address = f"http://{host or '127.0.0.1'}:{self.server.server_address[1]}"
         self._thread = threading.Thread(
             target=self.server.serve_forever, name="edgefleet-endpoint", daemon=True
         )
+
+    def run(self, model, feed: dict) -> dict:
+        if self.admit is not None:
+            self.admit()
+        if self.batcher is not None:
+            return self.batcher.submit(model, feed)
+        return model.predict(feed)
 
     def count(self, *, error: bool) -> None:
         with self._lock:
@@ -175,3 +211,5 @@ class LocalEndpoint:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+        if self.batcher is not None:
+            self.batcher.stop()

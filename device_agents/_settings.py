@@ -101,6 +101,14 @@ class AgentSettings(BaseModel):
         default="127.0.0.1:0", description="host:port, unix:/path, or None to disable"
     )
 
+    # Dynamic micro-batching on the local endpoint (0/1 = off), for dynamic-batch models.
+    batch_max_size: int = Field(default=0, ge=0, le=1024)
+    batch_max_delay_us: int = Field(default=2000, ge=0, le=1_000_000)
+    # Adapt serving to memory/pressure/heat/load (fewer threads, smaller artifact, 429s).
+    adapt: bool = False
+    adapt_interval_s: float = Field(default=0.5, gt=0)
+    resources_root: Path = Path("/")
+
     telemetry_interval_s: float = Field(default=10.0, gt=0)
     telemetry_queue_max: int = Field(default=10_000, ge=1)
     telemetry_batch_max: int = Field(default=100, ge=1, le=1000)

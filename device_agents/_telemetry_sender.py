@@ -29,11 +29,13 @@ class TelemetrySender:
         *,
         publish: Callable[[str, bytes, int], object],
         ready: Callable[[], bool],
+        extra: Callable[[], dict | None] = lambda: None,
     ) -> None:
         self.queue = queue
         self.device_id = queue.device_id
         self.active, self.batch_max = active, batch_max
         self.publish, self.ready = publish, ready
+        self.extra = extra  # more sample fields, e.g. the resource adapter's state
         self._inflight: tuple[int, PendingBatch] | None = None
         self._lock = threading.Lock()
         self._closed = False
@@ -50,6 +52,8 @@ class TelemetrySender:
         snap = model.metrics.snapshot(reset=True) if model is not None else None
         label = f"{model.info.name}@{model.info.version}" if model is not None else None
         sample = system_sample(self._process, snap, label)
+        if fields := self.extra():
+            sample = sample.model_copy(update=fields)
         with self._lock:
             if self._closed:
                 return

@@ -61,6 +61,10 @@ class _FastSample(TypedDict):
     cpu_percent: _Float
     rss_mb: _Float
     temperature_c: _Float
+    memory_used: _Float
+    memory_pressure: _Float
+    adaptation_level: NotRequired[int | None]
+    shed: NotRequired[_UInt | None]
 
 
 class _FastBatch(TypedDict):

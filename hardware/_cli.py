@@ -48,22 +48,30 @@ def profiles() -> None:
 @app.command("detect")
 def detect(
     root: Path = typer.Option(Path("/"), help="Read the board files under this root."),
+    machine: str | None = typer.Option(
+        None, help="Architecture the process runs [default: this one, for --root /]."
+    ),
 ) -> None:
     """Detect which target profile this machine (or a recorded ROOT) is."""
     from edgefleet.hardware.profiles import ProfileError
     from edgefleet.hardware.profiles import detect as run_detect
 
     try:
-        found = run_detect(root)
+        found = run_detect(root, machine)
     except ProfileError as e:
         raise _fail(e) from e
     exact = "" if found.exact else " (generic fallback)"
     console.print(f"{found.profile.name}{exact}: by {found.method} ({found.evidence})")
+    if found.guess:
+        console.print(f"guess: {found.guess}", highlight=False)
 
 
 @app.command("prepare-emulator")
 def prepare_emulator(
     cache: Path = typer.Option(..., "--cache", help="Directory for the arm64 root (reused)."),
+    system_qemu: bool = typer.Option(
+        False, help="Use the system's qemu-aarch64-static instead of fetching Debian 13's."
+    ),
 ) -> None:
     """Build (or reuse) the emulated aarch64 userland: Debian arm64 .debs + aarch64 wheels."""
     from edgefleet.hardware.hil import HilError
@@ -71,14 +79,20 @@ def prepare_emulator(
 
     try:
         with console.status("preparing the aarch64 emulator root") as status:
-            emu = prepare(cache, progress=lambda msg: status.update(msg))
+            emu = prepare(cache, lambda msg: status.update(msg), fetch_newer=not system_qemu)
     except HilError as e:
         raise _fail(e) from e
     info = emu.info()
+    runs = ", ".join(f"{k} {v}" for k, v in info.get("runtimes", {}).items()) or "none"
     console.print(
-        f"emulator ready in {emu.cache}: {info.get('qemu', 'qemu')}, python {info.get('python')}, "
-        f"numpy {info.get('numpy')}, onnxruntime {info.get('onnxruntime')}"
+        f"emulator ready in {emu.cache}: {info.get('qemu', 'qemu')} ({info.get('qemu_source')}), "
+        f"python {info.get('python')}, numpy {info.get('numpy')}; runtimes that run: {runs}",
+        highlight=False,
     )
+    for why in info.get("not_run", {}).values():
+        console.print(f"not run under emulation: {why}", highlight=False)
+    if info.get("qemu_fetch_error"):
+        console.print(f"no newer qemu: {info['qemu_fetch_error']}", highlight=False)
 
 
 def _executors(values: tuple[str, ...]) -> dict[str, tuple[str, ...]]:

@@ -26,6 +26,8 @@ _LAZY = {
     "CacheStats": "._cache",
     "ConfigError": "._errors",
     "EdgefleetError": "._errors",
+    "EnergyMeter": "._energy",
+    "EnergyReading": "._energy",
     "ExportFailure": "._manifest",
     "InputError": "._errors",
     "LoadOptions": "._model",
@@ -41,6 +43,10 @@ _LAZY = {
     "PackageError": "._errors",
     "PersistentCache": "._cache",
     "Preprocessing": "._manifest",
+    "RESOURCE_LEVELS": "._resources",
+    "ResourcePolicy": "._resources",
+    "ResourceSample": "._resources",
+    "ResourceTracker": "._resources",
     "ResultCache": "._cache",
     "Signature": "._manifest",
     "SignatureError": "._errors",
@@ -49,6 +55,7 @@ _LAZY = {
     "TrustPolicy": "._package",
     "canonical_json": "._signing",
     "extract_archive": "._package",
+    "find_power_sources": "._energy",
     "generate_keypair": "._signing",
     "input_digest": "._cache",
     "key_id": "._signing",
@@ -57,6 +64,7 @@ _LAZY = {
     "load_public_key": "._signing",
     "load_public_keys": "._signing",
     "open_package": "._package",
+    "read_resources": "._resources",
     "sha256_file": "._package",
     "sign_bytes": "._signing",
     "sign_manifest": "._package",
@@ -75,6 +83,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from ._backoff import Backoff
     from ._builder import PackageBuilder, write_archive
     from ._cache import CacheStats, PersistentCache, ResultCache, input_digest
+    from ._energy import EnergyMeter, EnergyReading, find_power_sources
     from ._errors import (
         BackendError,
         BackendUnavailableError,
@@ -112,6 +121,13 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     )
     from ._partial import PARTIAL_NAME, PackageFile, files_for, write_partial
     from ._pool import ModelCache
+    from ._resources import (
+        RESOURCE_LEVELS,
+        ResourcePolicy,
+        ResourceSample,
+        ResourceTracker,
+        read_resources,
+    )
     from ._select import gate_status, select_artifacts
     from ._signing import (
         canonical_json,
@@ -133,6 +149,8 @@ __all__ = [
     "BackendUnavailableError",
     "ConfigError",
     "EdgefleetError",
+    "EnergyMeter",
+    "EnergyReading",
     "CacheStats",
     "ExportFailure",
     "FileEntry",
@@ -147,6 +165,10 @@ __all__ = [
     "ModelCache",
     "ModelInfo",
     "PersistentCache",
+    "RESOURCE_LEVELS",
+    "ResourcePolicy",
+    "ResourceSample",
+    "ResourceTracker",
     "ResultCache",
     "SmokeResult",
     "input_digest",
@@ -163,12 +185,14 @@ __all__ = [
     "TrustPolicy",
     "canonical_json",
     "extract_archive",
+    "find_power_sources",
     "generate_keypair",
     "key_id",
     "load_private_key",
     "load_public_key",
     "load_public_keys",
     "open_package",
+    "read_resources",
     "sha256_file",
     "sign_bytes",
     "sign_manifest",

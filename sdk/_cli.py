@@ -274,7 +274,12 @@ def _measure(model, iterations: int, warmup: int, batch: int, progress: bool) ->
     for _ in range(warmup):
         model.predict(feed)
     times = np.empty(iterations)
-    with Progress(console=_err, transient=True, disable=not progress) as bar:
+    from ._energy import EnergyMeter
+
+    with (
+        Progress(console=_err, transient=True, disable=not progress) as bar,
+        EnergyMeter().measure() as energy,
+    ):
         task = bar.add_task(f"bench {model.info.backend}", total=iterations)
         for i in range(iterations):
             t0 = time.perf_counter()
@@ -294,6 +299,9 @@ def _measure(model, iterations: int, warmup: int, batch: int, progress: bool) ->
         "mean_ms": float(times.mean() * 1e3),
         "throughput_per_s": float(batch * iterations / times.sum()),
         "peak_rss_bytes": _peak_rss_bytes(),
+        # Joules per predict call where the board exposes power, else None ("energy" says why).
+        "energy_j_per_inference": energy.reading.per_inference(iterations),
+        "energy": energy.reading.source,
     }
 
 
@@ -316,7 +324,10 @@ def bench(
     if as_json:
         typer.echo(json.dumps(result))
         return
-    table = Table("backend", "artifact", "metric", "p50 ms", "p95 ms", "samples/s", "peak RSS")
+    table = Table(
+        "backend", "artifact", "metric", "p50 ms", "p95 ms", "samples/s", "peak RSS", "energy"
+    )
+    joules = result["energy_j_per_inference"]
     table.add_row(
         result["backend"],
         result["artifact"],
@@ -325,6 +336,7 @@ def bench(
         f"{result['p95_ms']:.3f}",
         f"{result['throughput_per_s']:.1f}",
         _human(result["peak_rss_bytes"]),
+        f"{joules * 1e3:.3f} mJ/inference" if joules is not None else "not measured",
     )
     _out.print(table)
 

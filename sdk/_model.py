@@ -18,6 +18,7 @@ from ._manifest import Artifact, Manifest, TensorSpec
 from ._metrics import Metrics
 from ._package import Package, TrustPolicy, open_package
 from ._select import choose, resolve_profile
+from ._sessions import SessionPool
 from ._validate import InputValidator, batch_size
 from .backends import (
     ExecuTorchOptions,
@@ -41,6 +42,9 @@ class LoadOptions:
     (falling back to the default runtime order). ``precision`` prefers an artifact
     precision (default: int8, then fp16, then fp32). Per-backend options override the
     profile's options for that backend. ``cache``: a ResultCache/PersistentCache or None.
+    ``sessions``: up to this many runtime sessions serve concurrent ``predict`` calls (a
+    bounded pool, grown on demand); worth it where a runtime serialises one session
+    (LiteRT, ExecuTorch); ONNX Runtime sessions are re-entrant, so 1 suits it.
     """
 
     profile: object | str | None = None
@@ -54,6 +58,15 @@ class LoadOptions:
     executorch: ExecuTorchOptions | None = None
     torch: TorchOptions | None = None
     mock: MockOptions | None = None
+    sessions: int = 1
+
+    def __post_init__(self) -> None:
+        if (
+            isinstance(self.sessions, bool)
+            or not isinstance(self.sessions, int)
+            or self.sessions < 1
+        ):
+            raise ConfigError(f"sessions: expected an integer >= 1, got {self.sessions!r}")
 
 
 @dataclass(frozen=True)
@@ -91,8 +104,10 @@ class Model:
         cache: Cache | None,
         owns_package: bool,
         buckets: list[tuple[Bucket, Session]] | None = None,
+        pool: SessionPool | None = None,
     ) -> None:
         self.info = info
+        self._pool = pool
         self.metrics = Metrics()
         self._package = package
         self._session = session
@@ -223,7 +238,10 @@ class Model:
         return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
     def _call(self, session, lock, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        if lock is None:
+        if self._pool is not None and session is self._session:
+            with self._pool.acquire() as pooled:
+                out = pooled.run(feed)
+        elif lock is None:
             out = session.run(feed)
         else:
             with lock:
@@ -264,7 +282,7 @@ class Model:
         if not self._closed:
             self._closed = True
             self._direct = None
-            self._session.close()
+            (self._pool or self._session).close()
             for _, session in self._buckets:
                 if session is not self._session:
                     session.close()
@@ -373,7 +391,12 @@ def load(
             signature_state=pkg.signature_state,
             buckets=tuple(b.artifact for b, _ in buckets),
         )
-        model = Model(pkg, session, info, options.cache, owns, buckets)
+        pool = None
+        if options.sessions > 1 and not buckets:
+            pool = SessionPool(
+                session, lambda: _load_session(choice, pkg, choice.artifact), options.sessions
+            )
+        model = Model(pkg, session, info, options.cache, owns, buckets, pool)
         if options.warmup:
             try:
                 _warmup(model, options.warmup)

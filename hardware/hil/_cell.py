@@ -54,6 +54,42 @@ def _cap_memory(cap_mb: int) -> dict[str, Any]:
     return {"memory_cap_mb": cap_mb, "baseline_rss_mb": round(rss_kb / 1024, 1)}
 
 
+# The module each backend imports at load, first found wins (as in sdk/backends): imported
+# before the memory cap so its cost is measured on its own and said, not hidden in an
+# allocation failure (executorch's Python runtime pulls in all of torch).
+_RUNTIME_MODULES = {
+    "onnxruntime": ("onnxruntime",),
+    "litert": ("ai_edge_litert.interpreter", "tflite_runtime.interpreter", "tensorflow.lite"),
+    "executorch": ("executorch.runtime",),
+    "torch": ("torch",),
+}
+
+
+def _import_runtime(runtime: str) -> dict[str, Any]:
+    """Import the runtime's module; its RSS cost and whether it pulled in torch."""
+    import importlib
+    import importlib.util
+
+    had_torch = "torch" in sys.modules
+    before = _status_kb("VmRSS")
+    for name in _RUNTIME_MODULES.get(runtime, ()):
+        if importlib.util.find_spec(name.split(".")[0]) is not None:
+            importlib.import_module(name)
+            break
+    figures: dict[str, Any] = {
+        "runtime_import_rss_mb": round((_status_kb("VmRSS") - before) / 1024, 1)
+    }
+    if runtime != "torch" and not had_torch and "torch" in sys.modules:
+        figures["runtime_imports_torch"] = True
+    return figures
+
+
+def _runtime_cost(runtime: str, env: dict[str, Any]) -> str:
+    """ "executorch's Python runtime imports torch: 363 MB RSS" (for check details)."""
+    torch = " imports torch:" if env.get("runtime_imports_torch") else ":"
+    return f"{runtime}'s Python runtime{torch} {env['runtime_import_rss_mb']} MB RSS at import"
+
+
 def _check(name: str, status: str, detail: str = "", **figures: Any) -> dict[str, Any]:
     return {"name": name, "status": status, "detail": detail, "figures": figures}
 
@@ -69,17 +105,24 @@ def _single(feed: dict[str, np.ndarray], i: int) -> dict[str, np.ndarray]:
 
 
 def _latency(model, cache, golden: dict[str, np.ndarray], spec: dict[str, Any]) -> dict[str, Any]:
+    from edgefleet.sdk import EnergyMeter
+
     runs = int(spec.get("latency_runs", 50))
     budget = float(spec["budgets"]["p95_latency_ms"])
     times = []
-    for i in range(runs):
-        feed = _single(golden, i)
-        cache.clear()  # time the model, not a cache hit (the lookup cost stays included)
-        t0 = time.perf_counter()
-        model.predict(feed)
-        times.append((time.perf_counter() - t0) * 1000.0)
+    with EnergyMeter(spec.get("sysfs_root", "/")).measure() as energy:
+        for i in range(runs):
+            feed = _single(golden, i)
+            cache.clear()  # time the model, not a cache hit (the lookup cost stays included)
+            t0 = time.perf_counter()
+            model.predict(feed)
+            times.append((time.perf_counter() - t0) * 1000.0)
     p50, p95 = (round(float(np.percentile(times, q)), 3) for q in (50, 95))
     figures = {"latency_p50_ms": p50, "latency_p95_ms": p95, "latency_budget_ms": budget}
+    # Joules per batch-1 inference where the board exposes power; never an estimate.
+    joules = energy.reading.per_inference(runs)
+    figures["energy_j_per_inference"] = None if joules is None else round(joules, 6)
+    figures["energy_source"] = energy.reading.source
     if not spec.get("timing_meaningful", True):
         why = spec.get("timing_note") or "timing here does not represent the board"
         return _check("latency", "not run", why, **figures)
@@ -118,12 +161,9 @@ def _memory(spec: dict[str, Any], failed_alloc: str = "") -> dict[str, Any]:
     figures = {"peak_rss_mb": peak, "rss_budget_mb": budget}
     if failed_alloc:
         cap = spec.get("memory_cap_mb")
-        return _check(
-            "memory",
-            "failed",
-            f"allocation failed under the {cap} MB cap: {failed_alloc}",
-            **figures,
-        )
+        what = failed_alloc if "memory cap" in failed_alloc else (
+            f"allocation failed under the {cap} MB cap: {failed_alloc}")  # fmt: skip
+        return _check("memory", "failed", what, **figures)
     if not spec.get("memory_meaningful", True):
         why = spec.get("memory_note") or "RSS here does not represent the board"
         return _check("memory", "not run", why, **figures)
@@ -161,7 +201,20 @@ def run_cell(spec: dict[str, Any]) -> dict[str, Any]:
         result["not_run_reason"] = f"{runtime} not usable here: {why}"
         return result
     if spec.get("memory_cap_mb"):
-        env.update(_cap_memory(int(spec["memory_cap_mb"])))
+        cap = int(spec["memory_cap_mb"])
+        try:
+            env.update(_import_runtime(runtime))
+        except Exception as e:  # the load below reports it with the backend's wording
+            log.debug("importing %s before the cap failed: %s", runtime, e)
+        rss = _status_kb("VmRSS") / 1024
+        if "runtime_import_rss_mb" in env and rss >= cap:
+            why = (f"{_runtime_cost(runtime, env)} (process at {rss:.0f} MB): over the "
+                   f"board's {cap} MB memory cap before any model is loaded")  # fmt: skip
+            checks.append(_check("load", "failed", why))
+            if "memory" in wanted:
+                checks.append(_memory(spec, why))
+            return result
+        env.update(_cap_memory(cap))
     trust = TrustPolicy.workstation(*spec.get("trusted_keys", []))
     cache = ResultCache()
     options = LoadOptions(profile=spec["target"], trust=trust, cache=cache, warmup=1)
@@ -192,6 +245,8 @@ def run_cell(spec: dict[str, Any]) -> dict[str, Any]:
         ]
         if missing:
             detail += f" with {used} ({', '.join(missing)} not available here)"
+    if "runtime_import_rss_mb" in env:
+        detail += f" ({_runtime_cost(runtime, env)}, before the cap)"
     checks.append(_check("load", "passed", detail, load_ms=load_ms, artifact=info.artifact.name))
     alloc_failure = ""
     try:

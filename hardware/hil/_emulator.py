@@ -2,7 +2,9 @@
 
 Everything lands in one cache directory and each step leaves a marker, so re-running is a
 no-op. The edgefleet source itself is not copied: an overlay of symlinks points at the live
-source, so the emulated cells always run the code under test.
+source, so the emulated cells always run the code under test. qemu itself is Debian 13's
+(see :mod:`._qemu`) when apt can fetch it, else the system's; which runtimes really run
+under it is measured by :mod:`._probe` and recorded in ``emulator.json``.
 """
 
 from __future__ import annotations
@@ -19,19 +21,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ._errors import EmulatorError
+from ._probe import PROBES
+from ._qemu import QemuBinary, fetch_qemu, system_qemu
 
 __all__ = [
     "DEBS",
     "WHEELS",
-    "WHEELS_NO_DEPS",
     "EmulatorRoot",
+    "emulated_wheels",
     "find_emulator",
     "prepare_emulator",
 ]
 
 log = logging.getLogger(__name__)
 
-QEMU = "qemu-aarch64-static"
 # Debian bookworm arm64: python3.11 and the shared libraries it and the wheels link against.
 DEBS = (
     "python3.11-minimal", "libpython3.11-minimal", "libpython3.11-stdlib", "libc6",
@@ -40,11 +43,24 @@ DEBS = (
     "libreadline8", "libsqlite3-0", "libssl3", "libuuid1", "zlib1g", "libgssapi-krb5-2",
     "libk5crypto3", "libkrb5-3", "libkrb5support0", "libkeyutils1", "libcom-err2",
 )  # fmt: skip
-# onnxruntime 1.20.1 is the newest seen to import under qemu 7.2 (1.31.1 crashes at import).
-# It is installed without its declared dependencies: importing it needs only numpy, and
-# sympy alone would double the download and the emulated import time.
-WHEELS = ("numpy", "pydantic", "cryptography")
-WHEELS_NO_DEPS = ("onnxruntime==1.20.1",)
+# flatbuffers: the LiteRT probe builds its model with LiteRT's flatbuffer schema.
+WHEELS = ("numpy", "pydantic", "cryptography", "flatbuffers")
+# Runtimes are installed without their declared dependencies: importing them needs only
+# numpy (+ flatbuffers), and sympy/protobuf would double the download and import time.
+# Measured: qemu 10.0 runs onnxruntime 1.32.0 and ai-edge-litert 2.3.0; qemu 7.2 runs
+# onnxruntime 1.20.1 (1.31+ crash at import) and LiteRT crashes when its interpreter is
+# created (installed anyway, so the probe measures and reports it).
+_RUNTIME_WHEELS = {
+    10: ("onnxruntime==1.32.0", "ai-edge-litert==2.3.0"),
+    0: ("onnxruntime==1.20.1", "ai-edge-litert==2.3.0"),
+}
+
+
+def emulated_wheels(qemu_major: int) -> tuple[str, ...]:
+    """The runtime wheels to install for a qemu of this major version."""
+    return next(w for m, w in sorted(_RUNTIME_WHEELS.items(), reverse=True) if qemu_major >= m)
+
+
 PLATFORMS = (
     "manylinux_2_28_aarch64", "manylinux_2_27_aarch64", "manylinux_2_17_aarch64",
     "manylinux2014_aarch64",
@@ -76,12 +92,9 @@ class EmulatorRoot:
         return self.root / "usr/bin/python3.11"
 
     def qemu(self) -> str:
-        found = shutil.which(QEMU)
-        if not found:
-            raise EmulatorError(
-                f"{QEMU} not found; install it: apt-get install -y qemu-user-static"
-            )
-        return found
+        """The fetched newer qemu in the cache if there is one, else the system's."""
+        fetched = self.cache / "qemu/usr/bin/qemu-aarch64"
+        return str(fetched) if fetched.exists() else str(system_qemu().path)
 
     def command(self, *args: str) -> list[str]:
         """argv that runs the emulated python3.11 with ``args``."""
@@ -162,11 +175,11 @@ def _debs(cache: Path, progress: Progress) -> None:
     done.touch()
 
 
-def _wheels(cache: Path, progress: Progress) -> None:
-    done = _marker(cache, "wheels", WHEELS + WHEELS_NO_DEPS + PLATFORMS)
+def _wheels(cache: Path, runtimes: tuple[str, ...], progress: Progress) -> None:
+    done = _marker(cache, "wheels", WHEELS + runtimes + PLATFORMS)
     if done.exists():
         return
-    progress("installing aarch64 wheels (" + ", ".join(WHEELS + WHEELS_NO_DEPS) + ")")
+    progress("installing aarch64 wheels (" + ", ".join(WHEELS + runtimes) + ")")
     site = cache / "site"
     tmp = cache / "site.partial"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -175,16 +188,16 @@ def _wheels(cache: Path, progress: Progress) -> None:
            "--no-compile", "--target", str(tmp), "--only-binary=:all:", "--python-version",
            "3.11", "--implementation", "cp", *platforms]  # fmt: skip
     _run([*pip, *WHEELS], "pip install (aarch64 wheels)")
-    _run([*pip, "--no-deps", *WHEELS_NO_DEPS], "pip install (aarch64 onnxruntime)")
+    _run([*pip, "--no-deps", *runtimes], "pip install (aarch64 runtimes)")
     shutil.rmtree(site, ignore_errors=True)
     tmp.rename(site)  # only a complete install replaces the old one
     done.touch()
 
 
-def _compile(emu: EmulatorRoot, progress: Progress) -> None:
+def _compile(emu: EmulatorRoot, runtimes: tuple[str, ...], progress: Progress) -> None:
     """Byte-compile the stdlib and wheels with the host python (3.11 byte-code is the same on
     every arch) into the emulated python's pycache prefix: compiling under qemu is slow."""
-    done = _marker(emu.cache, "pyc", WHEELS + WHEELS_NO_DEPS)
+    done = _marker(emu.cache, "pyc", WHEELS + runtimes)
     if done.exists():
         return
     progress("compiling byte-code")
@@ -220,33 +233,92 @@ def _overlay(emu: EmulatorRoot) -> None:
     _run([sys.executable, "-m", "compileall", "-q", str(init), *dirs], "compileall", env=env)
 
 
-_PROBE = (
-    "import json, platform, numpy, onnxruntime, pydantic, cryptography, edgefleet.sdk; "
+_BASE_PROBE = (
+    "import json, platform, numpy, pydantic, cryptography, edgefleet.sdk; "
     "print(json.dumps({'machine': platform.machine(), 'python': platform.python_version(), "
-    "'numpy': numpy.__version__, 'onnxruntime': onnxruntime.__version__, "
-    "'pydantic': pydantic.__version__}))"
+    "'numpy': numpy.__version__, 'pydantic': pydantic.__version__}))"
 )
 
 
-def prepare_emulator(cache: str | Path, progress: Progress | None = None) -> EmulatorRoot:
-    """Build (or reuse) the emulated aarch64 root in ``cache`` and check that it runs."""
+def _signal_name(code: int) -> str:
+    import signal
+
+    try:
+        return signal.Signals(-code).name
+    except ValueError:
+        return f"signal {-code}"
+
+
+def _probe_runtimes(emu: EmulatorRoot, qemu: QemuBinary) -> tuple[dict, dict]:
+    """Run each runtime's probe in its own emulated process: name -> version for those that
+    run, name -> why for those that do not."""
+    runs, fails = {}, {}
+    for name in PROBES:
+        argv = emu.command("-m", "edgefleet.hardware.hil._probe", name)
+        try:
+            proc = subprocess.run(argv, capture_output=True, text=True, env=emu.env(),
+                                  timeout=600)  # fmt: skip
+        except subprocess.TimeoutExpired:
+            fails[name] = f"timed out after 600 s under qemu-aarch64 {qemu.version}"
+            continue
+        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+        if proc.returncode == 0 and lines:
+            runs[name] = json.loads(lines[-1])["version"]
+            continue
+        if proc.returncode < 0:
+            why = f"crashed with {_signal_name(proc.returncode)}"
+        else:
+            tail = proc.stderr.strip().splitlines()[-1:] or ["no output"]
+            why = f"failed (exit {proc.returncode}: {tail[0][:300]})"
+        fails[name] = f"{name} {why} under qemu-aarch64 {qemu.version} (probe: relu model)"
+    return runs, fails
+
+
+def _choose_qemu(cache: Path, fetch_newer: bool, say: Progress) -> tuple[QemuBinary, str]:
+    """Debian 13's qemu when apt can fetch it, else the system's (and why)."""
+    if not fetch_newer:
+        return system_qemu(), ""
+    say("fetching qemu-user from Debian (apt-get download + dpkg -x)")
+    try:
+        return fetch_qemu(cache), ""
+    except EmulatorError as e:
+        log.warning("no newer qemu (%s); using the system's", e)
+        return system_qemu(), str(e)
+
+
+def prepare_emulator(
+    cache: str | Path, progress: Progress | None = None, fetch_newer: bool = True
+) -> EmulatorRoot:
+    """Build (or reuse) the emulated aarch64 root in ``cache`` and measure which runtimes
+    run in it. ``fetch_newer``: take qemu-user from Debian 13 (apt) instead of the system's."""
     say = progress or (lambda msg: log.info("%s", msg))
     emu = EmulatorRoot(Path(cache).resolve())
     emu.cache.mkdir(parents=True, exist_ok=True)
-    qemu = emu.qemu()
+    qemu, fetch_error = _choose_qemu(emu.cache, fetch_newer, say)
+    if not fetch_newer:
+        shutil.rmtree(emu.cache / "qemu", ignore_errors=True)
+    runtimes = emulated_wheels(qemu.major)
     _debs(emu.cache, say)
-    _wheels(emu.cache, say)
-    _compile(emu, say)
+    _wheels(emu.cache, runtimes, say)
+    _compile(emu, runtimes, say)
     _overlay(emu)
     if not emu.python.exists():
         raise EmulatorError(f"{emu.python} missing after unpacking the arm64 .debs")
     info_path = emu.cache / "emulator.json"
-    if not info_path.exists():
-        say("checking the emulated python")
-        out = _run(emu.command("-c", _PROBE), "emulated python probe", env=emu.env(), timeout=300)
+    key = hashlib.sha256("\n".join((qemu.source, qemu.version, *runtimes)).encode()).hexdigest()
+    old = emu.info()
+    if old.get("key") != key:
+        say("checking the emulated python and which runtimes run under qemu")
+        out = _run(emu.command("-c", _BASE_PROBE), "emulated python probe", env=emu.env(),
+                   timeout=300)  # fmt: skip
         info = json.loads(out.stdout.strip().splitlines()[-1])
-        qv = _run([qemu, "--version"], "qemu --version").stdout.splitlines()[0]
-        info["qemu"] = qv
+        runs, fails = _probe_runtimes(emu, qemu)
+        info.update(
+            key=key, qemu=f"qemu-aarch64 {qemu.version}", qemu_source=qemu.source,
+            qemu_fetch_error=fetch_error, runtimes=runs, not_run=fails,
+            emulated_runtimes=sorted(runs),
+        )  # fmt: skip
+        info.update(runs)  # "onnxruntime": "1.32.0", as the report and CLI read it
         info_path.write_text(json.dumps(info, indent=2))
     return emu
 

@@ -28,6 +28,7 @@ from ._results import CellResult, CheckResult
 __all__ = [
     "EMULATED_NOT_RUN",
     "CellPlan",
+    "emulated_not_run",
     "package_bytes",
     "plan_cells",
     "run_process_cell",
@@ -35,14 +36,28 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# Runtimes that cannot run in the emulated root, and why (measured with qemu 7.2).
+# Runtimes never installed in the emulated root, and why. Whether the others run is measured
+# when the root is prepared (emulator.json "not_run" says why one does not).
 EMULATED_NOT_RUN = {
-    "litert": "ai-edge-litert 2.3.0 crashes at import under qemu-aarch64 7.2 (measured); "
-    "run litert cells on a real aarch64 board (fleet executor)",
-    "executorch": "executorch's runtime needs torch, which is not installed in the emulated "
-    "root (too large for qemu-user); run it on a real board (fleet executor)",
-    "torch": "torch is not installed in the emulated root (too large for qemu-user)",
+    # Measured under qemu 10.0: PyPI's only aarch64 torch 2.13 wheel is the CUDA build (427 MB
+    # plus nvidia-*-cu13 wheels); without them `import torch` fails (libcublasLt not found).
+    "executorch": "executorch's Python runtime needs torch, and PyPI's aarch64 torch 2.13 is "
+    "the CUDA build (it fails at import without the nvidia-* wheels, measured under qemu 10); "
+    "run executorch cells on a real board (fleet executor)",
+    "torch": "torch is not installed in the emulated root (PyPI's aarch64 torch 2.13 is the "
+    "CUDA build, measured)",
 }
+
+
+def emulated_not_run(runtime: str, emulator: EmulatorRoot) -> str:
+    """Why ``runtime`` cannot run under this prepared emulator ("" if it runs)."""
+    if runtime in EMULATED_NOT_RUN:
+        return EMULATED_NOT_RUN[runtime]
+    info = emulator.info()
+    if runtime in info.get("runtimes", {}):
+        return ""
+    why = info.get("not_run", {}).get(runtime) or f"{runtime} is not installed in the root"
+    return f"{why}; run {runtime} cells on a real aarch64 board (fleet executor)"
 
 
 @dataclass(frozen=True)
@@ -126,8 +141,9 @@ def not_run_reason(plan: CellPlan, emulator: EmulatorRoot | None) -> str:
         if emulator is None:
             return ("emulator not prepared: run `edgefleet hil prepare-emulator --cache DIR` "
                     "and pass --emulator-cache DIR")  # fmt: skip
-        if plan.runtime in EMULATED_NOT_RUN:
-            return EMULATED_NOT_RUN[plan.runtime]
+        why = emulated_not_run(plan.runtime, emulator)
+        if why:
+            return why
     formats = _artifact_formats(plan.package.resolve(), plan.package.stat().st_mtime)
     wanted = get_backend(plan.runtime).formats
     if formats is not None and not formats & set(wanted):

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from edgefleet.hardware.profiles import ProfileError, get_profile, profile_names
+from edgefleet.hardware.profiles import ProfileError, get_profile, normalize_arch, profile_names
 
 from ._errors import MatrixError
 from ._results import CHECKS
@@ -29,8 +29,7 @@ _BUDGET_KEYS = ("max_package_bytes", "p95_latency_ms", "peak_rss_mb")
 
 
 def host_arch() -> str:
-    m = platform.machine().lower()
-    return {"amd64": "x86_64", "arm64": "aarch64"}.get(m, m)
+    return normalize_arch(platform.machine())
 
 
 def default_executors(target: str) -> tuple[str, ...]:

@@ -39,6 +39,10 @@ def cell_figures(cell: CellResult) -> str:
         parts.append(f"err {f['max_abs_error']:.2g}")
     if "package_bytes" in f:
         parts.append(f"{f['package_bytes'] / 1e6:.2f} MB")
+    if f.get("energy_j_per_inference") is not None:
+        parts.append(f"{f['energy_j_per_inference'] * 1e3:.3g} mJ/inference")
+    elif "energy_source" in f:
+        parts.append("energy not measured")
     return " · ".join(parts)
 
 
@@ -96,6 +100,15 @@ def _md(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
+def _emulator_line(result: MatrixResult) -> list[str]:
+    emu = result.host.get("emulator")
+    if not emu:
+        return []
+    runs = ", ".join(f"{k} {v}" for k, v in emu.get("runtimes", {}).items()) or "none"
+    return ["", f"Emulator: {emu.get('qemu', 'qemu')} ({emu.get('qemu_source', '?')}); "
+                f"runtimes that run under it: {runs}"]  # fmt: skip
+
+
 def markdown(result: MatrixResult) -> str:
     c = result.counts()
     lines = [
@@ -104,6 +117,7 @@ def markdown(result: MatrixResult) -> str:
         f"{len(result.cells)} cells: {c['passed']} passed, {c['failed']} failed, "
         f"{c['error']} errors, {c['not run']} not run · {result.duration_s:.1f} s · "
         f"host {result.host.get('machine', '?')}, {result.host.get('cpus', '?')} cpus",
+        *_emulator_line(result),
         "",
         "| target | executor | runtime | package | result | "
         + " | ".join(CHECKS) + " | figures | notes |",

@@ -34,7 +34,8 @@ def run_matrix(spec: MatrixSpec, out: str | Path, progress: Progress | None = No
     must not compete for the cores) and write the reports into ``out``."""
     from ._report_files import write_reports
 
-    out = Path(out)
+    # Absolute: each cell's process runs in its own working directory.
+    out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     spec.validate()
     emulator = find_emulator(spec.emulator_cache)
@@ -62,6 +63,8 @@ def run_matrix(spec: MatrixSpec, out: str | Path, progress: Progress | None = No
         "cpus": len(os.sched_getaffinity(0)),
         "python": platform.python_version(),
         "emulator": emulator.info() if emulator else None,
+        # Every runtime measured to run under the emulator used (empty: none prepared).
+        "emulated_runtimes": emulator.info().get("emulated_runtimes", []) if emulator else [],
     }
     result = MatrixResult(results, started, round(time.monotonic() - t0, 2), host)
     write_reports(result, out)

@@ -9,7 +9,7 @@ the fleet and the trainer can all read the same profiles.
 """
 
 from ._catalog import PROFILE_DIR, get_profile, list_profiles, load_profile, profile_names
-from ._detect import BoardFacts, Detection, detect, detect_profile, read_facts
+from ._detect import BoardFacts, Detection, detect, detect_profile, normalize_arch, read_facts
 from ._errors import ProfileError
 from ._profile import (
     ARCHES,
@@ -39,6 +39,7 @@ __all__ = [
     "get_profile",
     "list_profiles",
     "load_profile",
+    "normalize_arch",
     "profile_from_dict",
     "profile_names",
     "read_facts",

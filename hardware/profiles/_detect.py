@@ -6,14 +6,14 @@ from __future__ import annotations
 import logging
 import platform
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ._catalog import get_profile, list_profiles
 from ._errors import ProfileError
 from ._profile import Profile
 
-__all__ = ["BoardFacts", "Detection", "detect", "detect_profile", "read_facts"]
+__all__ = ["BoardFacts", "Detection", "detect", "detect_profile", "normalize_arch", "read_facts"]
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,18 @@ class Detection:
     # False when we fell back to a generic profile for the architecture.
     exact: bool
     facts: BoardFacts
+    # Why this answer is a guess ("" when the board identified itself).
+    guess: str = ""
+
+
+def normalize_arch(machine: str) -> str:
+    """``platform.machine()`` spellings -> our profile arch names (arm64 -> aarch64)."""
+    m = machine.strip().lower()
+    return {"arm64": "aarch64", "amd64": "x86_64", "x64": "x86_64"}.get(m, m)
+
+
+def _is_live(root: str | Path) -> bool:
+    return Path(root).resolve() == Path("/")
 
 
 def _read(path: Path) -> str:
@@ -82,9 +94,8 @@ def read_facts(root: str | Path = "/") -> BoardFacts:
         m = re.search(r"^Model\s*:\s*(.+)$", cpuinfo, re.M)
         model = m.group(1).strip() if m else ""
     arch = _cpuinfo_arch(cpuinfo)
-    if not arch and Path(root).resolve() == Path("/"):
-        arch = {"arm64": "aarch64", "amd64": "x86_64"}.get(platform.machine().lower(), "")
-        arch = arch or platform.machine()
+    if not arch and _is_live(root):
+        arch = normalize_arch(platform.machine())
     return BoardFacts(
         model=model,
         compatible=compatible,
@@ -102,6 +113,8 @@ def _by_patterns(facts: BoardFacts) -> Detection | None:
     model = facts.model.lower()
     compat = [c.lower() for c in facts.compatible]
     for p in list_profiles():
+        if facts.arch and p.arch != facts.arch:
+            continue  # e.g. an x86 host's DMI name cannot make an aarch64 process a Jetson
         for pat in p.detect.model_patterns:
             if model and pat.lower() in model:
                 return Detection(p, "device-tree model", facts.model, True, facts)
@@ -130,9 +143,34 @@ def _by_cpu(facts: BoardFacts) -> Detection | None:
     return None
 
 
-def detect(root: str | Path = "/") -> Detection:
-    """Detect the target under ``root``, saying how and on what evidence."""
+def _cross_check(facts: BoardFacts, machine: str) -> tuple[BoardFacts, str]:
+    """Trust the architecture this process runs on over ``/proc/cpuinfo``.
+
+    qemu-user (and so an arm64 container on an x86 host) passes the host's cpuinfo through:
+    it then describes a CPU this process is not running on, so its arch and cpu parts are
+    dropped and only the running architecture is kept.
+    """
+    running = normalize_arch(machine)
+    if not running or not facts.arch or running == facts.arch:
+        return (replace(facts, arch=facts.arch or running), "")
+    note = (
+        f"/proc/cpuinfo describes an {facts.arch} CPU but this process runs {running} "
+        "(qemu-user emulation or a foreign-arch container passes the host's cpuinfo "
+        "through), so the board's CPU cannot be read"
+    )
+    return replace(facts, arch=running, cpu_count=0, cpu_parts=(), cpu_implementers=()), note
+
+
+def detect(root: str | Path = "/", machine: str | None = None) -> Detection:
+    """Detect the target under ``root``, saying how, on what evidence, and when it is a guess.
+
+    ``machine`` is the architecture this process runs (``platform.machine()``); it defaults to
+    the live value when ``root`` is ``/`` and is not used for a recorded root unless given.
+    """
     facts = read_facts(root)
+    if machine is None and _is_live(root):
+        machine = platform.machine()
+    facts, mismatch = _cross_check(facts, machine or "")
     found = _by_patterns(facts) or _by_cpu(facts)
     if found is not None:
         log.debug("detected %s by %s (%s)", found.profile.name, found.method, found.evidence)
@@ -143,15 +181,19 @@ def detect(root: str | Path = "/") -> Detection:
             f"cannot detect a target profile under {root}: expected an aarch64 or x86_64 "
             f"board, got arch {facts.arch or 'unknown'!r} and model {facts.model or 'none'!r}"
         )
-    if generic == GENERIC_ARM64 or facts.model:
-        log.warning(
-            "unknown board %r (%s): using the generic %s profile",
-            facts.model or "?", facts.arch, generic,
-        )  # fmt: skip
-    exact = generic == GENERIC_X86 and not facts.l4t_release
-    return Detection(get_profile(generic), "architecture fallback", facts.arch, exact, facts)
+    exact = generic == GENERIC_X86 and not facts.l4t_release and not mismatch
+    guess = ""
+    if mismatch:
+        guess = f"{mismatch}; using the generic {facts.arch} profile {generic}"
+    elif not exact:
+        guess = (f"unknown {facts.arch} board {facts.model or '(no model string)'!r}: "
+                 f"using the generic profile {generic}")  # fmt: skip
+    if guess:
+        log.warning("hardware detection is a guess: %s", guess)
+    evidence = f"{facts.arch} ({'running arch' if mismatch else 'cpuinfo'})"
+    return Detection(get_profile(generic), "architecture fallback", evidence, exact, facts, guess)
 
 
-def detect_profile(root: str | Path = "/") -> Profile:
+def detect_profile(root: str | Path = "/", machine: str | None = None) -> Profile:
     """The profile of the board under ``root`` (``/`` = this machine)."""
-    return detect(root).profile
+    return detect(root, machine).profile

@@ -26,7 +26,7 @@ ALLOWED_TYPES: dict[str, frozenset[str]] = {
     "state": frozenset({"state"}),
     "inventory": frozenset({"inventory"}),
     "cmd": frozenset({"cmd.deploy", "cmd.cancel", "cmd.rollback", "cmd.benchmark", "cmd.config"}),
-    "events": frozenset({"event.deployment", "event.ack", "event.error"}),
+    "events": frozenset({"event.deployment", "event.ack", "event.error", "event.resources"}),
     "telemetry": frozenset({"telemetry"}),
     "fleet_state": frozenset({"fleet_state"}),
 }

@@ -38,6 +38,7 @@ __all__ = [
     "CommandAck",
     "ErrorEvent",
     "Event",
+    "ResourceEvent",
     "TelemetrySample",
     "TelemetryBatch",
     "Message",
@@ -139,7 +140,21 @@ class ErrorEvent(_DeviceMsg):
     topic: str = ""
 
 
-Event = Annotated[DeploymentEvent | CommandAck | ErrorEvent, Field(discriminator="type")]
+class ResourceEvent(_DeviceMsg):
+    """The agent changed how it serves because of the device's resources (or went back)."""
+
+    type: Literal["event.resources"] = "event.resources"
+    level: Literal["normal", "constrained", "critical"]
+    previous_level: Literal["normal", "constrained", "critical"]
+    reasons: list[str] = Field(default_factory=list, max_length=16)
+    artifact: str = Field(default="", description="artifact served now")
+    threads: int | None = Field(default=None, ge=1, description="intra-op threads now")
+    shedding: bool = False
+
+
+Event = Annotated[
+    DeploymentEvent | CommandAck | ErrorEvent | ResourceEvent, Field(discriminator="type")
+]
 
 
 # ----------------------------------------------------------------------------- telemetry
@@ -160,6 +175,11 @@ class TelemetrySample(_Part):
     cpu_percent: float | None = None
     rss_mb: float | None = None
     temperature_c: float | None = None
+    # Resource adaptation (None when the agent does not watch resources).
+    memory_used: float | None = Field(default=None, ge=0, description="fraction of the limit")
+    memory_pressure: float | None = Field(default=None, ge=0, description="PSI some avg10 %")
+    adaptation_level: int | None = Field(default=None, ge=0, le=2)
+    shed: int | None = Field(default=None, ge=0, description="requests refused with 429")
 
     @field_validator("ts")
     @classmethod
@@ -189,6 +209,7 @@ Message = Annotated[
     | DeploymentEvent
     | CommandAck
     | ErrorEvent
+    | ResourceEvent
     | TelemetryBatch,
     Field(discriminator="type"),
 ]

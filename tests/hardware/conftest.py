@@ -23,6 +23,14 @@ def hil_packages(tmp_path_factory) -> dict[str, Path]:
     }
 
 
+@pytest.fixture(scope="session")
+def ref_package(tmp_path_factory) -> Path:
+    """The reference conv net as .tflite and .pte (10-60 s of litert-torch/executorch export)."""
+    from tests.support.torch_models import build_reference_package
+
+    return build_reference_package(tmp_path_factory.mktemp("ref"), formats=("tflite", "pte"))
+
+
 class _Background(threading.Thread):
     """Prepares the emulator root while the other hardware tests run (it is mostly
     downloading); test_qemu.py sorts last and joins it."""

@@ -211,3 +211,58 @@ def test_cli_lists_profiles_and_detects_a_sample():
     assert "jetson-xavier-nx: by device-tree model" in res.output
     res = runner.invoke(app, ["detect", "--root", str(SAMPLES / "unknown-arm64")])
     assert "rockchip-rk3588 (generic fallback)" in res.output
+
+
+def test_aarch64_process_on_x86_cpuinfo_is_a_guess_not_x86(monkeypatch):
+    """qemu-user passes the host's /proc/cpuinfo through: this x86 host's live cpuinfo read by
+    a process whose platform.machine() says aarch64 must not give x86_64-cpu, exact."""
+    import platform
+
+    monkeypatch.setattr(platform, "machine", lambda: "aarch64")
+    found = detect("/")
+    assert found.profile.arch == "aarch64" and found.profile.name != "x86_64-cpu"
+    assert not found.exact
+    assert "describes an x86_64 CPU but this process runs aarch64" in found.guess
+    assert found.facts.arch == "aarch64" and found.facts.cpu_parts == ()
+
+
+@pytest.mark.parametrize("machine", ["aarch64", "arm64"])
+def test_recorded_x86_tree_under_an_arm64_process_is_a_guess(machine):
+    found = detect(SAMPLES / "x86_64", machine=machine)
+    assert found.profile.name == "rockchip-rk3588" and not found.exact
+    assert "qemu-user" in found.guess and "generic aarch64 profile" in found.guess
+
+
+def test_matching_arch_keeps_an_exact_detection():
+    pi = detect(SAMPLES / "raspberry-pi-4", machine="aarch64")
+    assert pi.profile.name == "raspberry-pi-4" and pi.exact and pi.guess == ""
+    x86 = detect(SAMPLES / "x86_64", machine="x86_64")
+    assert x86.profile.name == "x86_64-cpu" and x86.exact and x86.guess == ""
+    container = detect(SAMPLES / "jetson-orin-nano-container", machine="aarch64")
+    assert container.profile.name == "jetson-orin-nano" and container.exact
+
+
+def test_board_names_of_another_arch_are_not_trusted():
+    """A Pi's device tree read by an x86_64 process (a mounted image): the running arch wins,
+    the model cannot make it a Pi, and the answer says it is a guess."""
+    found = detect(SAMPLES / "raspberry-pi-4", machine="x86_64")
+    assert found.profile.name == "x86_64-cpu" and not found.exact
+    assert "describes an aarch64 CPU but this process runs x86_64" in found.guess
+
+
+def test_unknown_board_guess_names_the_model():
+    found = detect(SAMPLES / "unknown-arm64", machine="aarch64")
+    assert "Pine64 RockPro64" in found.guess and not found.exact
+
+
+def test_cli_detect_says_when_it_guesses():
+    from edgefleet.hardware._cli import app
+    from typer.testing import CliRunner
+
+    res = CliRunner().invoke(
+        app, ["detect", "--root", str(SAMPLES / "x86_64"), "--machine", "aarch64"],
+        env={"COLUMNS": "300"},
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "rockchip-rk3588 (generic fallback)" in res.output
+    assert "guess: /proc/cpuinfo describes an x86_64 CPU" in res.output

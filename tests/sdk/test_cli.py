@@ -109,6 +109,8 @@ def test_bench_json(reference_package):
     assert res["backend"] == "onnxruntime" and res["iterations"] == 30
     assert 0 < res["p50_ms"] <= res["p95_ms"]
     assert res["throughput_per_s"] > 0 and res["peak_rss_bytes"] > 10 * 2**20
+    # Joules only where the board exposes power (this host: none), never an estimate.
+    assert (res["energy_j_per_inference"] is None) == res["energy"].startswith("not measured")
 
 
 def test_archive_package_inspect_and_run(reference_package, tmp_path):

@@ -1,0 +1,254 @@
+"""Dynamic micro-batching on the local endpoint: real HTTP clients, real ONNX Runtime."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from tempfile import TemporaryDirectory
+
+import numpy as np
+import pytest
+from edgefleet.device_agents import (
+    ActiveModel,
+    BatchingOptions,
+    LocalEndpoint,
+    MicroBatcher,
+    ModelStore,
+    Overloaded,
+)
+from edgefleet.device_agents._batcher import batchable
+from edgefleet.sdk import ConfigError, TrustPolicy, load
+
+
+def _pooling_package(out: Path) -> Path:
+    """Several typed inputs (int64 ids, bool mask, float32 scale), a dynamic sequence length
+    and two outputs: pooled = sum(ids * mask) * scale, count = sum(mask); no labels."""
+    from edgefleet.sdk import PackageBuilder, TensorSpec
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes = [
+        helper.make_node("Cast", ["ids"], ["idsf"], to=TensorProto.FLOAT),
+        helper.make_node("Cast", ["mask"], ["maskf"], to=TensorProto.FLOAT),
+        helper.make_node("Cast", ["mask"], ["maski"], to=TensorProto.INT64),
+        helper.make_node("Mul", ["idsf", "maskf"], ["prod"]),
+        helper.make_node("ReduceSum", ["prod", "axes"], ["s"], keepdims=1),
+        helper.make_node("Mul", ["s", "scale"], ["pooled"]),
+        helper.make_node("ReduceSum", ["maski", "axes"], ["count"], keepdims=1),
+    ]
+    dims = ["batch", "sequence"]
+    graph = helper.make_graph(
+        nodes, "pool",
+        [helper.make_tensor_value_info("ids", TensorProto.INT64, dims),
+         helper.make_tensor_value_info("mask", TensorProto.BOOL, dims),
+         helper.make_tensor_value_info("scale", TensorProto.FLOAT, ["batch", 1])],
+        [helper.make_tensor_value_info("pooled", TensorProto.FLOAT, ["batch", 1]),
+         helper.make_tensor_value_info("count", TensorProto.INT64, ["batch", 1])],
+        initializer=[numpy_helper.from_array(np.array([1], dtype=np.int64), "axes")],
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    feed = _feed(3, 5, seed=0)
+    with (
+        TemporaryDirectory() as tmp,
+        PackageBuilder(
+            "pool", "1.0.0",
+            inputs=[TensorSpec(name="ids", dtype="int64", shape=dims),
+                    TensorSpec(name="mask", dtype="bool", shape=dims),
+                    TensorSpec(name="scale", dtype="float32", shape=["batch", 1])],
+            outputs=[TensorSpec(name="pooled", dtype="float32", shape=["batch", 1]),
+                     TensorSpec(name="count", dtype="int64", shape=["batch", 1])],
+        ) as b,
+    ):  # fmt: skip
+        path = Path(tmp) / "pool.onnx"
+        path.write_bytes(model.SerializeToString())
+        b.set_golden_inputs(feed)
+        b.add_artifact(path, format="onnx", precision="fp32", golden_outputs=_reference(feed))
+        return b.build(out)
+
+
+def _feed(rows: int, seq: int, seed: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {
+        "ids": rng.integers(0, 30000, (rows, seq), dtype=np.int64),
+        "mask": rng.random((rows, seq)) > 0.3,
+        "scale": rng.random((rows, 1)).astype(np.float32),
+    }
+
+
+def _reference(feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    s = (feed["ids"].astype(np.float32) * feed["mask"]).sum(axis=1, keepdims=True)
+    return {
+        "pooled": (s * feed["scale"]).astype(np.float32),
+        "count": feed["mask"].sum(axis=1, keepdims=True).astype(np.int64),
+    }
+
+
+@pytest.fixture(scope="module")
+def pool_store(tmp_path_factory):
+    d = tmp_path_factory.mktemp("pool")
+    store = ModelStore(d / "store")
+    store.install(_pooling_package(d / "pool.efpkg"), TrustPolicy.workstation())
+    return store
+
+
+def _post(url: str, feed: dict[str, np.ndarray]) -> tuple[int, dict, dict]:
+    body = json.dumps({"inputs": {k: v.tolist() for k, v in feed.items()}}).encode()
+    req = urllib.request.Request(f"{url}/v1/predict", body, method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, json.loads(r.read()), dict(r.headers)
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read()), dict(e.headers)
+
+
+def test_concurrent_clients_get_their_own_rows_from_shared_batches(pool_store):
+    """12 clients at once, sequence lengths 4 and 7 (never mixed in one batch), a long
+    deadline so batches really form: each answer equals that client's own reference."""
+    active = ActiveModel(pool_store, trust=TrustPolicy.workstation())
+    ep = LocalEndpoint(active, "127.0.0.1:0", BatchingOptions(max_batch=6, max_delay_us=200_000))
+    ep.start()
+    feeds = [_feed(1 + i % 2, 4 if i % 3 else 7, seed=i + 1) for i in range(12)]
+    try:
+        with ThreadPoolExecutor(12) as pool:
+            answers = list(pool.map(lambda f: _post(ep.address, f), feeds))
+        for feed, (code, body, _) in zip(feeds, answers, strict=True):
+            assert code == 200, body
+            want = _reference(feed)
+            np.testing.assert_allclose(body["outputs"]["pooled"], want["pooled"], rtol=1e-6)
+            assert body["outputs"]["count"] == want["count"].tolist()
+        stats = ep.batcher.stats()
+        assert stats["batched_rows"] == sum(f["ids"].shape[0] for f in feeds)
+        assert stats["batches"] < 12 and stats["mean_batch"] > 1.5, stats
+    finally:
+        ep.stop()
+        active.close()
+
+
+def test_a_bad_request_in_a_batch_costs_only_its_own_answer(pool_store):
+    active = ActiveModel(pool_store, trust=TrustPolicy.workstation())
+    ep = LocalEndpoint(active, "127.0.0.1:0", BatchingOptions(max_batch=8, max_delay_us=200_000))
+    ep.start()
+    good = [_feed(1, 5, seed=i) for i in range(3)]
+    bad = dict(_feed(1, 5, seed=9))
+    bad["scale"] = np.ones((1, 3), dtype=np.float32)  # declared [batch, 1]
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            answers = list(pool.map(lambda f: _post(ep.address, f), [*good, bad]))
+        for feed, (code, body, _) in zip(good, answers[:3], strict=True):
+            assert code == 200, body
+            assert body["outputs"]["count"] == _reference(feed)["count"].tolist()
+        code, body, _ = answers[3]
+        assert code == 400 and "scale" in body["error"]
+    finally:
+        ep.stop()
+        active.close()
+
+
+def test_only_dynamic_batch_models_are_batched(pool_store, tmp_path):
+    from tests.support.packages import make_package
+
+    with load(pool_store.slot_dir(pool_store.pointer().slot)) as dynamic:
+        assert batchable(dynamic)
+    fixed_pkg = tmp_path / "fixed"
+    from edgefleet.sdk import PackageBuilder, TensorSpec
+
+    from tests.support.packages import tiny_inputs, tiny_onnx, tiny_reference
+
+    x = tiny_inputs(1)
+    with PackageBuilder(
+        "fixed", "1.0.0",
+        inputs=[TensorSpec(name="input", dtype="float32", shape=[1, x.shape[1]])],
+        outputs=[TensorSpec(name="logits", dtype="float32", shape=[1, 10])],
+    ) as b:  # fmt: skip
+        b.set_golden_inputs({"input": x})
+        b.add_artifact(tiny_onnx(tmp_path / "m.onnx", batch=1), format="onnx",
+                       precision="fp32", golden_outputs={"logits": tiny_reference(x)})  # fmt: skip
+        b.build(fixed_pkg)
+    with load(fixed_pkg) as fixed, load(make_package(tmp_path / "t.efpkg")) as tiny:
+        assert not batchable(fixed) and batchable(tiny)
+        batcher = MicroBatcher(BatchingOptions(max_batch=4, max_delay_us=1000))
+        try:
+            out = batcher.submit(fixed, {"input": x})  # passes straight through
+            np.testing.assert_allclose(out["logits"], tiny_reference(x), atol=1e-4)
+            assert batcher.stats()["batches"] == 0
+        finally:
+            batcher.stop()
+
+
+class _SlowModel:
+    """Logic test double: a dynamic-batch model whose runs wait for a gate."""
+
+    def __init__(self) -> None:
+        from edgefleet.sdk import TensorSpec
+
+        spec = TensorSpec(name="x", dtype="float32", shape=["batch", 2])
+        self.info = type(
+            "Info",
+            (),
+            {
+                "inputs": [spec],
+                "outputs": [spec],
+                "name": "slow",
+                "artifact": type("A", (), {"fixed_batch": None})(),
+            },
+        )()
+        self.gate = threading.Event()
+        self.calls: list[int] = []
+
+    def predict(self, feed):
+        self.gate.wait(10)
+        self.calls.append(feed["x"].shape[0])
+        if (feed["x"] < 0).any():
+            raise ValueError("negative input")
+        return {"x": feed["x"] * 2}
+
+
+def test_a_failing_batch_is_rerun_one_by_one():
+    model = _SlowModel()
+    model.gate.set()
+    batcher = MicroBatcher(BatchingOptions(max_batch=3, max_delay_us=500_000))
+    rows = [np.full((1, 2), v, dtype=np.float32) for v in (1.0, -1.0, 3.0)]
+    try:
+        with ThreadPoolExecutor(3) as pool:
+            futures = [pool.submit(batcher.submit, model, {"x": r}) for r in rows]
+            assert futures[0].result(10)["x"].tolist() == [[2.0, 2.0]]
+            with pytest.raises(ValueError, match="negative"):
+                futures[1].result(10)
+            assert futures[2].result(10)["x"].tolist() == [[6.0, 6.0]]
+        assert model.calls == [3, 1, 1, 1] and batcher.stats()["batch_fallbacks"] == 1
+    finally:
+        batcher.stop()
+
+
+def test_a_full_queue_sheds_instead_of_queueing():
+    model = _SlowModel()
+    batcher = MicroBatcher(BatchingOptions(max_batch=2, max_delay_us=0, max_queue=2))
+    x = np.ones((1, 2), dtype=np.float32)
+    try:
+        with ThreadPoolExecutor(3) as pool:
+            running = pool.submit(batcher.submit, model, {"x": x})
+            deadline = time.monotonic() + 5
+            while batcher.queued() and time.monotonic() < deadline:
+                time.sleep(0.01)  # the first request is taken by the worker (blocked)
+            queued = [pool.submit(batcher.submit, model, {"x": x}) for _ in range(2)]
+            while batcher.queued() < 2 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            with pytest.raises(Overloaded) as e:
+                batcher.submit(model, {"x": x})
+            assert e.value.retry_after_s > 0
+            model.gate.set()
+            for f in (running, *queued):
+                assert f.result(10)["x"].tolist() == [[2.0, 2.0]]
+        assert model.calls == [1, 2]  # the two queued requests ran as one batch
+    finally:
+        batcher.stop()
+
+
+def test_batching_options_are_checked():
+    with pytest.raises(ConfigError, match="max_queue >= 1"):
+        BatchingOptions(max_queue=0)
