@@ -48,8 +48,8 @@ def _padded_onnx(path: Path, megabytes: int) -> Path:
 
 
 def two_size_package(out: Path) -> Path:
-    """model.onnx (preferred, listed first, 2 MB) and model.small.onnx (same outputs)."""
-    from edgefleet.sdk import PackageBuilder, TensorSpec
+    """model.onnx (preferred: measured better, 2 MB) and model.small.onnx (same outputs)."""
+    from edgefleet.sdk import ArtifactMetrics, MetricSpec, PackageBuilder, TensorSpec
 
     x = tiny_inputs(4)
     want = {"logits": tiny_reference(x).astype(np.float32)}
@@ -62,12 +62,18 @@ def two_size_package(out: Path) -> Path:
         ) as b,
     ):  # fmt: skip
         b.set_golden_inputs({"input": x})
+        # Both pass the gate; the big one measured better, so automatic choice prefers it.
+        b.set_gate(MetricSpec(name="cosine", floor=0.9))
         big = _padded_onnx(Path(tmp) / "model.onnx", 2)
-        b.add_artifact(big, format="onnx", precision="fp32", name="model.onnx", golden_outputs=want)
+        b.add_artifact(
+            big, format="onnx", precision="fp32", name="model.onnx", golden_outputs=want,
+            metrics=ArtifactMetrics(samples=4, metric="cosine", value=1.0),
+        )  # fmt: skip
         small = tiny_onnx(Path(tmp) / "model.small.onnx")
         b.add_artifact(
-            small, format="onnx", precision="fp32", name="model.small.onnx", golden_outputs=want
-        )
+            small, format="onnx", precision="fp32", name="model.small.onnx", golden_outputs=want,
+            metrics=ArtifactMetrics(samples=4, metric="cosine", value=0.99),
+        )  # fmt: skip
         return b.build(out)
 
 
