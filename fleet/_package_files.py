@@ -54,7 +54,11 @@ class PackageFiles:
                 tmp = Path(tempfile.mkdtemp(prefix=".unpack-", dir=dest.parent))
                 try:
                     extract_archive(archive, tmp / "pkg")
-                    (tmp / "pkg").rename(dest)
+                    try:
+                        (tmp / "pkg").rename(dest)
+                    except OSError:
+                        if not dest.is_dir():  # else another replica on this data_dir won
+                            raise
                 finally:
                     shutil.rmtree(tmp, ignore_errors=True)
                 log.info("unpacked %s %s for single-file downloads", name, version)

@@ -67,16 +67,17 @@ class OnnxRuntimeSession(RuntimeSession):
         # InferenceSession.run re-checks input names the SDK has already validated, then
         # calls its C session; on the CPU provider alone (no EP fallback to handle) call
         # that C session directly: a few us per call, most of a tiny model's SDK overhead.
+        # Both take (output names, feed, run options).
         c_sess = getattr(sess, "_sess", None)
         if self.providers == ["CPUExecutionProvider"] and hasattr(c_sess, "run"):
-            self._call = lambda outs, feed: c_sess.run(outs, feed, None)
+            self._call = c_sess.run
         else:
             self._call = sess.run
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         feed = inputs if self._same_inputs else {rt: inputs[name] for name, rt in self._feed_names}
         try:
-            results = self._call(self._rt_outputs, feed)
+            results = self._call(self._rt_outputs, feed, None)
         except Exception as e:  # onnxruntime raises its own pybind exception types
             raise self._run_failed(e) from e
         return dict(zip(self._out_names, results, strict=True))

@@ -8,6 +8,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from edgefleet.device_agents import ModelStore
 from edgefleet.sdk import (
     BackendUnavailableError,
     PackageError,
@@ -107,3 +108,64 @@ def test_agent_deploys_a_partial_package(make_agent, served, fleet_key):
     slot = agent.store.active_dir()
     assert sorted(p.name for p in (slot / "artifacts").iterdir()) == ["encoder.int8.onnx"]
     wait_until(lambda: agent.store.active_slot() is not None, 5, what="active slot")
+
+
+@pytest.mark.broker
+@pytest.mark.slow
+def test_kill_during_a_per_device_download_resumes(
+    tmp_path, mosquitto, collector, artifacts, packages, signing_keys, fleet_key
+):
+    """kill -9 while fetching single files (and after): the restarted agent resumes from
+    the files already verified and ends ACTIVE on the new model."""
+    import subprocess
+
+    from edgefleet.sdk import protocol as p
+
+    from tests.device_agents.support import wait_until
+    from tests.device_agents.test_crash import _Device, _serving
+
+    url, data = artifacts.add(packages["v2"])
+    base = url.removeprefix(f"http://127.0.0.1:{artifacts.httpd.server_address[1]}")
+    with zipfile.ZipFile(packages["v2"]) as z:
+        for name in z.namelist():
+            artifacts.files[f"{base}/files/{name}"] = z.read(name)
+    devices = [
+        _Device(tmp_path, f, mosquitto, packages, signing_keys)
+        for f in ("during:DOWNLOADING", "after:DOWNLOADING")
+    ]
+    try:
+        cmds = {}
+        for d in devices:
+            wait_until(
+                lambda d=d: any(s.online for s in collector.of(p.State, d.device_id)[-1:]),
+                60,
+                what=f"{d.fault} online",
+            )
+            cmds[d.fault] = cmd = deploy_cmd(
+                d.device_id, url, data, packages["v2"], fleet_key, health_window_s=0.2
+            )
+            collector.publish(p.cmd_topic(d.device_id), p.encode(cmd))
+        for d in devices:
+            try:
+                assert d.proc.wait(120) == 137, d.tail()
+            except subprocess.TimeoutExpired:
+                pytest.fail(f"agent not killed at {d.fault}; " + d.tail())
+            assert _serving(d.store_dir, signing_keys[1]) == 0, d.tail()  # still the old one
+            d.proc = _start_again(d)
+        for d in devices:
+            got = collector.wait_terminal(d.device_id, cmds[d.fault].deployment_id, timeout=40)
+            assert got == "ACTIVE", d.tail()
+            assert _serving(d.store_dir, signing_keys[1]) == 1, d.tail()
+            slot = ModelStore(d.store_dir).active_dir()
+            assert (slot / "partial.json").is_file(), "expected a per-device (partial) package"
+        paths = [r["path"] for r in artifacts.requests if r["path"].startswith(base)]
+        assert f"{base}/files/manifest.json" in paths and base not in paths  # never the .efpkg
+    finally:
+        for d in devices:
+            d.stop()
+
+
+def _start_again(d):
+    from tests.device_agents.test_crash import _start
+
+    return _start(d.config, d.log)

@@ -3,6 +3,7 @@ precision; partial packages load only what they hold."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -140,6 +141,11 @@ def test_partial_package_loads_what_it_holds(gated_pkg, tmp_path):
             pkg.artifact_path("ref.fp32")
     with load(d) as model:
         assert model.info.artifact.name == "good.fp16" and model.smoke_test().passed
+    from edgefleet.sdk._cli import app
+    from typer.testing import CliRunner
+
+    info = json.loads(CliRunner().invoke(app, ["inspect", str(d), "--json"]).stdout)
+    assert info["present"] == ["good.fp16"] and len(info["artifacts"]) == 3
     with pytest.raises(PackageError, match=r"'ref.fp32' .* not present .*\['good.fp16'\]"):
         load(d, options=LoadOptions(artifact="ref.fp32"))
     # a present file is still verified against the signed manifest
