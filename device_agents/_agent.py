@@ -97,6 +97,7 @@ class Agent(AgentHandlers):
                 download_token=s.device_token,
                 http_timeout_s=s.http_timeout_s,
                 download_retries=s.download_retries,
+                windows=lambda: s.maintenance_windows,
             ),
         )
         self._own_mux = mux is None

@@ -67,6 +67,7 @@ from ._topics import (
     telemetry_topic,
     validate_device_id,
 )
+from ._windows import WAITING_FOR_WINDOW, MaintenanceWindow, next_window_start, window_open
 
 __all__ = [
     "ALLOWED_TYPES",
@@ -78,6 +79,7 @@ __all__ = [
     "SCHEMA_PATH",
     "TERMINAL_STATES",
     "TOPIC_ROOT",
+    "WAITING_FOR_WINDOW",
     "BenchmarkCommand",
     "CancelCommand",
     "Command",
@@ -95,6 +97,7 @@ __all__ = [
     "Event",
     "FleetState",
     "Inventory",
+    "MaintenanceWindow",
     "ManifestSignature",
     "MemoryNonceStore",
     "Message",
@@ -119,6 +122,7 @@ __all__ = [
     "inventory_topic",
     "is_valid_device_id",
     "message_schema",
+    "next_window_start",
     "new_nonce",
     "parse_message",
     "parse_topic",
@@ -130,5 +134,6 @@ __all__ = [
     "upgrade",
     "utcnow",
     "validate_device_id",
+    "window_open",
     "write_schema",
 ]
