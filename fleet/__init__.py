@@ -3,34 +3,54 @@
 >>> from edgefleet.fleet import FleetService, FleetSettings, create_app
 >>> service = FleetService(FleetSettings(data_dir=Path("fleet-data")))
 >>> app = create_app(service, manage_lifecycle=True)   # uvicorn.run(app)
+
+The API client needs only httpx (``pip install 'edgefleet[client]'`` on an operator laptop):
+
+>>> from edgefleet.fleet import FleetClient
+>>> FleetClient("http://fleet:8700", token).rollouts()
+
+Names are imported on first use, so ``edgefleet.fleet.FleetClient`` (and the ``edgefleet
+fleet`` client commands) never load FastAPI or SQLAlchemy.
 """
 
-from ._api import create_app
-from ._engine import (
-    STATUSES,
-    DeviceProgress,
-    GateInputs,
-    RolloutSnapshot,
-    RolloutSpec,
-    TargetSpec,
-    WaveSize,
-    apply_action,
-    plan_waves,
-    step,
-)
-from ._errors import (
-    AuthError,
-    BadRequestError,
-    ConflictError,
-    FleetError,
-    ForbiddenError,
-    InvalidTransitionError,
-    NotFoundError,
-    PayloadTooLargeError,
-)
-from ._mosquitto import hash_mqtt_password, render_acl, render_password_file
-from ._service import FleetService
-from ._settings import FleetSettings
+from importlib import import_module
+
+# public name -> private module that defines it
+_LAZY = {
+    "create_app": "_api",
+    **dict.fromkeys(
+        (
+            "STATUSES",
+            "DeviceProgress",
+            "GateInputs",
+            "RolloutSnapshot",
+            "RolloutSpec",
+            "TargetSpec",
+            "WaveSize",
+            "apply_action",
+            "plan_waves",
+            "step",
+        ),
+        "_engine",
+    ),
+    **dict.fromkeys(
+        (
+            "AuthError",
+            "BadRequestError",
+            "ConflictError",
+            "FleetError",
+            "ForbiddenError",
+            "InvalidTransitionError",
+            "NotFoundError",
+            "PayloadTooLargeError",
+        ),
+        "_errors",
+    ),
+    **dict.fromkeys(("hash_mqtt_password", "render_acl", "render_password_file"), "_mosquitto"),
+    "FleetService": "_service",
+    "FleetSettings": "_settings",
+    **dict.fromkeys(("FleetApiError", "FleetClient", "client_config"), "_client"),
+}
 
 __all__ = [
     "STATUSES",
@@ -38,6 +58,8 @@ __all__ = [
     "BadRequestError",
     "ConflictError",
     "DeviceProgress",
+    "FleetApiError",
+    "FleetClient",
     "FleetError",
     "FleetService",
     "FleetSettings",
@@ -51,6 +73,7 @@ __all__ = [
     "TargetSpec",
     "WaveSize",
     "apply_action",
+    "client_config",
     "create_app",
     "hash_mqtt_password",
     "plan_waves",
@@ -58,3 +81,16 @@ __all__ = [
     "render_password_file",
     "step",
 ]
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f"{__name__}.{module}", __name__), name)
+    globals()[name] = value  # once resolved, a plain attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -3,6 +3,7 @@
 import logging
 from collections import Counter
 from contextlib import asynccontextmanager
+from datetime import UTC
 from pathlib import Path
 from typing import Annotated
 
@@ -14,10 +15,12 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ._audit import AuditLogStore, install_audit
 from ._auth import Principal, role_allows
 from ._db import Device, Rollout
 from ._engine import FAILED_STATES
 from ._errors import AuthError, FleetError, ForbiddenError
+from ._ops_routes import build_ops_router
 from ._routes import build_router
 from ._service import FleetService
 
@@ -61,6 +64,7 @@ def rollout_out(r: Rollout, model: str) -> dict:
         "spec": r.spec,
         "target": r.target,
         "gates": r.gates or {},
+        "start_at": r.start_at.replace(tzinfo=UTC) if r.start_at else None,  # stored UTC
     }
 
 
@@ -116,11 +120,13 @@ def create_app(service: FleetService, *, manage_lifecycle: bool = False) -> Fast
     app.state.service = service
 
     def principal(
+        request: Request,
         creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     ) -> Principal:
         if creds is None or not creds.credentials:
             raise AuthError("missing API token: send 'Authorization: Bearer <token>'")
-        return service.authenticate(creds.credentials)
+        request.state.principal = p = service.authenticate(creds.credentials)  # for the audit
+        return p
 
     def need(role: str):
         def dep(p: Annotated[Principal, Depends(principal)]) -> Principal:
@@ -169,6 +175,8 @@ def create_app(service: FleetService, *, manage_lifecycle: bool = False) -> Fast
         service.metrics.inc("edgefleet_fleet_http_requests_total", status=str(response.status_code))
         return response
 
+    install_audit(app, AuditLogStore(service.ctx))
+    app.include_router(build_ops_router(service, need, device_out))  # first: /devices/search
     app.include_router(build_router(service, need, device_out, rollout_out, wave_progress))
 
     @app.get("/health", tags=["ops"])

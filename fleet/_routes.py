@@ -13,8 +13,9 @@ from fastapi import APIRouter, Depends, File, Header, Query, UploadFile
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, RedirectResponse
 
+from ._audit import mask_event_actor
 from ._auth import Principal
-from ._errors import AuthError, PayloadTooLargeError
+from ._errors import AuthError, BadRequestError, PayloadTooLargeError
 from ._registry import model_ref
 from ._rollouts import download_ticket
 from ._schemas import (
@@ -190,7 +191,11 @@ def build_router(
 
     @r.post("/rollouts", tags=["rollouts"], status_code=201, response_model=RolloutDetail)
     def create_rollout(p: Operator, body: RolloutIn):
-        ro = service.rollouts.create(body.name, body.model, body.version, body.target, body.spec)
+        if body.start and body.start_at is not None:
+            raise BadRequestError("give either start (now) or start_at (scheduled), not both")
+        ro = service.rollouts.create(
+            body.name, body.model, body.version, body.target, body.spec, start_at=body.start_at
+        )
         if body.start:
             service.rollouts.act(ro.id, "start", f"token:{p.id}")
         return detail(ro.id)
@@ -201,8 +206,12 @@ def build_router(
 
     @r.get("/rollouts/{rollout_id}", tags=["rollouts"], response_model=RolloutDetail)
     def get_rollout(p: Viewer, rollout_id: RolloutId):
-        """Status, gate values, progress per wave and per device, every transition."""
-        return detail(rollout_id)
+        """Status, gate values, progress per wave and per device, every transition (a
+        viewer sees which role acted, not other tokens' ids)."""
+        out = detail(rollout_id)
+        for e in out["events"]:
+            e["actor"] = mask_event_actor(e["actor"], p)
+        return out
 
     @r.post("/rollouts/{rollout_id}/{action}", tags=["rollouts"], response_model=RolloutDetail)
     def act(
