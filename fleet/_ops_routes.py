@@ -16,6 +16,7 @@ from fastapi import APIRouter, Depends, Query
 from fastapi import Path as PathParam
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import String, case, cast, exists, func, or_, select
+from sqlalchemy.orm import aliased
 
 from ._audit import AuditLogStore, audit_out
 from ._auth import Principal
@@ -101,9 +102,11 @@ def build_ops_router(service, need: Callable[[str], Callable], device_out: Calla
         if version:
             conds.append(_active_model() == version)
         if state:
+            mine = aliased(RolloutDevice)  # its own FROM: not correlated with the EXISTS
             latest = (
-                select(func.max(RolloutDevice.rollout_id))
-                .where(RolloutDevice.device_id == Device.id)
+                select(func.max(mine.rollout_id))
+                .where(mine.device_id == Device.id)
+                .correlate(Device)
                 .scalar_subquery()
             )
             conds.append(
@@ -214,8 +217,8 @@ def build_ops_router(service, need: Callable[[str], Callable], device_out: Calla
     @r.get("/audit", tags=["audit"])
     def audit_log(
         p: Viewer,
-        after_id: Annotated[int, Query(ge=0)] = 0,
-        before_id: Annotated[int | None, Query(ge=1)] = None,
+        after_id: Annotated[int, Query(ge=0, le=2**62)] = 0,
+        before_id: Annotated[int | None, Query(ge=1, le=2**62)] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
         target_type: Annotated[str | None, Query(pattern="^(model|device|rollout|token)$")] = None,
         target_id: Short = None,
@@ -239,7 +242,7 @@ def build_ops_router(service, need: Callable[[str], Callable], device_out: Calla
     def updates(p: Viewer, since: float = 0.0) -> dict:
         """What changed since ``since`` (unix time, the ``now`` of the previous answer): the
         dashboard polls this (a few hundred bytes) and refetches only what changed."""
-        if since < 0 or since != since:
+        if not 0 <= since < 1e11:  # also refuses NaN and infinity
             raise BadRequestError(f"since must be a unix time >= 0, got {since}")
         now = time.time()
         from datetime import UTC, datetime

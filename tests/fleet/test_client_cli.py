@@ -153,6 +153,12 @@ def test_rollout_create_watch_show_and_actions(live, devs):
     assert "COMPLETED" in view.stdout and "3/3" not in view.stdout and "2/2" in view.stdout
     shown = last_json(cli(live, live.viewer, "rollouts", "show", str(ro["id"]), "--json"))
     assert [d["state"] for d in shown["devices"]] == ["ACTIVE"] * 3
+    with FleetClient(live.url, live.viewer) as c:  # filters by deployment state and version
+        assert c.search_devices(tag="cli", state="ACTIVE").total == 3
+        assert c.search_devices(tag="cli", state="FAILED").total == 0
+        assert wait_until(lambda: c.search_devices(tag="cli", version="tiny@1.0.0").total == 3)
+        assert c.search_devices(tag="cli", version="tiny@9.9.9").total == 0
+        assert c.search_devices(tag="cli").items[0]["deployment_state"] == "ACTIVE"
     # A draft, aborted from the CLI: the reason lands in the event log.
     ro2 = last_json(cli(live, live.operator, "rollouts", "create", "-m", "tiny@1.0.0",
                         "--device", "cli-0", "--json"))  # fmt: skip
@@ -166,6 +172,9 @@ def test_rollout_create_watch_show_and_actions(live, devs):
     assert w.returncode == 1  # ended, but not COMPLETED
     with FleetClient(live.url, live.operator) as c:
         events = c.rollout(ro2["id"]).events
+    with FleetClient(live.url, live.admin) as c:  # the refused start changed nothing: no entry
+        logged = [e.action for e in c.audit(target_type="rollout", target_id=str(ro2["id"])).items]
+    assert logged == ["rollout.abort", "rollout.create"]
     assert events[-1].reason == "wrong target" and events[-1].actor.startswith("token:")
 
 
@@ -249,3 +258,24 @@ def test_fleet_given_windows_travel_with_the_deploy(live, devs):
         assert [w.model_dump() for w in deploys["cli-0"][0].maintenance_windows] == [win]
         assert deploys["cli-1"][0].maintenance_windows == []
         c.set_maintenance_windows("cli-0", [])
+
+
+def test_updates_say_what_changed_since_a_time(live, devs):
+    with FleetClient(live.url, live.viewer) as c:
+        t = c._call("GET", "/api/v1/updates", params={"since": 0})["now"]
+        devs[0].publish_state()
+        assert wait_until(
+            lambda: c._call("GET", "/api/v1/updates", params={"since": t})["devices_changed"] >= 1
+        )
+        later = c._call("GET", "/api/v1/updates", params={"since": time.time() + 60})
+        assert later["devices_changed"] == 0 and later["rollouts_changed"] == []
+        assert later["models"] >= 1 and later["audit_last_id"] >= 1
+        with pytest.raises(FleetApiError) as e:
+            c._call("GET", "/api/v1/updates", params={"since": "yesterday"})
+        assert e.value.status_code == 422
+        with pytest.raises(FleetApiError) as e:
+            c._call("GET", "/api/v1/updates", params={"since": -1})
+        assert e.value.status_code == 400
+        for bad in ("inf", "nan"):
+            with pytest.raises(FleetApiError, match="unix time"):
+                c._call("GET", "/api/v1/updates", params={"since": bad})
