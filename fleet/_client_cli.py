@@ -260,8 +260,10 @@ def devices_show(
         f"tags: {', '.join(d.tags) or '-'}   runtimes: "
         f"{', '.join(f'{k} {v}' for k, v in (inv.get('runtimes') or {}).items()) or '-'}"
     )
-    for w in d.maintenance_windows:
-        out.print(f"maintenance window: '{w['cron']}' for {w['duration_s']} s ({w['timezone']})")
+    given = [("maintenance window", w) for w in d.maintenance_windows]
+    own = [("declared by the device", w) for w in inv.get("maintenance_windows") or []]
+    for label, w in given + own:
+        out.print(f"{label}: '{w['cron']}' for {w['duration_s']} s ({w['timezone']})")
     t = Table("rollout", "model", "wave", "state", "reason", "updated", title="deployments")
     for h in d.deployments:
         t.add_row(

@@ -153,6 +153,7 @@ function deviceView(id) {
       <section><h2>Tags</h2><div id="tags">${(d.tags || []).map((t) => `<span class="tag">${esc(t)}</span>`).join("") || "none"}</div>
       ${edit ? `<form id="tags-form" class="grid"><input id="tags-input" value="${esc((d.tags || []).join(", "))}" style="width:20rem"><button type="submit">Save tags</button></form>` : ""}
       <h2>Maintenance windows</h2><div id="windows">${(d.maintenance_windows || []).map((w) => `<div class="muted">cron <code>${esc(w.cron)}</code> for ${esc(w.duration_s)} s (${esc(w.timezone)})</div>`).join("") || `<span class="muted">none given (the device's own apply)</span>`}</div>
+      ${(inv.maintenance_windows || []).length ? `<div id="own-windows" class="muted">declared by the device: ${inv.maintenance_windows.map((w) => `<code>${esc(w.cron)}</code> ${esc(w.duration_s)} s ${esc(w.timezone)}`).join("; ")}</div>` : ""}
       ${edit ? `<form id="windows-form" class="grid"><input name="cron" placeholder="cron, e.g. 0 2 * * *"><input name="duration" type="number" min="60" placeholder="duration s"><input name="tz" placeholder="UTC" value="UTC"><button type="submit">Set window</button><button type="button" id="windows-clear">Clear</button></form>` : ""}
       ${can("admin") && !d.decommissioned ? `<h2>Danger</h2><button class="danger" id="decommission">Decommission</button>` : ""}</section></div>
       <section><h2>Deployment history</h2><table id="history"><thead><tr><th>rollout</th><th>model</th><th>wave</th><th>state</th><th>reason</th><th>updated</th></tr></thead><tbody>

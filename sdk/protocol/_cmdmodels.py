@@ -13,7 +13,7 @@ from .._manifest import NAME_RE as _NAME_RE
 from .._manifest import SHA256_RE as _SHA256_RE
 from ._base import SlotName, _aware, _Msg, _Part
 from ._topics import is_valid_device_id
-from ._windows import MaintenanceWindow
+from ._windows import MaintenanceWindow, drop_empty
 
 __all__ = [
     "CommandSignature",
@@ -100,10 +100,7 @@ class DeployCommand(CommandBase):
 
     @model_serializer(mode="wrap")
     def _drop_empty_windows(self, handler):
-        data = handler(self)
-        if isinstance(data, dict) and not data.get("maintenance_windows"):
-            data.pop("maintenance_windows", None)
-        return data
+        return drop_empty(handler(self), "maintenance_windows")
 
     @field_validator("sha256")
     @classmethod

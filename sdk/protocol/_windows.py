@@ -17,7 +17,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-__all__ = ["WAITING_FOR_WINDOW", "MaintenanceWindow", "next_window_start", "window_open"]
+__all__ = [
+    "WAITING_FOR_WINDOW",
+    "MaintenanceWindow",
+    "drop_empty",
+    "next_window_start",
+    "window_open",
+]
 
 _FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("month", 1, 12),
            ("day of week", 0, 7))  # fmt: skip
@@ -143,3 +149,11 @@ def next_window_start(
     now = now or datetime.now(UTC)
     starts = [s for w in windows if (s := w.next_start(now)) is not None]
     return min(starts) if starts else None
+
+
+def drop_empty(data, key: str):
+    """Serializer helper: leave an empty optional list out of a message, so its bytes (and
+    signature) are what they were before the field existed and older peers accept it."""
+    if isinstance(data, dict) and not data.get(key):
+        data.pop(key, None)
+    return data

@@ -27,6 +27,9 @@ def test_device_window_holds_activation_until_it_opens(
     make_agent, collector, artifacts, packages, fleet_key
 ):
     agent = make_agent(maintenance_windows=[NIGHT])
+    # The device tells the fleet about its own windows (retained inventory).
+    inv = wait_until(lambda: collector.of(p.Inventory, agent.device_id), 10, what="inventory")
+    assert inv[-1].maintenance_windows == [NIGHT]
     now = [NOON]
     _clocked(agent, now)
     url, data = artifacts.add(packages["v2"])
