@@ -25,7 +25,8 @@ def main() -> int:
     test = "tests/fleet/test_dashboard_browser.py"
     rc = subprocess.call([sys.executable, "-m", "pytest", "-q", test], cwd=ROOT, env=env)
     for p in sorted(args.out.glob("*.png")):
-        print(f"{p.relative_to(ROOT) if p.is_relative_to(ROOT) else p}  {p.stat().st_size // 1024} KiB")
+        name = p.relative_to(ROOT) if p.is_relative_to(ROOT) else p
+        print(f"{name}  {p.stat().st_size // 1024} KiB")
     return rc
 
 
