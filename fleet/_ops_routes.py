@@ -20,11 +20,11 @@ from sqlalchemy.orm import aliased
 
 from ._audit import AuditLogStore, audit_out
 from ._auth import Principal
-from ._db import AuditLog, Device, ModelVersion, Rollout, RolloutDevice, Telemetry
+from ._db import AuditLog, Device, ModelVersion, Rollout, RolloutDevice
 from ._errors import BadRequestError, NotFoundError
 from ._registry import model_ref
 from ._schemas import time_window
-from ._telemetry import query_series
+from ._telemetry import query_series, series_by_model
 
 __all__ = ["build_ops_router"]
 
@@ -285,18 +285,15 @@ def build_ops_router(service, need: Callable[[str], Callable], device_out: Calla
         """One series per model version in the window (only real ``name@version`` models:
         samples a device sent without a model are not drawn as a version)."""
         lo, hi = time_window(since, until, 1)
-        stmt = select(Telemetry.model).where(Telemetry.ts >= lo, Telemetry.ts <= hi)
-        if device:
-            stmt = stmt.where(Telemetry.device_id == device)
-        with ctx.read_engine.connect() as conn:
-            names = sorted(m for (m,) in conn.execute(stmt.distinct()) if m and "@" in m)
+        by_model = series_by_model(
+            ctx.read_engine, device_id=device, since=lo, until=hi, bucket_s=bucket_s
+        )
+        names = sorted(m for m in by_model if m and "@" in m)[:20]
         return {
             "since": lo,
             "until": hi,
             "bucket_s": bucket_s,
-            "versions": [
-                {"model": m, "series": _series(m, lo, hi, bucket_s, device)} for m in names[:20]
-            ],
+            "versions": [{"model": m, "series": by_model[m]} for m in names],
         }
 
     @r.get("/rollouts/{rollout_id}/compare", tags=["telemetry"])

@@ -118,7 +118,8 @@ function fleetView() {
   $("#prev").addEventListener("click", () => { q.offset = Math.max(0, q.offset - q.limit); save(); guard(loadPage); });
   $("#next").addEventListener("click", () => { q.offset += q.limit; save(); guard(loadPage); });
   bindRange(() => guard(loadCharts));
-  guard(() => Promise.all([loadPage(), loadFacets(), loadCharts()]));
+  // Table and charts first; the filter values (a pass over every device) right after.
+  guard(() => Promise.all([loadPage(), loadCharts()]).then(loadFacets));
   return {
     nav: "fleet",
     update(u) {
@@ -397,12 +398,12 @@ function route() {
 async function login() {
   if (!S.token) { showError("Enter an API token to see the fleet."); return; }
   try {
-    S.me = await api("/api/v1/whoami");
+    const [me, u] = await Promise.all([api("/api/v1/whoami"), api("/api/v1/updates?since=0")]);
+    S.me = me;
+    S.since = u.now;
     document.body.dataset.role = S.me.role;
     $("#whoami").textContent = `token ${S.me.id} · ${S.me.role}`;
     document.querySelectorAll("[data-needs]").forEach((el) => { el.hidden = !can(el.dataset.needs); });
-    const u = await api("/api/v1/updates?since=0");
-    S.since = u.now;
     showError(null);
     route();
   } catch (e) { S.me = null; showError(e); }
