@@ -208,6 +208,11 @@ def test_upload_rollout_page_confirmation_and_audit(browser, live, devs):
     page.wait_for_selector('#cmp-p95 path[data-series="baseline tiny@2.0.0"]', state="attached")
     assert page.locator("#cmp-p95 path[stroke-dasharray]").count() == 1  # the gate limit
     shot(page, "rollout")
+    # Pause and resume from the page (no confirmation needed for those).
+    page.click('#rollout button[data-action="pause"]')
+    page.wait_for_selector("#rollout .status.PAUSED")
+    page.click('#rollout button[data-action="resume"]')
+    page.wait_for_selector("#rollout .status.RUNNING")
     # Roll back: a confirmation dialog; Cancel leaves it running, Confirm rolls back.
     page.click('#rollout button[data-action="rollback"]')
     page.wait_for_selector("#confirm[open]")
@@ -220,6 +225,21 @@ def test_upload_rollout_page_confirmation_and_audit(browser, live, devs):
     page.click("#confirm-ok")
     page.wait_for_selector("#rollout .status.ROLLED_BACK")
     assert "rollback from dashboard" in page.inner_text("#events")
+    # A scheduled rollout from the form: a DRAFT that says when it starts; abort it
+    # (confirmation) before its time.
+    page.click("nav a[data-nav=rollouts]")
+    page.fill('#create input[name="name"]', "ui-tonight")
+    page.select_option("#model-select", "tiny@2.0.0")
+    page.fill('#create input[name="tag"]', "ui")
+    page.fill('#create input[name="start_at"]', "2099-01-01T02:00")
+    page.click("#create-btn")
+    page.wait_for_selector("#rollout .status.DRAFT")
+    assert "scheduled start" in page.inner_text("#rollout")
+    page.click('#rollout button[data-action="abort"]')
+    page.wait_for_selector("#confirm[open]")
+    assert "Abort rollout" in page.inner_text("#confirm-text")
+    page.click("#confirm-ok")
+    page.wait_for_selector("#rollout .status.ABORTED")
     # The audit page shows who did it.
     page.click("nav a[data-nav=audit]")
     page.wait_for_selector("#audit tbody tr")
@@ -274,5 +294,16 @@ def test_admin_manages_tokens(browser, live, devs):
     page.wait_for_selector(f'#tokens tr[data-token="{tid}"]:has-text("revoked")')
     with live.client(token) as c:
         assert c.get("/api/v1/models").status_code == 401
+    # Decommission a device from its page (admin only, confirmed).
+    with live.client(live.admin) as c:
+        assert c.post("/api/v1/devices", json={"id": "ui-spare"}).status_code == 201
+    page.goto(f"{live.url}/#/devices/ui-spare")
+    page.click("#decommission")
+    page.wait_for_selector("#confirm[open]")
+    page.click("#confirm-ok")
+    page.wait_for_selector("#device-title")
+    page.wait_for_function("!document.querySelector('#decommission')")
+    with live.client(live.admin) as c:
+        assert c.get("/api/v1/devices/ui-spare").json()["decommissioned"] is True
     assert page.js_errors == []
     page.context.close()
