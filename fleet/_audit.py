@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
@@ -60,11 +61,15 @@ def mask_actor(actor_id: str | None, viewer: Principal) -> str | None:
     return None
 
 
-def mask_event_actor(actor: str, viewer: Principal) -> str:
-    """Rollout events name their actor ``token:<id>``; a viewer sees ``token`` instead."""
-    if actor.startswith("token:") and mask_actor(actor[6:], viewer) is None:
-        return "token"
-    return actor
+_TOKEN_REF = re.compile(r"token:([0-9a-f]{1,32})")
+
+
+def mask_event_actor(text: str, viewer: Principal) -> str:
+    """Rollout events and reasons name actors ``token:<id>``; a viewer sees ``token`` for
+    every id but its own."""
+    return _TOKEN_REF.sub(
+        lambda m: m.group(0) if mask_actor(m.group(1), viewer) else "token", text or ""
+    )
 
 
 def audit_out(row: AuditLog, viewer: Principal) -> dict:

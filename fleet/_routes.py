@@ -202,15 +202,20 @@ def build_router(
 
     @r.get("/rollouts", tags=["rollouts"], response_model=list[RolloutOut])
     def list_rollouts(p: Viewer):
-        return [rollout_out(ro, rollout_model(ro)) for ro in service.rollouts.list()]
+        out = [rollout_out(ro, rollout_model(ro)) for ro in service.rollouts.list()]
+        for ro in out:
+            ro["reason"] = mask_event_actor(ro["reason"], p)  # "start by token:<id>"
+        return out
 
     @r.get("/rollouts/{rollout_id}", tags=["rollouts"], response_model=RolloutDetail)
     def get_rollout(p: Viewer, rollout_id: RolloutId):
         """Status, gate values, progress per wave and per device, every transition (a
         viewer sees which role acted, not other tokens' ids)."""
         out = detail(rollout_id)
+        out["reason"] = mask_event_actor(out["reason"], p)
         for e in out["events"]:
             e["actor"] = mask_event_actor(e["actor"], p)
+            e["reason"] = mask_event_actor(e["reason"], p)
         return out
 
     @r.post("/rollouts/{rollout_id}/{action}", tags=["rollouts"], response_model=RolloutDetail)

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.packages import make_package
+
 from .fake_device import FakeDevice, wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.broker]
@@ -164,19 +166,23 @@ def test_fleet_page_search_filters_device_page_and_charts(browser, live, devs):
     page.context.close()
 
 
-def test_upload_rollout_page_confirmation_and_audit(browser, live, devs):
+def test_upload_rollout_page_confirmation_and_audit(browser, live, devs, signing_keys, tmp_path):
+    # A version no other test uploads: the fleet refuses a second upload of a version.
+    new = make_package(
+        tmp_path / "tiny-5.efpkg", version="5.0.0", seed=5, signing_key=signing_keys[0]
+    )
     page = open_as(browser, live, live.operator, "/#/models")
     page.wait_for_selector("#dropzone")
-    drop_file(page, "#dropzone", live.packages["v2"])
-    page.wait_for_selector("#upload-status:has-text('uploaded tiny@2.0.0')")
-    page.wait_for_selector('#models tr[data-model="tiny@2.0.0"]')
+    drop_file(page, "#dropzone", new)
+    page.wait_for_selector("#upload-status:has-text('uploaded tiny@5.0.0')")
+    page.wait_for_selector('#models tr[data-model="tiny@5.0.0"]')
     drop_file(page, "#dropzone", live.packages["unsigned"])
     page.wait_for_selector("#error:has-text('not signed')")
     shot(page, "models")
     # A canary rollout created and started from the page, followed to COMPLETED.
     page.click("nav a[data-nav=rollouts]")
     page.fill('#create input[name="name"]', "ui-rollout")
-    page.select_option("#model-select", "tiny@2.0.0")
+    page.select_option("#model-select", "tiny@5.0.0")
     page.fill('#create input[name="tag"]', "ui")
     page.fill('#create input[name="health"]', "0")
     page.click("#create-btn")
@@ -189,12 +195,12 @@ def test_upload_rollout_page_confirmation_and_audit(browser, live, devs):
     rid = page.url.rsplit("/", 1)[1]
     # Canary vs baseline on one chart once both versions report.
     for d in devs:
-        d.telemetry("tiny@2.0.0", calls=40, errors=0, p95=5.0)
+        d.telemetry("tiny@5.0.0", calls=40, errors=0, p95=5.0)
     live.service.sync()
     page.wait_for_selector(
-        '#cmp-p95 path[data-series="canary tiny@2.0.0"]', state="attached", timeout=30_000
+        '#cmp-p95 path[data-series="canary tiny@5.0.0"]', state="attached", timeout=30_000
     )
-    with live.client(live.operator) as c:  # a second rollout whose devices ran 2.0.0
+    with live.client(live.operator) as c:  # a second rollout whose devices ran 5.0.0
         ro = c.post("/api/v1/rollouts", json={"name": "ui-back", "model": "tiny",
                     "version": "1.0.0", "target": {"tags": ["ui"]},
                     "spec": {"strategy": "canary", "soak_s": 300, "health_window_s": 0,
@@ -205,7 +211,7 @@ def test_upload_rollout_page_confirmation_and_audit(browser, live, devs):
     live.service.sync()
     page.goto(f"{live.url}/#/rollouts/{ro['id']}")
     page.wait_for_selector('#cmp-p95 path[data-series="canary tiny@1.0.0"]', state="attached")
-    page.wait_for_selector('#cmp-p95 path[data-series="baseline tiny@2.0.0"]', state="attached")
+    page.wait_for_selector('#cmp-p95 path[data-series="baseline tiny@5.0.0"]', state="attached")
     assert page.locator("#cmp-p95 path[stroke-dasharray]").count() == 1  # the gate limit
     shot(page, "rollout")
     # Pause and resume from the page (no confirmation needed for those).
@@ -229,7 +235,7 @@ def test_upload_rollout_page_confirmation_and_audit(browser, live, devs):
     # (confirmation) before its time.
     page.click("nav a[data-nav=rollouts]")
     page.fill('#create input[name="name"]', "ui-tonight")
-    page.select_option("#model-select", "tiny@2.0.0")
+    page.select_option("#model-select", "tiny@5.0.0")
     page.fill('#create input[name="tag"]', "ui")
     page.fill('#create input[name="start_at"]', "2099-01-01T02:00")
     page.click("#create-btn")
