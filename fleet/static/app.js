@@ -266,7 +266,7 @@ function rolloutView(id) {
   async function load() {
     const r = await api(`/api/v1/rollouts/${id}`);
     const gates = Object.entries(r.gates || {}).filter(([, v]) => v !== null)
-      .map(([k, v]) => `${esc(k)}=${typeof v === "number" ? v.toFixed(3) : esc(v)}`).join(" · ");
+      .map(([k, v]) => `${esc(k)}=${typeof v === "number" && !Number.isInteger(v) ? v.toFixed(3) : esc(v)}`).join(" · ");
     $("#rollout").dataset.status = r.status;
     $("#rollout").innerHTML = `<h2>#${r.id} ${esc(r.name)} → ${esc(r.model)} <span class="status ${esc(r.status)}">${esc(r.status)}</span> ${actionButtons(r)}</h2>
       <div class="reason">${esc(r.reason)}</div>${r.start_at ? `<div class="muted">scheduled start ${esc(fmtTime(r.start_at))}</div>` : ""}
