@@ -107,6 +107,7 @@ class Agent:
                     tuple(s.trusted_package_keys), dict(s.backends), s.smoke_timeout_s
                 ) if s.smoke_isolated else None,
                 max_resumes=s.max_resumes,
+                windows=lambda: s.maintenance_windows,
             ),
         )  # fmt: skip
         self._own_mux = mux is None
@@ -279,9 +280,8 @@ class Agent:
             self._sub_mid = client.subscribe(cmd_topic(self.device_id), qos=1)[1]
             self._announce = True
         self.publish_state()
-        inv = build_inventory(
-            self.device_id, self.settings.data_dir, self.settings.profile, self.settings.tags
-        )
+        s = self.settings
+        inv = build_inventory(self.device_id, s.data_dir, s.profile, s.tags, s.maintenance_windows)
         self.publish(inventory_topic(self.device_id), inv, retain=True)
 
     def _check_connack(self) -> None:

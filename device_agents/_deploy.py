@@ -23,7 +23,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edgefleet.sdk import BackendUnavailableError, PackageError, SignatureError
-from edgefleet.sdk.protocol import TERMINAL_STATES, DeployCommand, DeploymentState
+from edgefleet.sdk.protocol import (
+    TERMINAL_STATES,
+    WAITING_FOR_WINDOW,
+    DeployCommand,
+    DeploymentState,
+    MaintenanceWindow,
+    next_window_start,
+    window_open,
+)
 
 from ._download import DownloadCanceled, DownloadError, DownloadSpec, download
 from ._fetch_plan import FetchOptions, fetch_for_device
@@ -77,6 +85,10 @@ class DeployHooks:
     isolation: SmokeIsolation | None = None
     # Restarts of the agent during one deployment before it gives up on it (a crash loop).
     max_resumes: int = 3
+    # The device's own maintenance windows (settings); the command's windows win.
+    windows: Callable[[], list[MaintenanceWindow]] = lambda: []
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    window_poll_s: float = 5.0
 
 
 class Deployer:
@@ -167,6 +179,7 @@ class Deployer:
             if rec.state == S.VERIFYING:
                 rec = self._verify(rec)
             if rec.state == S.STAGED:
+                self._await_window(rec)
                 self._check_cancel(rec)
                 rec = self._to(rec, S.ACTIVATING)
                 rec = self._activate(rec, resumed=False)
@@ -305,6 +318,19 @@ class Deployer:
         self._check_hardware(manifest)
         self._cleanup(rec)
         return self._to(rec, S.STAGED)
+
+    def _await_window(self, rec: DeploymentRecord) -> None:
+        """Outside every maintenance window: stay STAGED (said once, with when the next
+        window opens) until one opens or the fleet cancels. A restart resumes here."""
+        windows = rec.command.maintenance_windows or self.hooks.windows()
+        if window_open(windows, self.hooks.clock()):
+            return
+        nxt = next_window_start(windows, self.hooks.clock())
+        when = nxt.isoformat(timespec="minutes") if nxt else "not within a year"
+        self._to(rec, S.STAGED, f"{WAITING_FOR_WINDOW} (next opens {when})")
+        while not window_open(windows, self.hooks.clock()):
+            self._check_cancel(rec)
+            time.sleep(self.hooks.window_poll_s)
 
     def _check_hardware(self, manifest: dict) -> None:
         # ``manifest`` is the staged (just verified) manifest.json: reading its artifact

@@ -68,7 +68,11 @@ def _ram_mb() -> int:
 
 
 def build_inventory(
-    device_id: str, data_dir: Path, profile_name: str | None = None, tags: list[str] = ()
+    device_id: str,
+    data_dir: Path,
+    profile_name: str | None = None,
+    tags: list[str] = (),
+    windows: list = (),
 ) -> Inventory:
     model = ""
     accelerators: list[str] = []
@@ -94,6 +98,7 @@ def build_inventory(
         runtimes=installed_runtimes(),
         agent_version=AGENT_VERSION,
         tags=list(tags),
+        maintenance_windows=list(windows),
     )
 
 

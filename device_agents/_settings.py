@@ -19,7 +19,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from edgefleet.sdk import ConfigError
-from edgefleet.sdk.protocol import DeviceId
+from edgefleet.sdk.protocol import DeviceId, MaintenanceWindow
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = ["AgentSettings", "FAULT_RE", "ENV_PREFIX"]
@@ -115,6 +115,10 @@ class AgentSettings(BaseModel):
     cache_entries: int = Field(default=0, ge=0)
     cache_bytes: int = Field(default=16 * 1024 * 1024, ge=0)
     tags: list[str] = Field(default_factory=list)
+    # Outside every window a deployment downloads, verifies and stages, then waits to
+    # activate (TOML: [[maintenance_windows]] cron/duration_s/timezone; env: a JSON list).
+    # Windows the fleet sends with a deploy command take precedence over these.
+    maintenance_windows: list[MaintenanceWindow] = Field(default_factory=list, max_length=16)
 
     fault_point: str | None = None
 

@@ -3,6 +3,7 @@
 import logging
 from collections import Counter
 from contextlib import asynccontextmanager
+from datetime import UTC
 from pathlib import Path
 from typing import Annotated
 
@@ -14,11 +15,13 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ._audit import AuditLogStore, install_audit
 from ._auth import Principal, check_static_token, role_allows
 from ._body_limit import DeclaredLengthLimit
 from ._conformance import allowed_methods
 from ._db import Device, Rollout
 from ._errors import AuthError, FleetError, ForbiddenError
+from ._ops_routes import build_ops_router
 from ._ratelimit import AuthFailureLimiter
 from ._rollout_machine import FAILED_STATES
 from ._routes import build_router
@@ -67,6 +70,7 @@ def rollout_out(r: Rollout, model: str) -> dict:
         "spec": r.spec,
         "target": r.target,
         "gates": r.gates or {},
+        "start_at": r.start_at.replace(tzinfo=UTC) if r.start_at else None,  # stored UTC
     }
 
 
@@ -134,7 +138,9 @@ def create_app(service: FleetService, *, manage_lifecycle: bool = False) -> Fast
     ) -> Principal:
         if creds is None or not creds.credentials:
             raise AuthError("missing API token: send 'Authorization: Bearer <token>'")
-        return limited(request, lambda: service.tokens.authenticate(creds.credentials))
+        p = limited(request, lambda: service.tokens.authenticate(creds.credentials))
+        request.state.principal = p  # for the audit
+        return p
 
     def limited(request: Request, check):
         """Run the token ``check``; its failures count against the client's limit."""
@@ -199,6 +205,8 @@ def create_app(service: FleetService, *, manage_lifecycle: bool = False) -> Fast
         service.metrics.inc("edgefleet_fleet_http_requests_total", status=str(response.status_code))
         return response
 
+    install_audit(app, AuditLogStore(service.ctx))
+    app.include_router(build_ops_router(service, need, device_out))  # first: /devices/search
     app.include_router(build_router(service, need, device_out, rollout_out, wave_progress))
     app.include_router(build_ticket_router(service))
     redact_access_log()  # download tickets never reach the access log

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import typer
 
+from . import _client_cli
+
 __all__ = ["app"]
 
-app = typer.Typer(no_args_is_help=True, help="The fleet service.")
+app = typer.Typer(no_args_is_help=True, help="The fleet service, and operating it over its API.")
 token_app = typer.Typer(no_args_is_help=True, help="API tokens (roles viewer, operator, admin).")
 app.add_typer(token_app, name="token")
+_client_cli.register(app)  # models, devices, rollouts, tokens, audit, login (httpx only)
 
 
 def _service(start: bool = False):

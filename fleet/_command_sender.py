@@ -9,6 +9,7 @@ import logging
 from edgefleet.sdk.protocol import (
     CancelCommand,
     DeployCommand,
+    MaintenanceWindow,
     ManifestSignature,
     RollbackCommand,
     cmd_topic,
@@ -16,9 +17,10 @@ from edgefleet.sdk.protocol import (
     encode,
     sign_command,
 )
+from sqlalchemy import select
 
 from ._context import Context
-from ._db import ModelVersion, Rollout
+from ._db import Device, ModelVersion, Rollout
 from ._tickets import download_ticket, ticket_url
 
 __all__ = ["CommandSender", "deployment_id", "download_ticket"]
@@ -45,6 +47,7 @@ class CommandSender:
     def deploy(self, r: Rollout, mv: ModelVersion, device_ids: list[str]) -> dict[str, str]:
         s = self.ctx.settings
         sig = mv.manifest.get("signature") or {}
+        windows = self._windows(device_ids)
         ids: dict[str, str] = {}
         for dev in device_ids:
             fields = command_fields(dev, ttl_s=s.command_ttl_s)
@@ -62,10 +65,27 @@ class CommandSender:
                     key_id=sig.get("key_id", ""), value=sig.get("value", "")
                 ),
                 health_window_s=float(r.spec.get("health_window_s", 0.0) or 0.0),
+                maintenance_windows=windows.get(dev, []),
             )
             self._sign_publish(cmd)
             ids[dev] = fields["command_id"]
         return ids
+
+    def _windows(self, device_ids: list[str]) -> dict[str, list[MaintenanceWindow]]:
+        """Maintenance windows given to these devices through the API (most have none)."""
+        out: dict[str, list[MaintenanceWindow]] = {}
+        with self.ctx.ReadSession() as db:
+            for i in range(0, len(device_ids), 500):
+                rows = db.execute(
+                    select(Device.id, Device.maintenance_windows).where(
+                        Device.id.in_(device_ids[i : i + 500]),
+                        Device.maintenance_windows.is_not(None),
+                    )
+                )
+                for dev, ws in rows:
+                    if ws:
+                        out[dev] = [MaintenanceWindow(**w) for w in ws]
+        return out
 
     def rollback(self, r: Rollout, device_ids: list[str]) -> None:
         for dev in device_ids:

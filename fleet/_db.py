@@ -37,6 +37,7 @@ __all__ = [
     "RolloutEvent",
     "Telemetry",
     "Lease",
+    "AuditLog",
     "make_engine",
     "make_sessionmaker",
     "READ_ONLY",
@@ -104,6 +105,8 @@ class Device(Base):
     mqtt_password_hash: Mapped[str | None] = mapped_column(String(255), nullable=True)
     decommissioned: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Given through the API (MaintenanceWindow dicts); sent with each deploy command.
+    maintenance_windows: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
 
     @property
     def active_model(self) -> str | None:
@@ -127,6 +130,7 @@ class Rollout(Base):
     reason: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    start_at: Mapped[datetime | None] = mapped_column(nullable=True)  # scheduled start
 
 
 class RolloutDevice(Base):
@@ -150,6 +154,21 @@ class RolloutEvent(Base):
     to_status: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str] = mapped_column(Text)
     actor: Mapped[str] = mapped_column(String(64), default="engine")
+
+
+class AuditLog(Base):
+    """Who (API token id and role) did what to which rollout, model, device or token."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_target", "target_type", "target_id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    actor_id: Mapped[str] = mapped_column(String(32))
+    actor_role: Mapped[str] = mapped_column(String(16))
+    action: Mapped[str] = mapped_column(String(64))
+    target_type: Mapped[str] = mapped_column(String(16))
+    target_id: Mapped[str] = mapped_column(String(140))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
 class Telemetry(Base):

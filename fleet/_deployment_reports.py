@@ -75,8 +75,11 @@ def apply_event(
         return False
     if rd.state in TERMINAL_STATES and rd.state != "ACTIVE":
         return False
-    if rd.state == state:  # a QoS 1 duplicate (or a re-sent event): nothing new
-        return False
+    if rd.state == state:  # a QoS 1 duplicate (or a re-sent event): nothing new,
+        if not reason or reason[:2000] == rd.detail:
+            return False
+        rd.detail, rd.updated_at = reason[:2000], now  # unless it says why it waits
+        return True
     rd.state, rd.updated_at = state, now
     if reason:
         rd.detail = reason[:2000]

@@ -76,6 +76,7 @@ class DeviceProgress:
     wave: int
     state: str
     updated_at: float
+    waiting: bool = False  # STAGED, holding for a maintenance window: never "stuck"
 
 
 @dataclass(frozen=True)
@@ -186,7 +187,10 @@ def step(
     timed_out = [
         d.device_id
         for d in devices
-        if d.wave <= wave and d.state in IN_FLIGHT and now - d.updated_at > spec.stuck_timeout_s
+        if d.wave <= wave
+        and d.state in IN_FLIGHT
+        and not d.waiting
+        and now - d.updated_at > spec.stuck_timeout_s
     ]
     tset = set(timed_out)
 

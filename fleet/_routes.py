@@ -12,8 +12,9 @@ from fastapi import APIRouter, Depends, File, Header, Query, UploadFile
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, RedirectResponse
 
+from ._audit import mask_event_actor
 from ._auth import Principal
-from ._errors import AuthError, PayloadTooLargeError
+from ._errors import AuthError, BadRequestError, PayloadTooLargeError
 from ._package_files import add_file_routes
 from ._registry import model_ref
 from ._schemas import (
@@ -193,19 +194,32 @@ def build_router(
 
     @r.post("/rollouts", tags=["rollouts"], status_code=201, response_model=RolloutDetail)
     def create_rollout(p: Operator, body: RolloutIn):
-        ro = service.rollouts.create(body.name, body.model, body.version, body.target, body.spec)
+        if body.start and body.start_at is not None:
+            raise BadRequestError("give either start (now) or start_at (scheduled), not both")
+        ro = service.rollouts.create(
+            body.name, body.model, body.version, body.target, body.spec, start_at=body.start_at
+        )
         if body.start:
             service.rollouts.act(ro.id, "start", f"token:{p.id}")
         return detail(ro.id)
 
     @r.get("/rollouts", tags=["rollouts"], response_model=list[RolloutOut])
     def list_rollouts(p: Viewer):
-        return [rollout_out(ro, rollout_model(ro)) for ro in service.rollouts.list()]
+        out = [rollout_out(ro, rollout_model(ro)) for ro in service.rollouts.list()]
+        for ro in out:
+            ro["reason"] = mask_event_actor(ro["reason"], p)  # "start by token:<id>"
+        return out
 
     @r.get("/rollouts/{rollout_id}", tags=["rollouts"], response_model=RolloutDetail)
     def get_rollout(p: Viewer, rollout_id: RolloutId):
-        """Status, gate values, progress per wave and per device, every transition."""
-        return detail(rollout_id)
+        """Status, gate values, progress per wave and per device, every transition (a
+        viewer sees which role acted, not other tokens' ids)."""
+        out = detail(rollout_id)
+        out["reason"] = mask_event_actor(out["reason"], p)
+        for e in out["events"]:
+            e["actor"] = mask_event_actor(e["actor"], p)
+            e["reason"] = mask_event_actor(e["reason"], p)
+        return out
 
     @r.post("/rollouts/{rollout_id}/{action}", tags=["rollouts"], response_model=RolloutDetail)
     def act(

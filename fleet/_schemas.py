@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import math
 import time
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from edgefleet.sdk.protocol import DEVICE_ID_PATTERN
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ._conformance import UtcDatetime
 from ._db import ModelVersion
@@ -107,6 +108,18 @@ class RolloutIn(_In):
     target: TargetSpec
     spec: RolloutSpec = Field(default_factory=RolloutSpec)
     start: bool = Field(default=False, description="start right away instead of DRAFT")
+    start_at: datetime | None = Field(
+        default=None,
+        description="scheduled start (timezone-aware ISO time): stays DRAFT until then",
+    )
+
+    @field_validator("start_at")
+    @classmethod
+    def _aware(cls, v: datetime | None) -> datetime | None:
+        if v is not None and v.tzinfo is None:
+            raise ValueError("start_at needs a timezone, e.g. 2026-01-01T02:00:00Z")
+        # Stored in UTC: SQLite keeps the wall time and drops the offset.
+        return v.astimezone(UTC) if v is not None else None
 
 
 class WaveProgress(BaseModel):
@@ -131,6 +144,7 @@ class RolloutOut(BaseModel):
     spec: dict[str, Any]
     target: dict[str, Any]
     gates: dict[str, Any]
+    start_at: datetime | None = None
 
 
 class RolloutDeviceOut(BaseModel):

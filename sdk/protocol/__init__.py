@@ -73,6 +73,7 @@ from ._topics import (
     state_topic,
     telemetry_topic,
 )
+from ._windows import WAITING_FOR_WINDOW, MaintenanceWindow, next_window_start, window_open
 
 __all__ = [
     "DEVICE_ID_PATTERN",
@@ -91,6 +92,7 @@ __all__ = [
     "SCHEMA_PATH",
     "TERMINAL_STATES",
     "TOPIC_ROOT",
+    "WAITING_FOR_WINDOW",
     "BenchmarkCommand",
     "CancelCommand",
     "Command",
@@ -109,6 +111,7 @@ __all__ = [
     "ResourceEvent",
     "FleetState",
     "Inventory",
+    "MaintenanceWindow",
     "ManifestSignature",
     "MemoryNonceStore",
     "Message",
@@ -134,6 +137,7 @@ __all__ = [
     "is_valid_device_id",
     "loads_untrusted",
     "message_schema",
+    "next_window_start",
     "new_nonce",
     "parse_message",
     "parse_topic",
@@ -145,5 +149,6 @@ __all__ = [
     "upgrade",
     "utcnow",
     "validate_device_id",
+    "window_open",
     "write_schema",
 ]

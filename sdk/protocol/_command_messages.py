@@ -7,12 +7,13 @@ import re
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_serializer, model_validator
 
 from .._manifest import NAME_RE as _NAME_RE
 from .._manifest import SHA256_RE as _SHA256_RE
 from ._device_id import DeviceId
 from ._message_base import SlotName, _aware, _Msg, _Part
+from ._windows import MaintenanceWindow, drop_empty
 
 __all__ = [
     "CommandSignature",
@@ -85,6 +86,14 @@ class DeployCommand(CommandBase):
     manifest_signature: ManifestSignature
     health_window_s: float = Field(default=10.0, ge=0, le=86400)
     max_error_rate: float = Field(default=0.05, ge=0, le=1)
+    # Set by the fleet (windows given to the device through its API): outside them the
+    # device stages the package and activates it when one opens. Left out when empty, so
+    # the signed bytes and agents that predate the field are unchanged.
+    maintenance_windows: list[MaintenanceWindow] = Field(default_factory=list, max_length=16)
+
+    @model_serializer(mode="wrap")
+    def _drop_empty_windows(self, handler):
+        return drop_empty(handler(self), "maintenance_windows")
 
     @field_validator("sha256")
     @classmethod

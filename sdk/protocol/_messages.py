@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_serializer
 
 from ._command_messages import (
     BenchmarkCommand,
@@ -28,6 +28,7 @@ from ._message_base import (
     utcnow,
 )
 from ._safety import MAX_COUNT
+from ._windows import MaintenanceWindow, drop_empty
 
 __all__ = [
     "SlotInfo",
@@ -100,6 +101,12 @@ class Inventory(_DeviceMsg):
     runtimes: dict[str, str] = Field(default_factory=dict, description="runtime -> version")
     agent_version: str = ""
     tags: list[str] = Field(default_factory=list)
+    # The device's own windows (agent settings), so operators see them; left out when empty.
+    maintenance_windows: list[MaintenanceWindow] = Field(default_factory=list, max_length=16)
+
+    @model_serializer(mode="wrap")
+    def _drop_empty_windows(self, handler):
+        return drop_empty(handler(self), "maintenance_windows")
 
 
 # ----------------------------------------------------------------------------- events

@@ -1,0 +1,388 @@
+"""``edgefleet fleet models|devices|rollouts|tokens|audit|login``: the operator's commands
+(``rollouts`` lives in ``_client_cli_rollouts``; the shared options and helpers are here).
+
+They speak only the HTTP API through :class:`FleetClient` (httpx), so they run on a laptop
+with ``edgefleet[client]``. URL and token: ``--url``/``--token``, else ``EDGEFLEET_URL`` /
+``EDGEFLEET_TOKEN``, else the config file ``edgefleet fleet login`` writes. Every command
+takes ``--json`` (one JSON document on stdout, for scripts).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ._client import FleetApiError, FleetClient, save_client_config
+
+__all__ = ["register"]
+
+Url = Annotated[str | None, typer.Option("--url", help="Fleet URL (else EDGEFLEET_URL).")]
+Token = Annotated[str | None, typer.Option("--token", help="API token (else EDGEFLEET_TOKEN).")]
+Json = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+models_app = typer.Typer(no_args_is_help=True, help="Model packages in the registry.")
+devices_app = typer.Typer(no_args_is_help=True, help="Devices: list, show, tag, decommission.")
+tokens_app = typer.Typer(no_args_is_help=True, help="API tokens over the API (admin role).")
+out = Console()
+
+
+def register(app: typer.Typer) -> None:
+    from ._client_cli_rollouts import rollouts_app
+
+    app.add_typer(models_app, name="models")
+    app.add_typer(devices_app, name="devices")
+    app.add_typer(rollouts_app, name="rollouts")
+    app.add_typer(tokens_app, name="tokens")
+    app.command("audit")(audit)
+    app.command("login")(login)
+
+
+def _client(url: str | None, token: str | None) -> FleetClient:
+    try:
+        return FleetClient(url, token)
+    except FleetApiError as e:
+        _fail(e)
+
+
+def _fail(e: Exception) -> None:
+    typer.echo(f"error: {e}", err=True)
+    raise typer.Exit(2)
+
+
+def _emit(data: Any) -> None:
+    def plain(v: Any) -> Any:
+        if hasattr(v, "model_dump"):
+            return v.model_dump(mode="json")
+        if isinstance(v, list):
+            return [plain(x) for x in v]
+        return v
+
+    sys.stdout.write(json.dumps(plain(data), default=str) + "\n")
+
+
+def _run(url, token, fn):
+    client = _client(url, token)
+    try:
+        return fn(client)
+    except FleetApiError as e:
+        _fail(e)
+    finally:
+        client.close()
+
+
+def _ts(v: datetime | float | None) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, int | float):
+        v = datetime.fromtimestamp(v).astimezone()
+    return v.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+# ---------------------------------------------------------------------- login, audit
+
+
+def login(
+    url: Annotated[str, typer.Option("--url", help="Fleet URL, e.g. http://fleet:8700")],
+    token: Annotated[str, typer.Option("--token", help="API token (eft_...)")],
+    config: Annotated[Path | None, typer.Option(help="Config file (default per user).")] = None,
+) -> None:
+    """Check the token against the fleet and save URL + token to the config file (0600)."""
+    me = _run(url, token, lambda c: c.whoami())
+    path = save_client_config(url, token, config)
+    typer.echo(f"logged in to {url} as token {me['id']} ({me['role']}); saved to {path}")
+
+
+def audit(
+    url: Url = None,
+    token: Token = None,
+    as_json: Json = False,
+    limit: Annotated[int, typer.Option(help="Newest N entries.")] = 50,
+    target: Annotated[str | None, typer.Option(help="rollout|model|device|token")] = None,
+    target_id: Annotated[str | None, typer.Option(help="e.g. a rollout id")] = None,
+) -> None:
+    """Who did what to which rollout, model, device or token."""
+    page = _run(url, token, lambda c: c.audit(limit=limit, target_type=target, target_id=target_id))
+    if as_json:
+        return _emit(page)
+    t = Table("id", "when", "who", "role", "action", "target")
+    for e in page.items:
+        t.add_row(
+            str(e.id),
+            _ts(e.at),
+            e.actor_id or "(hidden)",
+            e.actor_role,
+            e.action,
+            f"{e.target_type} {e.target_id}",
+        )
+    out.print(t)
+
+
+# ---------------------------------------------------------------------- models
+
+
+@models_app.command("list")
+def models_list(url: Url = None, token: Token = None, as_json: Json = False) -> None:
+    """Registered model versions."""
+    models = _run(url, token, lambda c: c.models())
+    if as_json:
+        return _emit(models)
+    t = Table("model", "task", "signed by", "artifacts", "size", "uploaded")
+    for m in models:
+        arts = ", ".join(f"{a.get('format')}/{a.get('precision')}" for a in m.artifacts)
+        t.add_row(
+            m.ref, m.task, m.signed_by or "", arts, f"{m.size / 1024:.1f} KiB", _ts(m.created_at)
+        )
+    out.print(t)
+
+
+@models_app.command("upload")
+def models_upload(
+    package: Annotated[Path, typer.Argument(help="A signed .efpkg")],
+    url: Url = None,
+    token: Token = None,
+    as_json: Json = False,
+) -> None:
+    """Upload a package; the fleet checks its signature and every artifact hash."""
+    mv = _run(url, token, lambda c: c.upload(package))
+    if as_json:
+        return _emit(mv)
+    typer.echo(f"uploaded {mv.ref} (digest {mv.digest[:12]}, {mv.size} bytes)")
+
+
+@models_app.command("show")
+def models_show(
+    model: Annotated[str, typer.Argument(help="name@version")],
+    url: Url = None,
+    token: Token = None,
+    as_json: Json = False,
+) -> None:
+    """One model version with its artifacts."""
+    name, _, version = model.partition("@")
+    if not version:
+        _fail(FleetApiError(f"expected name@version, got {model!r}"))
+    mv = _run(url, token, lambda c: c.model(name, version))
+    if as_json:
+        return _emit(mv)
+    out.print(
+        f"[b]{mv.ref}[/b]  task {mv.task or '-'}  signed by {mv.signed_by}  digest {mv.digest}"
+    )
+    t = Table("artifact", "format", "precision", "size", "targets")
+    for a in mv.artifacts:
+        t.add_row(
+            str(a.get("name")),
+            str(a.get("format")),
+            str(a.get("precision")),
+            str(a.get("size")),
+            ", ".join(a.get("targets") or []),
+        )
+    out.print(t)
+
+
+# ---------------------------------------------------------------------- devices
+
+
+@devices_app.command("list")
+def devices_list(
+    url: Url = None,
+    token: Token = None,
+    as_json: Json = False,
+    search: Annotated[str, typer.Option("--search", "-q", help="Part of the device id.")] = "",
+    profile: Annotated[str | None, typer.Option(help="Hardware profile.")] = None,
+    tag: Annotated[str | None, typer.Option(help="Devices with this tag.")] = None,
+    online: Annotated[bool | None, typer.Option("--online/--offline", help="Online state.")] = None,
+    version: Annotated[str | None, typer.Option(help="Active model name@version.")] = None,
+    state: Annotated[str | None, typer.Option(help="State in the latest rollout.")] = None,
+    offset: int = 0,
+    limit: Annotated[int, typer.Option(help="Page size (max 500).")] = 50,
+) -> None:
+    """Devices, filtered and paged on the server."""
+    page = _run(
+        url,
+        token,
+        lambda c: c.search_devices(
+            search,
+            profile=profile,
+            tag=tag,
+            online=online,
+            version=version,
+            state=state,
+            offset=offset,
+            limit=limit,
+        ),
+    )
+    if as_json:
+        return _emit(page)
+    t = Table(
+        "id",
+        "online",
+        "profile",
+        "tags",
+        "active",
+        "deployment",
+        "last seen",
+        title=f"{len(page.items)} of {page.total} devices (offset {page.offset})",
+    )
+    for d in page.items:
+        t.add_row(
+            d.id,
+            "[green]online[/]" if d.online else "[dim]offline[/]",
+            d.profile or "",
+            ", ".join(d.tags),
+            d.active_model or "",
+            d.get("deployment_state") or "",
+            _ts(d.last_seen),
+        )
+    out.print(t)
+
+
+@devices_app.command("show")
+def devices_show(
+    device_id: str, url: Url = None, token: Token = None, as_json: Json = False
+) -> None:
+    """Inventory, slots, maintenance windows and deployment history of one device."""
+    d = _run(url, token, lambda c: c.device(device_id))
+    if as_json:
+        return _emit(d)
+    inv = d.inventory
+    out.print(
+        f"[b]{d.id}[/b]  {'[green]online[/]' if d.online else 'offline'}  "
+        f"profile {d.profile}  agent {d.agent_version}  last seen {_ts(d.last_seen)}"
+    )
+    out.print(f"slots: A={d.slot_a} B={d.slot_b} active={d.active_slot} ({d.active_model})")
+    out.print(
+        f"tags: {', '.join(d.tags) or '-'}   runtimes: "
+        f"{', '.join(f'{k} {v}' for k, v in (inv.get('runtimes') or {}).items()) or '-'}"
+    )
+    given = [("maintenance window", w) for w in d.maintenance_windows]
+    own = [("declared by the device", w) for w in inv.get("maintenance_windows") or []]
+    for label, w in given + own:
+        out.print(f"{label}: '{w['cron']}' for {w['duration_s']} s ({w['timezone']})")
+    t = Table("rollout", "model", "wave", "state", "reason", "updated", title="deployments")
+    for h in d.deployments:
+        t.add_row(
+            f"#{h.rollout_id} {h.rollout_name}",
+            h.model,
+            str(h.wave + 1),
+            h.state,
+            h.detail,
+            _ts(h.updated_at),
+        )
+    out.print(t)
+
+
+@devices_app.command("tag")
+def devices_tag(
+    device_id: str,
+    add: Annotated[list[str] | None, typer.Option("--add", help="Tag to add.")] = None,
+    remove: Annotated[list[str] | None, typer.Option("--remove", help="Tag to remove.")] = None,
+    url: Url = None,
+    token: Token = None,
+    as_json: Json = False,
+) -> None:
+    """Add or remove operator tags (tags the device reports itself stay)."""
+
+    def go(c: FleetClient):
+        tags = set(c.device(device_id).tags) | set(add or [])
+        return c.set_tags(device_id, tags - set(remove or []))
+
+    d = _run(url, token, go)
+    if as_json:
+        return _emit(d)
+    typer.echo(f"{d.id}: tags {', '.join(d.tags) or '(none)'}")
+
+
+@devices_app.command("windows")
+def devices_windows(
+    device_id: str,
+    window: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--window", help="'CRON;DURATION_S[;TZ]', e.g. '0 2 * * *;3600;Europe/Berlin'"
+        ),
+    ] = None,
+    url: Url = None,
+    token: Token = None,
+    as_json: Json = False,
+) -> None:
+    """Set (or, without --window, clear) the device's maintenance windows."""
+    windows = []
+    for w in window or []:
+        parts = w.split(";")
+        if len(parts) not in (2, 3) or not parts[1].strip().isdigit():
+            _fail(FleetApiError(f"expected 'CRON;DURATION_S[;TZ]', got {w!r}"))
+        windows.append(
+            {
+                "cron": parts[0],
+                "duration_s": int(parts[1]),
+                "timezone": parts[2] if len(parts) == 3 else "UTC",
+            }
+        )
+    d = _run(url, token, lambda c: c.set_maintenance_windows(device_id, windows))
+    if as_json:
+        return _emit(d)
+    typer.echo(f"{d.id}: {len(d.maintenance_windows)} maintenance window(s)")
+
+
+@devices_app.command("decommission")
+def devices_decommission(
+    device_id: str,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
+    url: Url = None,
+    token: Token = None,
+    as_json: Json = False,
+) -> None:
+    """Revoke the device's credentials; it is ignored from now on (admin)."""
+    if not yes:
+        typer.confirm(f"Decommission {device_id}? Its credentials are revoked", abort=True)
+    d = _run(url, token, lambda c: c.decommission(device_id))
+    if as_json:
+        return _emit(d)
+    typer.echo(f"decommissioned {d.id}")
+
+
+# ---------------------------------------------------------------------- tokens
+
+
+@tokens_app.command("list")
+def tokens_list(url: Url = None, token: Token = None, as_json: Json = False) -> None:
+    """API tokens (ids and roles, never secrets)."""
+    toks = _run(url, token, lambda c: c.tokens())
+    if as_json:
+        return _emit(toks)
+    t = Table("id", "name", "role", "created", "revoked")
+    for k in toks:
+        t.add_row(k.id, k.name, k.role, _ts(k.created_at), "yes" if k.revoked else "")
+    out.print(t)
+
+
+@tokens_app.command("create")
+def tokens_create(
+    role: Annotated[str, typer.Option("--role", "-r", help="viewer, operator or admin")],
+    name: Annotated[str, typer.Option(help="A label.")] = "",
+    url: Url = None,
+    token: Token = None,
+    as_json: Json = False,
+) -> None:
+    """Create a token; it is printed once."""
+    new = _run(url, token, lambda c: c.create_token(role, name))
+    if as_json:
+        return _emit({"token": new, "id": new.split("_")[1], "role": role})
+    typer.echo(new)
+
+
+@tokens_app.command("revoke")
+def tokens_revoke(
+    token_id: str, url: Url = None, token: Token = None, as_json: Json = False
+) -> None:
+    """Revoke a token by id."""
+    _run(url, token, lambda c: c.revoke_token(token_id))
+    if as_json:
+        return _emit({"revoked": token_id})
+    typer.echo(f"revoked {token_id}")
