@@ -122,7 +122,7 @@ def smoke_in_child(
         try:
             name = signal.Signals(-rc).name
         except ValueError:
-            name = f"signal {-rc}"
+            name = str(-rc)
         detail = f"runtime crashed: signal {name} {_describe(phase)}"
     else:
         detail = f"smoke-test process exited with code {rc} {_describe(phase)}"
