@@ -97,13 +97,13 @@ def smoke_in_child(
         "onnxruntime": dataclasses.asdict(onnxruntime) if onnxruntime else None,
     }
     cmd = [sys.executable, "-X", "faulthandler", "-m", "edgefleet.device_agents._isolation"]
-    proc = subprocess.Popen(
-        cmd,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    try:
+        proc = subprocess.Popen(
+            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+    except OSError as e:  # e.g. qemu-user without binfmt: the interpreter cannot be exec'd
+        return SmokeOutcome(False, "crash", f"cannot start the smoke-test process {cmd[0]}: "
+                            f"{e} (smoke_isolated = false runs it in the agent)")  # fmt: skip
     try:
         out, err = proc.communicate(json.dumps(request), timeout=isolation.timeout_s)
     except subprocess.TimeoutExpired:
@@ -122,7 +122,7 @@ def smoke_in_child(
         try:
             name = signal.Signals(-rc).name
         except ValueError:
-            name = f"signal {-rc}"
+            name = str(-rc)
         detail = f"runtime crashed: signal {name} {_describe(phase)}"
     else:
         detail = f"smoke-test process exited with code {rc} {_describe(phase)}"

@@ -223,23 +223,35 @@ def create_app(service: FleetService, *, manage_lifecycle: bool = False) -> Fast
         mqtt = service.mqtt is not None and service.mqtt.healthy
         return {"status": "ok", "mqtt_connected": mqtt, "database": service.ctx.engine.dialect.name}
 
-    @app.get(
-        "/metrics",
-        tags=["ops"],
-        response_class=PlainTextResponse,
-        responses={401: {"description": "metrics_token set and not sent"},
-                   429: {"description": "too many failed authentications"}},
-    )  # fmt: skip
-    def metrics(
-        request: Request,
-        creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    ) -> PlainTextResponse:
-        """Prometheus text exposition (``Bearer <metrics_token>`` when one is configured)."""
-        if s.metrics_token:
-            limited(request, lambda: check_static_token(s.metrics_token, creds, "metrics"))
+    def render_metrics() -> PlainTextResponse:
         return PlainTextResponse(
             service.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8"
         )
+
+    # The OpenAPI document says what this fleet does: /metrics open, or behind its token.
+    if s.metrics_token:
+
+        @app.get(
+            "/metrics",
+            tags=["ops"],
+            response_class=PlainTextResponse,
+            responses={401: {"description": "missing or wrong metrics token"},
+                       429: {"description": "too many failed authentications"}},
+        )  # fmt: skip
+        def metrics(
+            request: Request,
+            creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+        ) -> PlainTextResponse:
+            """Prometheus text exposition; ``Authorization: Bearer <metrics_token>``."""
+            limited(request, lambda: check_static_token(s.metrics_token, creds, "metrics"))
+            return render_metrics()
+
+    else:
+
+        @app.get("/metrics", tags=["ops"], response_class=PlainTextResponse)
+        def metrics_open() -> PlainTextResponse:
+            """Prometheus text exposition (EDGEFLEET_FLEET_METRICS_TOKEN protects it)."""
+            return render_metrics()
 
     @app.get("/", include_in_schema=False)
     def index() -> RedirectResponse:

@@ -169,8 +169,9 @@ def _venv(tmp: Path, wheel: Path, extra: str) -> Path:
     venv = tmp / f"venv-{extra}"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     subprocess.run(
-        [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", f"{wheel}[{extra}]",
-         "-c", str(ROOT / "requirements" / "dev.lock")],
+        # --no-compile: byte-compiling torch and transformers was minutes of the trainer's
+        [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-compile",
+         f"{wheel}[{extra}]", "-c", str(ROOT / "requirements" / "dev.lock")],
         check=True, timeout=1200,
     )  # fmt: skip
     return venv

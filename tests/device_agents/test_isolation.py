@@ -198,3 +198,13 @@ def test_resume_counter_breaks_a_crash_loop(
         assert _serves(agent.store, signing_keys[1], 0)
     finally:
         agent.stop()
+
+
+def test_child_that_cannot_start_is_a_clear_failure(monkeypatch, tmp_path):
+    from edgefleet.device_agents._isolation import SmokeIsolation, smoke_in_child
+
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "no-such-python"))
+    out = smoke_in_child(tmp_path, backend=None, profile=None, isolation=SmokeIsolation())
+    assert not out.passed and out.kind == "crash"
+    assert "cannot start the smoke-test process" in out.detail
+    assert "smoke_isolated = false" in out.detail

@@ -88,7 +88,7 @@ def test_schemathesis_run_is_clean(tmp_path, signing_keys):
              str(config), "run", f"http://127.0.0.1:{port}/openapi.json",
              "-H", f"Authorization: Bearer {ADMIN}", "--max-examples", "6", "--seed", "1",
              "--exclude-path-regex", "^/api/v1/tokens/"],  # DELETE would revoke ADMIN
-            capture_output=True, text=True, timeout=600,
+            capture_output=True, text=True, timeout=600, cwd=tmp_path,  # its cache dir there
         )  # fmt: skip
     finally:
         server.stop()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from edgefleet.fleet import FleetService, FleetSettings, RolloutSpec, TargetSpec, WaveSize
 from edgefleet.fleet._deployment_reports import apply_event
@@ -41,7 +43,11 @@ def test_commands_are_signed_expiring_and_sent_once(svc):
     assert verifier.verify(cmd) is cmd
     ttl = (cmd.expires_at - cmd.issued_at).total_seconds()
     assert ttl == pytest.approx(svc.settings.command_ttl_s)
-    assert f"device=svc-0&exp={int(cmd.expires_at.timestamp())}" in cmd.artifact_url
+    # The URL's ticket lives minutes, not the command's day (fleet/_tickets.py).
+    exp = int(re.search(r"device=svc-0&exp=(\d+)&ticket=", cmd.artifact_url).group(1))
+    assert exp - cmd.issued_at.timestamp() == pytest.approx(
+        svc.settings.download_ticket_ttl_s, abs=2
+    )
 
 
 def test_stuck_device_times_out_and_abort_cancels_in_flight(svc):
