@@ -43,9 +43,26 @@ def profile_runtimes(profile: object | None) -> list[tuple[str, dict[str, Any]]]
     return [(r.backend, dict(r.options)) for r in profile.runtimes]
 
 
-def _precision_rank(a: Artifact, prefer: str | None) -> tuple[int, int]:
+def _precision_rank(a: Artifact, prefer: str | None, gpu: bool = True) -> tuple[int, int]:
+    # fp16 pays only on a GPU; on a CPU it is cast back or emulated, so it ranks last there
+    # unless asked for by name.
+    cpu_fp16 = a.precision == "fp16" and not gpu and prefer != "fp16"
     order = _PRECISION_ORDER if prefer is None else (prefer, *_PRECISION_ORDER)
-    return (order.index(a.precision) if a.precision in order else len(order), 0)
+    return (int(cpu_fp16), order.index(a.precision) if a.precision in order else len(order))
+
+
+_GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
+
+
+def _has_gpu(backend: str, options: BackendOptions | None) -> bool:
+    """Whether ``backend`` will run on a GPU here (ONNX Runtime with TensorRT/CUDA only)."""
+    if backend != "onnxruntime":
+        return False
+    import onnxruntime as ort
+
+    have = set(ort.get_available_providers())
+    wanted = getattr(options, "providers", None) or _GPU_PROVIDERS
+    return any(p in have for p in wanted if p in _GPU_PROVIDERS)
 
 
 def choose(
@@ -88,8 +105,9 @@ def choose(
         if why is not None:
             reasons.append(f"{name}: {why}")
             continue
-        best = sorted(usable, key=lambda a: _precision_rank(a, precision))[0]
         opts = options.get(name) or (_to_options(b, raw) if raw else None)
+        gpu = any(a.precision == "fp16" for a in usable) and _has_gpu(name, opts)
+        best = sorted(usable, key=lambda a: _precision_rank(a, precision, gpu))[0]
         log.debug("chose %s with artifact %s", name, best.name)
         return Choice(backend=b, artifact=best, options=opts)
     formats = sorted({a.format for a in candidates})
