@@ -59,3 +59,28 @@ def test_gpu_provider_makes_fp16_the_choice(tmp_path, monkeypatch):
     assert choose(manifest, profile=jetson, **kw).artifact.precision == "fp16"
     # A profile that asks for the CPU provider only keeps fp32 even on a GPU host.
     assert choose(manifest, profile=get_profile("x86_64-cpu"), **kw).artifact.precision == "fp32"
+
+
+def test_tensorrt_gets_fp16_and_an_engine_cache_from_the_jetson_profile(tmp_path):
+    from edgefleet.hardware.profiles import get_profile
+    from edgefleet.sdk.backends import OnnxRuntimeOptions
+    from edgefleet.sdk.backends._onnxruntime import provider_entries
+
+    raw = dict(get_profile("jetson-orin-nano").runtime("onnxruntime").options)
+    assert raw["tensorrt_fp16"] is True and raw["tensorrt_cache_dir"].endswith("tensorrt-cache")
+    opts = OnnxRuntimeOptions(**{k: tuple(v) if isinstance(v, list) else v
+                                 for k, v in raw.items()})  # fmt: skip
+    trt, *rest = provider_entries(list(opts.providers), opts)
+    assert trt == ("TensorrtExecutionProvider", {
+        "trt_fp16_enable": "True", "trt_engine_cache_enable": "True",
+        "trt_engine_cache_path": raw["tensorrt_cache_dir"], "trt_timing_cache_enable": "True",
+        "trt_timing_cache_path": raw["tensorrt_cache_dir"],
+    })  # fmt: skip
+    assert rest == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert provider_entries(["CPUExecutionProvider"], opts) == ["CPUExecutionProvider"]
+    # On this CPU-only host the Jetson profile still loads: TensorRT/CUDA are dropped, fp32
+    # is chosen and no engine cache directory is created.
+    pkg = _fp16_and_fp32(tmp_path / "mixed.efpkg", tmp_path)
+    with load(pkg, "onnxruntime", LoadOptions(profile="jetson-orin-nano")) as m:
+        assert m.info.artifact.precision == "fp32"
+        assert m._session.providers == ["CPUExecutionProvider"]
