@@ -59,6 +59,9 @@ class ActiveModel:
         self._next_check = 0.0
         # LoadOptions fields set by resource adaptation (artifact, runtime options).
         self._overrides: dict[str, Any] = {}
+        # The slot generation they were chosen for: a newly activated package loads its own
+        # preferred choice (an artifact name of the old package may not exist in the new).
+        self._overrides_for: int | None = None
         # Seconds a swapped-out model stays open for the requests still running on it.
         self.retire_grace_s = 0.0
 
@@ -95,7 +98,7 @@ class ActiveModel:
                         trust=self.trust,
                         cache=self.cache,
                         profile=self.profile,
-                        **self._overrides,
+                        **(self._overrides if pointer.generation == self._overrides_for else {}),
                     ),  # fmt: skip
                 )
             except EdgefleetError as e:
@@ -122,7 +125,9 @@ class ActiveModel:
         """Reload the active slot with these LoadOptions fields (none: the preferred choice)
         and swap it in; returns the model now served."""
         with self._lock:
+            pointer = self.store.pointer()
             self._overrides = dict(overrides)
+            self._overrides_for = pointer.generation if pointer else None
             self._generation = None
         return self.refresh(force=True)
 

@@ -116,6 +116,7 @@ class Adapter:
         self.sample: ResourceSample | None = None
         self.switches: list[Switch] = []
         self.shed = 0
+        self._constrained: Any = None  # the model the constrained set-up was applied to
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="edgefleet-adapt", daemon=True)
@@ -158,6 +159,12 @@ class Adapter:
         self.sample = sample
         before = self.tracker.level
         if not self.tracker.update(sample):
+            loaded = self.active.loaded
+            if self.tracker.level and loaded is not None and loaded is not self._constrained:
+                # A new package was activated meanwhile: constrain it too.
+                self._constrained = self.active.adapt(
+                    **constrained_overrides(loaded, self.options.constrained_threads)
+                )
             return None
         return self._apply(before, sample)
 
@@ -170,6 +177,7 @@ class Adapter:
             if level > 0:
                 overrides = constrained_overrides(model, self.options.constrained_threads)
             model = self.active.adapt(**overrides)
+            self._constrained = model if level > 0 else None
         switch = Switch(
             level=RESOURCE_LEVELS[level],
             previous=RESOURCE_LEVELS[before],

@@ -214,3 +214,31 @@ def test_agent_tells_the_fleet_by_event_and_telemetry(make_agent, collector, tmp
     sample = next(s for b in collector.of(p.TelemetryBatch, dev) for s in b.samples
                   if s.adaptation_level == 1)  # fmt: skip
     assert sample.memory_used == 0.5 and sample.shed == 0
+
+
+def test_a_package_activated_while_constrained_loads_and_is_constrained_too(tmp_path):
+    """The constrained artifact name belongs to the old package; the new one must still load
+    (its own choice) and then get the constrained threads."""
+    from tests.support.packages import make_package
+
+    store = ModelStore(tmp_path / "store")
+    store.install(two_size_package(tmp_path / "a.efpkg"), TrustPolicy.workstation())
+    board = FakeBoard(tmp_path / "board")
+    active = ActiveModel(store, trust=TrustPolicy.workstation(), profile="x86_64-cpu")
+    adapter = Adapter(active, AdaptOptions(policy=ResourcePolicy(calm_s=0.0), root=board.root,
+                                           retire_grace_s=0.2))  # fmt: skip
+    try:
+        active.refresh(force=True)
+        board.set(memory=0.9)
+        assert adapter.step().artifact == "model.small.onnx"
+        store.install(make_package(tmp_path / "tiny.efpkg"), TrustPolicy.workstation())
+        new = active.refresh(force=True)
+        assert new.info.name == "tiny" and new.info.artifact.name == "model.fp32.onnx"
+        assert adapter.step() is None  # same level: no event, but the new model is constrained
+        served = active.loaded
+        assert served.info.name == "tiny"
+        assert served._session._sess.get_session_options().intra_op_num_threads == 1
+        x = tiny_inputs(1)
+        np.testing.assert_allclose(served.predict(x)["logits"], tiny_reference(x), atol=1e-4)
+    finally:
+        active.close()
