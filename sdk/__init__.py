@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from ._lazy import lazy_exports
 
 _LAZY = {
+    "AdaptiveModel": "._adaptive",
     "Artifact": "._manifest",
     "GenerationSpec": "._manifest",
     "TextPreprocessing": "._manifest",
@@ -53,6 +54,7 @@ _LAZY = {
     "TensorSpec": "._manifest",
     "TrustPolicy": "._package",
     "canonical_json": "._signing",
+    "constrained_options": "._adaptive",
     "extract_archive": "._package",
     "find_power_sources": "._energy",
     "generate_keypair": "._signing",
@@ -73,6 +75,7 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
+    from ._adaptive import AdaptiveModel, constrained_options
     from ._builder import PackageBuilder, write_archive
     from ._cache import CacheStats, PersistentCache, ResultCache, input_digest
     from ._energy import EnergyMeter, EnergyReading, find_power_sources
@@ -131,6 +134,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     )
 
 __all__ = [
+    "AdaptiveModel",
     "MANIFEST_SCHEMA_VERSION",
     "Artifact",
     "ArtifactMetrics",
@@ -173,6 +177,7 @@ __all__ = [
     "TensorSpec",
     "TrustPolicy",
     "canonical_json",
+    "constrained_options",
     "extract_archive",
     "find_power_sources",
     "generate_keypair",
