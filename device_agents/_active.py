@@ -59,6 +59,9 @@ class ActiveModel:
         self._next_check = 0.0
         # LoadOptions fields set by resource adaptation (artifact, runtime options).
         self._overrides: dict[str, Any] = {}
+        # The slot generation they were chosen for: a newly activated package loads its own
+        # preferred choice (an artifact name of the old package may not exist in the new).
+        self._overrides_for: int | None = None
         # Seconds a swapped-out model stays open for the requests still running on it.
         self.retire_grace_s = 0.0
 
@@ -86,7 +89,7 @@ class ActiveModel:
                 if self._model is not None and pointer.generation == self._generation:
                     self._key = key
                     return self._model
-                model = self._load(pointer.slot)
+                model = self._load(pointer.slot, pointer.generation)
                 if model is None:
                     self._key = key
                     return self._model
@@ -109,7 +112,7 @@ class ActiveModel:
             self._retire(old)
         return model
 
-    def _load(self, slot: str) -> Any:
+    def _load(self, slot: str, generation: int | None) -> Any:
         from edgefleet.sdk import LoadOptions, load
 
         try:
@@ -117,7 +120,11 @@ class ActiveModel:
                 self.store.slot_dir(slot),
                 self.backend,
                 LoadOptions(
-                    trust=self.trust, cache=self.cache, profile=self.profile, **self._overrides
+                    trust=self.trust,
+                    cache=self.cache,
+                    profile=self.profile,
+                    # Overrides were chosen for one slot's package: not for a new one.
+                    **(self._overrides if generation == self._overrides_for else {}),
                 ),
             )
         except EdgefleetError as e:
@@ -136,7 +143,9 @@ class ActiveModel:
         """Reload the active slot with these LoadOptions fields (none: the preferred choice)
         and swap it in; returns the model now served."""
         with self._lock:
+            pointer = self.store.pointer()
             self._overrides = dict(overrides)
+            self._overrides_for = pointer.generation if pointer else None
             self._generation = None
         return self.refresh(force=True)
 

@@ -22,7 +22,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgefleet.sdk import RESOURCE_LEVELS, ResourcePolicy, ResourceSample, ResourceTracker
+from edgefleet.sdk import (
+    RESOURCE_LEVELS,
+    ResourcePolicy,
+    ResourceSample,
+    ResourceTracker,
+    constrained_options,
+)
 from edgefleet.sdk import read_resources as _read
 
 from ._active import ActiveModel
@@ -31,12 +37,6 @@ from ._batcher import Overloaded
 __all__ = ["AdaptOptions", "Adapter", "Switch", "resource_event", "start_adapter"]
 
 log = logging.getLogger(__name__)
-
-_THREAD_OPTION = {
-    "onnxruntime": "intra_op_threads",
-    "litert": "num_threads",
-    "torch": "num_threads",
-}
 
 
 @dataclass(frozen=True)
@@ -68,34 +68,12 @@ class Switch:
         return self.applied_at - self.sampled_at
 
 
-def constrained_overrides(model: Any, threads: int) -> dict[str, Any]:
-    """LoadOptions fields for a constrained device: the package's smallest artifact the
-    current runtime runs, and the profile's options for it with ``threads`` threads."""
-    from edgefleet.sdk.backends import LiteRTOptions, OnnxRuntimeOptions, TorchOptions
-
-    info = model.info
-    same = [a for a in info.manifest.artifacts if a.format == info.artifact.format]
-    smallest = min(same, key=lambda a: (a.size, a.name))
-    out: dict[str, Any] = {"artifact": smallest.name}
-    backend = info.backend
-    types = {"onnxruntime": OnnxRuntimeOptions, "litert": LiteRTOptions, "torch": TorchOptions}
-    if backend in types:
-        raw: dict[str, Any] = {}
-        if info.profile:
-            from edgefleet.hardware.profiles import get_profile
-
-            choice = get_profile(info.profile).runtime(backend)
-            raw = dict(choice.options) if choice else {}
-        raw[_THREAD_OPTION[backend]] = threads
-        out[backend] = types[backend](**raw)
-    return out
-
-
 def _threads(model: Any, overrides: dict[str, Any]) -> int | None:
     """Intra-op threads the served model runs with (None: the runtime's default)."""
     backend = model.info.backend
     if backend in overrides:
-        return getattr(overrides[backend], _THREAD_OPTION[backend], None)
+        opts = overrides[backend]
+        return getattr(opts, "intra_op_threads", None) or getattr(opts, "num_threads", None)
     sess = getattr(model._session, "_sess", None)  # ONNX Runtime reports its own
     if backend == "onnxruntime" and sess is not None:
         return sess.get_session_options().intra_op_num_threads or None
@@ -116,6 +94,7 @@ class Adapter:
         self.sample: ResourceSample | None = None
         self.switches: list[Switch] = []
         self.shed = 0
+        self._constrained: Any = None  # the model the constrained set-up was applied to
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="edgefleet-adapt", daemon=True)
@@ -158,6 +137,12 @@ class Adapter:
         self.sample = sample
         before = self.tracker.level
         if not self.tracker.update(sample):
+            loaded = self.active.loaded
+            if self.tracker.level and loaded is not None and loaded is not self._constrained:
+                # A new package was activated meanwhile: constrain it too.
+                self._constrained = self.active.adapt(
+                    **constrained_options(loaded, self.options.constrained_threads)
+                )
             return None
         return self._apply(before, sample)
 
@@ -168,8 +153,9 @@ class Adapter:
         if model is not None and (level == 0) != (before == 0):
             # Entering or leaving the constrained set-up: reload once, swap atomically.
             if level > 0:
-                overrides = constrained_overrides(model, self.options.constrained_threads)
+                overrides = constrained_options(model, self.options.constrained_threads)
             model = self.active.adapt(**overrides)
+            self._constrained = model if level > 0 else None
         switch = Switch(
             level=RESOURCE_LEVELS[level],
             previous=RESOURCE_LEVELS[before],

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from ._lazy import lazy_exports
 
 _LAZY = {
+    "AdaptiveModel": "._adaptive",
     "Artifact": "._manifest",
     "Backoff": "._backoff",
     "GenerationSpec": "._manifest",
@@ -54,6 +55,7 @@ _LAZY = {
     "TensorSpec": "._manifest",
     "TrustPolicy": "._package",
     "canonical_json": "._signing",
+    "constrained_options": "._adaptive",
     "extract_archive": "._package",
     "find_power_sources": "._energy",
     "generate_keypair": "._signing",
@@ -80,6 +82,7 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
+    from ._adaptive import AdaptiveModel, constrained_options
     from ._backoff import Backoff
     from ._builder import PackageBuilder, write_archive
     from ._cache import CacheStats, PersistentCache, ResultCache, input_digest
@@ -141,6 +144,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     )
 
 __all__ = [
+    "AdaptiveModel",
     "MANIFEST_SCHEMA_VERSION",
     "Artifact",
     "ArtifactMetrics",
@@ -184,6 +188,7 @@ __all__ = [
     "TensorSpec",
     "TrustPolicy",
     "canonical_json",
+    "constrained_options",
     "extract_archive",
     "find_power_sources",
     "generate_keypair",

@@ -67,7 +67,10 @@ def gate_status(manifest: Manifest, artifact: Artifact) -> tuple[bool | None, fl
     return gate.passes(value, m.reference_value if m is not None else None), value
 
 
-def _rank(manifest: Manifest, a: Artifact, prefer: str | None) -> tuple:
+def _rank(manifest: Manifest, a: Artifact, prefer: str | None, gpu: bool = True) -> tuple:
+    # fp16 pays only on a GPU; on a CPU it is cast back or emulated, so it ranks last there
+    # unless asked for by name.
+    cpu_fp16 = a.precision == "fp16" and not gpu and prefer != "fp16"
     order = _PRECISION_ORDER if prefer is None else (prefer, *_PRECISION_ORDER)
     p = order.index(a.precision) if a.precision in order else len(order)
     _, value = gate_status(manifest, a)
@@ -76,7 +79,7 @@ def _rank(manifest: Manifest, a: Artifact, prefer: str | None) -> tuple:
     score = (
         0.0 if value is None or gate is None else (-value if gate.direction == "higher" else value)
     )
-    return (p, score, a.size)
+    return (int(cpu_fp16), p, score, a.size)
 
 
 def _passing(manifest: Manifest, candidates: list[Artifact]) -> list[Artifact]:
@@ -92,6 +95,20 @@ def _passing(manifest: Manifest, candidates: list[Artifact]) -> list[Artifact]:
             f"{g.max_drop}): {figures}; pass an artifact name explicitly to run one anyway"
         )
     return ok
+
+
+_GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
+
+
+def _has_gpu(backend: str, options: BackendOptions | None) -> bool:
+    """Whether ``backend`` will run on a GPU here (ONNX Runtime with TensorRT/CUDA only)."""
+    if backend != "onnxruntime":
+        return False
+    import onnxruntime as ort
+
+    have = set(ort.get_available_providers())
+    wanted = getattr(options, "providers", None) or _GPU_PROVIDERS
+    return any(p in have for p in wanted if p in _GPU_PROVIDERS)
 
 
 def choose(
@@ -159,7 +176,9 @@ def choose(
         if why is not None:
             reasons.append(f"{name}: {why}")
             continue
-        best = min(usable, key=lambda a: _rank(manifest, a, precision))
+        opts = options.get(name) or (_to_options(b, raw) if raw else None)
+        gpu = any(a.precision == "fp16" for a in usable) and _has_gpu(name, opts)
+        best = min(usable, key=lambda a: _rank(manifest, a, precision, gpu))
         group = tuple(group_of(manifest, best))
         if present is not None:
             missing = [a.name for a in group if a.name not in present]
@@ -168,7 +187,6 @@ def choose(
                     f"bucket(s) {missing} of {best.name}'s group are not present in this "
                     f"partial package; present: {sorted(present)}"
                 )
-        opts = options.get(name) or (_to_options(b, raw) if raw else None)
         log.debug("chose %s with artifact %s", name, best.name)
         return Choice(backend=b, artifact=group[0], options=opts, group=group)
     formats = sorted({a.format for a in candidates})

@@ -33,8 +33,15 @@ ARCHES = ("aarch64", "x86_64")
 BACKEND_OPTION_FIELDS: Mapping[str, frozenset[str]] = MappingProxyType(
     {
         "onnxruntime": frozenset(
-            {"providers", "intra_op_threads", "inter_op_threads", "graph_optimization"}
-        ),
+            {
+                "providers",
+                "intra_op_threads",
+                "inter_op_threads",
+                "graph_optimization",
+                "tensorrt_fp16",
+                "tensorrt_cache_dir",
+            }
+        ),  # fmt: skip
         "litert": frozenset({"num_threads", "delegates"}),
         "executorch": frozenset({"method"}),
         "torch": frozenset({"num_threads"}),
@@ -42,6 +49,7 @@ BACKEND_OPTION_FIELDS: Mapping[str, frozenset[str]] = MappingProxyType(
 )
 _TUPLE_OPTIONS = {"providers", "delegates"}
 _INT_OPTIONS = {"intra_op_threads", "inter_op_threads", "num_threads"}
+_BOOL_OPTIONS = {"tensorrt_fp16"}
 _GRAPH_LEVELS = ("disable", "basic", "extended", "all")
 ACCELERATOR_KINDS = ("gpu", "npu", "dla", "tpu", "dsp")
 
@@ -158,6 +166,10 @@ def _options(r: _Reader, backend: str, raw: Mapping[str, Any], where: str) -> Ma
             out[key] = r.strs(raw, key, here)
         elif key in _INT_OPTIONS:
             out[key] = r.int_(raw, key, here)
+        elif key in _BOOL_OPTIONS:
+            if not isinstance(value, bool):
+                raise r.fail(here, "true or false", value)
+            out[key] = value
         elif key == "graph_optimization":
             if value not in _GRAPH_LEVELS:
                 raise r.fail(here, f"one of {list(_GRAPH_LEVELS)}", value)

@@ -39,6 +39,10 @@ class OnnxRuntimeOptions:
     intra_op_threads: int | None = None
     inter_op_threads: int | None = None
     graph_optimization: Literal["disable", "basic", "extended", "all"] = "all"
+    # TensorRT only (Jetson): build fp16 engines, and keep built engines in this directory so
+    # the next start loads them instead of rebuilding (minutes on a board).
+    tensorrt_fp16: bool = False
+    tensorrt_cache_dir: str | None = None
 
 
 @dataclass(frozen=True)

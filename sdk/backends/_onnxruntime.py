@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import numpy as np
 
@@ -42,6 +43,21 @@ def choose_providers(requested: tuple[str, ...] | None, available: list[str]) ->
             f"this build offers {available}"
         )
     return chosen
+
+
+def provider_entries(providers: list[str], opts: OnnxRuntimeOptions) -> list:
+    """``providers`` for InferenceSession, TensorRT with its fp16/engine-cache options."""
+    trt: dict[str, str] = {}
+    if opts.tensorrt_fp16:
+        trt["trt_fp16_enable"] = "True"
+    if opts.tensorrt_cache_dir:
+        trt.update(
+            trt_engine_cache_enable="True",
+            trt_engine_cache_path=opts.tensorrt_cache_dir,
+            trt_timing_cache_enable="True",
+            trt_timing_cache_path=opts.tensorrt_cache_dir,
+        )
+    return [(p, trt) if p == "TensorrtExecutionProvider" and trt else p for p in providers]
 
 
 def _closed(*args: object) -> None:
@@ -129,8 +145,11 @@ class OnnxRuntimeBackend(
         if opts.inter_op_threads is not None:
             so.inter_op_num_threads = opts.inter_op_threads
         providers = choose_providers(opts.providers, ort.get_available_providers())
+        if opts.tensorrt_cache_dir and "TensorrtExecutionProvider" in providers:
+            Path(opts.tensorrt_cache_dir).expanduser().mkdir(parents=True, exist_ok=True)
+        entries = provider_entries(providers, opts)
         with self.failing(f"onnxruntime could not load {artifact.name} ({path})"):
-            sess = ort.InferenceSession(str(path), sess_options=so, providers=providers)
+            sess = ort.InferenceSession(str(path), sess_options=so, providers=entries)
             session = OnnxRuntimeSession(sess, req.inputs, req.outputs, artifact.name)
         log.debug("onnxruntime loaded %s with providers %s", artifact.name, session.providers)
         return session

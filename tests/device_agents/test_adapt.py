@@ -9,72 +9,15 @@ import sys
 import textwrap
 import urllib.error
 import urllib.request
-from pathlib import Path
-from tempfile import TemporaryDirectory
 
 import numpy as np
 import pytest
 from edgefleet.device_agents import ActiveModel, Adapter, AdaptOptions, LocalEndpoint, ModelStore
 from edgefleet.sdk import ResourcePolicy, TrustPolicy
 
+from tests.support.adaptive_package import two_size_package
 from tests.support.fake_board import FakeBoard
-from tests.support.packages import IN_FEATURES, tiny_inputs, tiny_onnx, tiny_reference
-
-
-def _padded_onnx(path: Path, megabytes: int) -> Path:
-    """The tiny MLP plus an input-dependent branch over ``megabytes`` of zero weights that
-    adds 0: same outputs, a bigger artifact (no runtime can fold it away)."""
-    import onnx
-    from onnx import helper, numpy_helper
-
-    model = onnx.load(str(tiny_onnx(path.with_suffix(".base.onnx"))))
-    g = model.graph
-    out = g.output[0].name
-    cols = megabytes * (1 << 20) // (4 * IN_FEATURES)
-    g.initializer.extend([
-        numpy_helper.from_array(np.zeros((IN_FEATURES, cols), np.float32), "W_pad"),
-        numpy_helper.from_array(np.array([1], dtype=np.int64), "pad_axes"),
-    ])  # fmt: skip
-    g.node[-1].output[0] = "core"
-    g.node.extend([
-        helper.make_node("MatMul", [g.input[0].name, "W_pad"], ["pad"]),
-        helper.make_node("ReduceSum", ["pad", "pad_axes"], ["pad_sum"], keepdims=1),
-        helper.make_node("Add", ["core", "pad_sum"], [out]),
-    ])  # fmt: skip
-    del g.value_info[:]
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
-    return path
-
-
-def two_size_package(out: Path) -> Path:
-    """model.onnx (preferred: measured better, 2 MB) and model.small.onnx (same outputs)."""
-    from edgefleet.sdk import ArtifactMetrics, MetricSpec, PackageBuilder, TensorSpec
-
-    x = tiny_inputs(4)
-    want = {"logits": tiny_reference(x).astype(np.float32)}
-    with (
-        TemporaryDirectory() as tmp,
-        PackageBuilder(
-            "adaptive", "1.0.0",
-            inputs=[TensorSpec(name="input", dtype="float32", shape=["batch", IN_FEATURES])],
-            outputs=[TensorSpec(name="logits", dtype="float32", shape=["batch", 10])],
-        ) as b,
-    ):  # fmt: skip
-        b.set_golden_inputs({"input": x})
-        # Both pass the gate; the big one measured better, so automatic choice prefers it.
-        b.set_gate(MetricSpec(name="cosine", floor=0.9))
-        big = _padded_onnx(Path(tmp) / "model.onnx", 2)
-        b.add_artifact(
-            big, format="onnx", precision="fp32", name="model.onnx", golden_outputs=want,
-            metrics=ArtifactMetrics(samples=4, metric="cosine", value=1.0),
-        )  # fmt: skip
-        small = tiny_onnx(Path(tmp) / "model.small.onnx")
-        b.add_artifact(
-            small, format="onnx", precision="fp32", name="model.small.onnx", golden_outputs=want,
-            metrics=ArtifactMetrics(samples=4, metric="cosine", value=0.99),
-        )  # fmt: skip
-        return b.build(out)
+from tests.support.packages import tiny_inputs, tiny_reference
 
 
 @pytest.fixture(scope="module")
@@ -220,3 +163,31 @@ def test_agent_tells_the_fleet_by_event_and_telemetry(make_agent, collector, tmp
     sample = next(s for b in collector.of(p.TelemetryBatch, dev) for s in b.samples
                   if s.adaptation_level == 1)  # fmt: skip
     assert sample.memory_used == 0.5 and sample.shed == 0
+
+
+def test_a_package_activated_while_constrained_loads_and_is_constrained_too(tmp_path):
+    """The constrained artifact name belongs to the old package; the new one must still load
+    (its own choice) and then get the constrained threads."""
+    from tests.support.packages import make_package
+
+    store = ModelStore(tmp_path / "store")
+    store.install(two_size_package(tmp_path / "a.efpkg"), TrustPolicy.workstation())
+    board = FakeBoard(tmp_path / "board")
+    active = ActiveModel(store, trust=TrustPolicy.workstation(), profile="x86_64-cpu")
+    adapter = Adapter(active, AdaptOptions(policy=ResourcePolicy(calm_s=0.0), root=board.root,
+                                           retire_grace_s=0.2))  # fmt: skip
+    try:
+        active.refresh(force=True)
+        board.set(memory=0.9)
+        assert adapter.step().artifact == "model.small.onnx"
+        store.install(make_package(tmp_path / "tiny.efpkg"), TrustPolicy.workstation())
+        new = active.refresh(force=True)
+        assert new.info.name == "tiny" and new.info.artifact.name == "model.fp32.onnx"
+        assert adapter.step() is None  # same level: no event, but the new model is constrained
+        served = active.loaded
+        assert served.info.name == "tiny"
+        assert served._session._sess.get_session_options().intra_op_num_threads == 1
+        x = tiny_inputs(1)
+        np.testing.assert_allclose(served.predict(x)["logits"], tiny_reference(x), atol=1e-4)
+    finally:
+        active.close()

@@ -266,3 +266,14 @@ def test_cli_detect_says_when_it_guesses():
     assert res.exit_code == 0, res.output
     assert "rockchip-rk3588 (generic fallback)" in res.output
     assert "guess: /proc/cpuinfo describes an x86_64 CPU" in res.output
+
+
+def test_boolean_runtime_options_are_checked(tmp_path):
+    import tomllib
+
+    from edgefleet.hardware.profiles import profile_from_dict
+
+    data = tomllib.loads((PROFILE_DIR / "jetson-orin-nano.toml").read_text())
+    data["runtimes"][0]["options"]["tensorrt_fp16"] = "yes"
+    with pytest.raises(ProfileError, match=r"runtimes\[0\]\.options\.tensorrt_fp16: expected true"):
+        profile_from_dict(data, "jetson.toml")
