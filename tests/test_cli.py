@@ -27,7 +27,7 @@ def test_root_help_lists_every_component():
     assert out.returncode == 0, out.stderr
     panel = out.stdout.split("Commands")[1].splitlines()[1:]
     listed = {m.group(1) for line in panel if (m := re.match(r"^│ (\w+) ", line))}
-    assert listed == {"sdk", "keys", "agent", "fleet", "hil", "train", "demo"}
+    assert listed == {"sdk", "keys", "agent", "fleet", "hil", "train", "demo", "package"}
 
 
 def test_missing_extra_names_the_install(monkeypatch):

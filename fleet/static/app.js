@@ -171,7 +171,9 @@ function deviceView(id) {
     const dec = $("#decommission");
     if (dec) dec.addEventListener("click", async () => {
       if (await confirmDialog(`Decommission ${id}? Its credentials are revoked and it is ignored from now on.`)) {
-        guard(async () => { await api(`/api/v1/devices/${encodeURIComponent(id)}`, { method: "DELETE" }); await load(); });
+        // A decommissioned device is gone from the API (404): say so here, no reload.
+        guard(async () => { await api(`/api/v1/devices/${encodeURIComponent(id)}`, { method: "DELETE" });
+          dec.previousElementSibling.remove(); dec.replaceWith(Object.assign(document.createElement("p"), { className: "muted", id: "decommissioned", textContent: "Decommissioned: credentials revoked, the fleet ignores this device." })); });
       }
     });
   }

@@ -155,7 +155,7 @@ def test_a_row_postgresql_refuses_costs_only_itself(postgres_url, tmp_path):
             ts=datetime.now(UTC),
         )
         for m in msgs[:7] + [poison] + msgs[7:]:
-            svc._inbox.put(m)
+            svc.reports.put(m)
         svc.sync()
         assert all(svc.devices.get(f"pgs-{i}").agent_version == "ok" for i in range(20))
         assert svc.metrics.get("edgefleet_fleet_poison_dropped_total", path="reports") == 1

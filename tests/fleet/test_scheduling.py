@@ -20,12 +20,12 @@ def test_a_device_waiting_for_its_window_is_not_timed_out():
 
 def test_same_state_with_a_new_reason_is_recorded():
     from edgefleet.fleet._db import RolloutDevice
-    from edgefleet.fleet._reports import Reports
+    from edgefleet.fleet._deployment_reports import apply_event
 
     rd = RolloutDevice(rollout_id=1, device_id="d", wave=0, state="STAGED", detail="")
     known = {(1, "d"): rd}
     why = "waiting for a maintenance window (next opens 2026-05-05T02:00+00:00)"
-    assert Reports.apply_event(None, "d", "rollout-1", "STAGED", why, 5.0, known)
+    assert apply_event(None, "d", "rollout-1", "STAGED", why, 5.0, known)
     assert rd.detail == why and rd.updated_at == 5.0
-    assert not Reports.apply_event(None, "d", "rollout-1", "STAGED", why, 6.0, known)
-    assert not Reports.apply_event(None, "d", "rollout-1", "STAGED", "", 7.0, known)
+    assert not apply_event(None, "d", "rollout-1", "STAGED", why, 6.0, known)
+    assert not apply_event(None, "d", "rollout-1", "STAGED", "", 7.0, known)
