@@ -30,7 +30,10 @@ _AUDITED = {
     ("PUT", "/api/v1/devices/{device_id}/maintenance-windows"): ("device.windows", "device"),
     ("DELETE", "/api/v1/devices/{device_id}"): ("device.decommission", "device"),
     ("POST", "/api/v1/rollouts"): ("rollout.create", "rollout"),
-    ("POST", "/api/v1/rollouts/{rollout_id}/{action}"): ("rollout.{action}", "rollout"),
+    **{
+        ("POST", f"/api/v1/rollouts/{{rollout_id}}/{a}"): (f"rollout.{a}", "rollout")
+        for a in ("start", "pause", "resume", "abort", "rollback")
+    },
     ("POST", "/api/v1/tokens"): ("token.create", "token"),
     ("DELETE", "/api/v1/tokens/{token_id}"): ("token.revoke", "token"),
 }

@@ -23,7 +23,7 @@ from ._auth import Principal
 from ._db import AuditLog, Device, ModelVersion, Rollout, RolloutDevice
 from ._errors import BadRequestError, NotFoundError
 from ._registry import model_ref
-from ._schemas import time_window
+from ._schemas import ERRORS, time_window
 from ._telemetry import query_series, series_by_model
 
 __all__ = ["build_ops_router"]
@@ -61,7 +61,7 @@ def _latest_states(db, ids: list[str]) -> dict[str, tuple[int, str, str]]:
 
 
 def build_ops_router(service, need: Callable[[str], Callable], device_out: Callable) -> APIRouter:
-    r = APIRouter(prefix="/api/v1")
+    r = APIRouter(prefix="/api/v1", responses=ERRORS)
     Viewer = Annotated[Principal, Depends(need("viewer"))]
     Operator = Annotated[Principal, Depends(need("operator"))]
     audit = AuditLogStore(service.ctx)
@@ -239,7 +239,7 @@ def build_ops_router(service, need: Callable[[str], Callable], device_out: Calla
     # ------------------------------------------------------------------ incremental updates
 
     @r.get("/updates", tags=["ops"])
-    def updates(p: Viewer, since: float = 0.0) -> dict:
+    def updates(p: Viewer, since: Annotated[float, Query(ge=0, lt=1e11)] = 0.0) -> dict:
         """What changed since ``since`` (unix time, the ``now`` of the previous answer): the
         dashboard polls this (a few hundred bytes) and refetches only what changed."""
         if not 0 <= since < 1e11:  # also refuses NaN and infinity

@@ -5,7 +5,7 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 from edgefleet.sdk.protocol import DEVICE_ID_PATTERN
 from fastapi import APIRouter, Depends, File, Header, Query, UploadFile
@@ -18,6 +18,7 @@ from ._errors import AuthError, BadRequestError, PayloadTooLargeError
 from ._package_files import add_file_routes
 from ._registry import model_ref
 from ._schemas import (
+    ERRORS,
     ActionIn,
     DeviceOut,
     ModelVersionOut,
@@ -45,14 +46,6 @@ log = logging.getLogger(__name__)
 DeviceId = Annotated[str, PathParam(pattern=DEVICE_ID_PATTERN)]
 Name = Annotated[str, PathParam(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
 RolloutId = Annotated[int, PathParam(ge=1, le=2**31 - 1)]
-ERRORS = {
-    400: {"description": "bad request, with a reason"},
-    401: {"description": "missing or invalid token"},
-    403: {"description": "token lacks the role"},
-    404: {"description": "not found"},
-    409: {"description": "conflict (duplicate, invalid state transition)"},
-    422: {"description": "validation error"},
-}
 
 
 def build_router(
@@ -221,16 +214,23 @@ def build_router(
             e["reason"] = mask_event_actor(e["reason"], p)
         return out
 
-    @r.post("/rollouts/{rollout_id}/{action}", tags=["rollouts"], response_model=RolloutDetail)
-    def act(
-        p: Operator,
-        rollout_id: RolloutId,
-        action: Literal["start", "pause", "resume", "abort", "rollback"],
-        body: ActionIn | None = None,
-    ):
-        """Manual action; a transition the current state does not allow is 409."""
-        service.rollouts.act(rollout_id, action, f"token:{p.id}", body.reason if body else "")
-        return detail(rollout_id)
+    def action_route(action: str) -> None:
+        # One fixed path per action (not "/{action}"): a POST to another path under a
+        # rollout, e.g. the GET-only /compare, is then a 405, not a 422 on "action".
+        @r.post(
+            f"/rollouts/{{rollout_id}}/{action}",
+            tags=["rollouts"],
+            response_model=RolloutDetail,
+            name=f"rollout_{action}",
+        )
+        def act(p: Operator, rollout_id: RolloutId, body: ActionIn | None = None):
+            """Manual action; a transition the current state does not allow is 409."""
+            reason = body.reason if body else ""
+            service.rollouts.act(rollout_id, action, f"token:{p.id}", reason)
+            return detail(rollout_id)
+
+    for action in ("start", "pause", "resume", "abort", "rollback"):
+        action_route(action)
 
     # ------------------------------------------------------------------ telemetry
 

@@ -16,6 +16,7 @@ from ._errors import BadRequestError
 from ._rollout_machine import RolloutSpec, TargetSpec
 
 __all__ = [
+    "ERRORS",
     "ErrorOut",
     "ModelVersionOut",
     "DeviceOut",
@@ -38,6 +39,16 @@ __all__ = [
     "mv_out",
     "time_window",
 ]
+
+# What every API route may answer besides its success (documented in OpenAPI).
+ERRORS = {
+    400: {"description": "bad request, with a reason"},
+    401: {"description": "missing or invalid token"},
+    403: {"description": "token lacks the role"},
+    404: {"description": "not found"},
+    409: {"description": "conflict (duplicate, invalid state transition)"},
+    422: {"description": "validation error"},
+}
 
 
 class _In(BaseModel):
@@ -231,6 +242,6 @@ def time_window(since: float | None, until: float | None, hours: float) -> tuple
             raise BadRequestError(f"{name} must be a finite unix time")
     until = until if until is not None else now
     since = since if since is not None else until - hours * 3600
-    if since > until:
-        raise BadRequestError(f"since ({since}) is after until ({until})")
-    return since, until
+    # A window that starts after it ends (e.g. in the future) holds nothing: an empty
+    # answer, not an error, so a schema-valid query always succeeds.
+    return min(since, until), until

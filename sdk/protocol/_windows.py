@@ -59,7 +59,12 @@ class MaintenanceWindow(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    cron: str = Field(description="minute hour day-of-month month day-of-week, e.g. '0 2 * * *'")
+    cron: str = Field(
+        description="minute hour day-of-month month day-of-week, e.g. '0 2 * * *'",
+        # The shape, for the schema; the validator below says what is wrong, field by field.
+        json_schema_extra={"pattern": r"^[0-9*,/-]+( [0-9*,/-]+){4}$"},
+        max_length=200,
+    )
     duration_s: int = Field(ge=60, le=7 * 86400)
     timezone: str = Field(default="UTC", description="IANA zone, e.g. Europe/Berlin")
 

@@ -281,9 +281,8 @@ def test_updates_say_what_changed_since_a_time(live, devs):
         with pytest.raises(FleetApiError) as e:
             c._call("GET", "/api/v1/updates", params={"since": "yesterday"})
         assert e.value.status_code == 422
-        with pytest.raises(FleetApiError) as e:
-            c._call("GET", "/api/v1/updates", params={"since": -1})
-        assert e.value.status_code == 400
-        for bad in ("inf", "nan"):
-            with pytest.raises(FleetApiError, match="unix time"):
+        # The bounds are in the OpenAPI schema: a 422 naming the constraint.
+        for bad in ("-1", "inf", "nan"):
+            with pytest.raises(FleetApiError, match="query.since") as e:
                 c._call("GET", "/api/v1/updates", params={"since": bad})
+            assert e.value.status_code == 422
