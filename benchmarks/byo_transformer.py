@@ -92,7 +92,7 @@ def _build(folder: Path, args, vocab: list[str]) -> dict:
     model = BertModel(cfg)
     tok = _tokenizer(vocab)
     head = torch.nn.Linear(args.hidden, TOPICS)
-    opt = torch.optim.AdamW([*model.parameters(), *head.parameters()], lr=1e-4)
+    opt = torch.optim.AdamW([*model.parameters(), *head.parameters()], lr=5e-4)
     texts, labels = _texts(args.train_steps * 8, 7, vocab, args.seq)
     losses = []
     model.train()
@@ -273,9 +273,9 @@ def main() -> int:
         "int8_dot_product_cpu": cpu_has_int8_dot(),
         "notes": "int8 = ORT dynamic quantization of MatMul/Gemm (per-channel int8 weights, "
         "embeddings/LayerNorm/Softmax float); reduce_range is on where the CPU lacks VNNI/ARM "
-        "dot-product (u8s8 vpmaddubsw saturation). The speed-up is bounded by this host's int8 "
-        "GEMM kernels: without VNNI, MLAS u8s8 is ~1.4-1.5x fp32 (per-tensor weights measured "
-        "1.48x, per-channel 1.41x here); on a VNNI host FACTS measured ~1.9x",
+        "dot-product (u8s8 vpmaddubsw saturation). The speed-up is bounded by the host's int8 "
+        "GEMM kernels (int8_dot_product_cpu): larger with VNNI / ARM dot-product. When "
+        "host_loaded is true (other jobs preempted us), quote int8_speedup_cpu",
         "host": _host(),
         "load_avg_1min": round(os.getloadavg()[0], 2),
         "setup": f"onnxruntime CPU, 1 intra-op thread, batch 1, seq {args.seq}, {args.runs} "
