@@ -12,8 +12,11 @@ The gate is cosine to the fp32 torch model >= 0.99 on held-out sentences.
 - ``int8_cosine``: the shipped int8 ONNX artifact vs the fp32 torch model on held-out
   sentences (mean per-sentence cosine), recomputed here with ONNX Runtime.
 - ``int8_speedup``: that artifact vs the fp32 ONNX of the same model (the package's fp32
-  artifact), ONNX Runtime CPU, 1 thread, batch 1, seq 128, interleaved rounds, medians of
-  wall time (``int8_speedup``) and thread CPU time (``int8_speedup_cpu``).
+  artifact), ONNX Runtime CPU, 1 intra-op thread, batch 1, seq 128, interleaved rounds:
+  the ratio of median thread CPU times. With one intra-op thread ORT runs in the calling
+  thread, so its CPU time is the inference's own work and excludes the time a shared
+  host's other jobs take from us; ``int8_speedup_wall`` is the ratio of wall-clock
+  medians, which ``host_loaded`` says to distrust (wall well above CPU time).
 - ``two_input_ok``: the folder went in as is and the signed manifest declares the two int64
   inputs with a symbolic sequence dim.
 - ``device_download_ratio``: reported by ``_device_download_ratio`` (per-device downloads
@@ -92,7 +95,7 @@ def _build(folder: Path, args, vocab: list[str]) -> dict:
     model = BertModel(cfg)
     tok = _tokenizer(vocab)
     head = torch.nn.Linear(args.hidden, TOPICS)
-    opt = torch.optim.AdamW([*model.parameters(), *head.parameters()], lr=1e-4)
+    opt = torch.optim.AdamW([*model.parameters(), *head.parameters()], lr=5e-4)
     texts, labels = _texts(args.train_steps * 8, 7, vocab, args.seq)
     losses = []
     model.train()
@@ -183,7 +186,7 @@ def main() -> int:
     ap.add_argument("--vocab", type=int, default=4000)
     ap.add_argument("--train-steps", type=int, default=30)
     ap.add_argument("--heldout", type=int, default=48)
-    ap.add_argument("--runs", type=int, default=30)
+    ap.add_argument("--runs", type=int, default=40)
     ap.add_argument("--int4", action="store_true", help="also try the int4 weight-only candidate")
     args = ap.parse_args()
     warnings.simplefilter("ignore")
@@ -238,8 +241,8 @@ def main() -> int:
     ratio, ratio_note = _device_download_ratio(res.package, int8.name)
     result = {
         "int8_cosine": round(int8_cosine, 5),
-        "int8_speedup": round(ms["fp32"] / ms["int8"], 3),
-        "int8_speedup_cpu": round(cpu["fp32"] / cpu["int8"], 3),
+        "int8_speedup": round(cpu["fp32"] / cpu["int8"], 3),
+        "int8_speedup_wall": round(ms["fp32"] / ms["int8"], 3),
         "device_download_ratio": ratio,
         "device_download_ratio_note": ratio_note,
         "two_input_ok": two_input_ok,
@@ -273,9 +276,10 @@ def main() -> int:
         "int8_dot_product_cpu": cpu_has_int8_dot(),
         "notes": "int8 = ORT dynamic quantization of MatMul/Gemm (per-channel int8 weights, "
         "embeddings/LayerNorm/Softmax float); reduce_range is on where the CPU lacks VNNI/ARM "
-        "dot-product (u8s8 vpmaddubsw saturation). The speed-up is bounded by this host's int8 "
-        "GEMM kernels: without VNNI, MLAS u8s8 is ~1.4-1.5x fp32 (per-tensor weights measured "
-        "1.48x, per-channel 1.41x here); on a VNNI host FACTS measured ~1.9x",
+        "dot-product (u8s8 vpmaddubsw saturation). The speed-up is bounded by the host's int8 "
+        "GEMM kernels (int8_dot_product_cpu): larger with VNNI / ARM dot-product. "
+        "int8_speedup is from thread CPU time; int8_speedup_wall from wall time, which "
+        "other jobs inflate when host_loaded is true",
         "host": _host(),
         "load_avg_1min": round(os.getloadavg()[0], 2),
         "setup": f"onnxruntime CPU, 1 intra-op thread, batch 1, seq {args.seq}, {args.runs} "

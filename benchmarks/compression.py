@@ -115,6 +115,8 @@ def _digits(steps: tuple) -> dict:
             quantize=QuantizeSpec(calibration_samples=128),
             export=ExportSpec(formats=["onnx"], precisions=["fp32", "int8"]),
             verify=VerifySpec(latency_runs=3),
+            input_names=("input",),
+            output_names=("logits",),
         )
         with tempfile.TemporaryDirectory() as tmp:
             res = compress(model, calib, options=opts, train_data=(ds.x_train, ds.y_train),
@@ -208,6 +210,8 @@ def _mobilenet(steps: tuple, runs: int, size: int, width: float, variants: bool)
                 verify=VerifySpec(samples=8, latency_runs=3, golden_samples=1),
                 # Random weights, timed for latency only: no accuracy floor to gate on.
                 metric=MetricSpec(name="cosine"),
+                input_names=("input",),  # the names the timing loop feeds
+                output_names=("logits",),
             )
             res = compress(base, calib, options=opts, out=work / f"pkg-{key}")
             packages[key] = res.package

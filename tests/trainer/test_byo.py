@@ -24,6 +24,7 @@ from edgefleet.trainer import (  # noqa: E402
     CompressOptions,
     ExportSpec,
     LowRank,
+    TrainSpec,
     VerifySpec,
     compress,
 )
@@ -288,7 +289,45 @@ def test_transformer_buckets_on_litert_and_executorch(bert, tmp_path):
                               ("model.int8.sequence16.pte", "executorch")):  # fmt: skip
             pid, pmask = np.zeros((1, 16), np.int64), np.zeros((1, 16), np.int64)
             pid[0, :5], pmask[0, :5] = ids[0], 1
-            with load(res.package, backend=backend, options=LoadOptions(artifact=name)) as model:
+            opts = LoadOptions(artifact=name, warmup=0)  # the SDK pads to buckets on its side
+            with load(res.package, backend=backend, options=opts) as model:
                 got = model.predict({"input_ids": pid, "attention_mask": pmask})["embedding"]
             cos = float((got * want).sum() / np.linalg.norm(got) / np.linalg.norm(want))
             assert cos > 0.99, (name, cos)
+
+
+def test_a_transformers_model_object_with_its_tokenizer(tmp_path):
+    from transformers import AutoModel
+
+    folder = bm.bert_folder(tmp_path / "m", seed=1)
+    model = AutoModel.from_pretrained(folder, local_files_only=True)
+    opts = CompressOptions(name="obj", tokenizer=bm.tokenizer(), max_length=12, verify=FAST,
+                           export=ExportSpec(formats=["onnx"], precisions=["fp32"]))  # fmt: skip
+    res = compress(model, bm.texts(8, 0), options=opts, out=tmp_path / "out")
+    with open_package(res.package, TrustPolicy.workstation()) as pkg:
+        m = pkg.manifest
+        # no pooling: the ModelOutput's own names, with the symbolic dims inferred
+        assert [s.describe() for s in m.outputs] == [
+            "last_hidden_state: float32[batch, sequence, 32]",
+            "pooler_output: float32[batch, 32]",
+        ]
+        assert [f.role for f in m.files] and {f.role for f in m.files} == {"tokenizer"}
+
+
+def test_fine_tuning_without_labels_matches_the_teacher_or_uses_the_users_loss(tmp_path):
+    x = np.random.default_rng(0).standard_normal((64, 96)).astype(np.float32)
+    step = LowRank(step="lowrank", energy=0.3, finetune_epochs=1)
+    base = CompressOptions(name="ft", steps=(step,), verify=FAST, train=TrainSpec(lr=1e-4),
+                           export=ExportSpec(formats=["onnx"], precisions=["fp32"]),
+                           metric=MetricSpec(name="cosine", floor=0.97))  # fmt: skip
+    res = compress(_low_rank_mlp(), x, options=base, train_data=x, out=tmp_path / "a")
+    assert not res.steps[0].skipped and res.compressed_score >= 0.97
+    seen = []
+
+    def loss(outputs, labels):  # the user's loss: outputs by name, labels (none here)
+        seen.append(labels)
+        return outputs["output"].pow(2).mean()
+
+    opts = CompressOptions(**{**base.__dict__, "loss_fn": loss})
+    compress(_low_rank_mlp(), x, options=opts, train_data=x, out=tmp_path / "b")
+    assert seen and all(lb is None for lb in seen)
