@@ -19,8 +19,8 @@ The gate is cosine to the fp32 torch model >= 0.99 on held-out sentences.
   medians, which ``host_loaded`` says to distrust (wall well above CPU time).
 - ``two_input_ok``: the folder went in as is and the signed manifest declares the two int64
   inputs with a symbolic sequence dim.
-- ``device_download_ratio``: reported by ``_device_download_ratio`` (per-device downloads
-  are the agent's side of issue 11; null with the reason until that lands).
+- ``device_download_ratio``: the package deployed to a real x86 agent through a real fleet
+  and Mosquitto; bytes on the wire / bytes of the artifact the device runs.
 The last stdout line is one JSON object.
 """
 
@@ -168,13 +168,15 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(((a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)).mean())
 
 
-def _device_download_ratio(package: Path, artifact: str) -> tuple[float | None, str]:
-    """Bytes a device downloads for ``artifact`` / bytes of that artifact. Per-device
-    downloads (the deploy command naming the artifacts a device's profile will use) are the
-    agent/fleet side of issue 11, built on another branch; until then a device fetches the
-    whole package, which this function does not pretend otherwise about."""
-    return None, ("not measured here: per-device downloads are implemented on the agent/fleet "
-                  "side (issue 11 item 7); this benchmark leaves this function for it")  # fmt: skip
+def _device_download_ratio(package: Path, priv: Path, pub: Path, work: Path) -> tuple[dict, str]:
+    """Deploy the signed package to a real x86 agent through a real fleet and Mosquitto and
+    count the bytes it downloads on the wire (tests/support/device_download.py): the device
+    fetches only the artifact its profile runs, not the whole multi-format package."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tests.support.device_download import measure_device_download
+
+    got = measure_device_download(package, priv, pub, {"byo-x86": "x86_64-cpu"}, work)
+    return got, "bytes on the wire (TCP proxy) / bytes of the artifact the device runs"
 
 
 def main() -> int:
@@ -211,7 +213,10 @@ def main() -> int:
         verify=VerifySpec(latency_runs=5, golden_samples=2),
     )  # fmt: skip
     t0 = time.perf_counter()
-    res = compress(folder, calib, options=opts, heldout=held, out=work / "out")
+    from edgefleet.sdk import generate_keypair
+
+    priv, pub = generate_keypair(work / "keys", "bench")
+    res = compress(folder, calib, options=opts, heldout=held, out=work / "out", signing_key=priv)
     compress_s = time.perf_counter() - t0
     int8 = next(r for r in res.shipped if r.precision == "int8" and r.format == "onnx")
     with open_package(res.package, TrustPolicy.workstation()) as pkg:
@@ -238,13 +243,15 @@ def main() -> int:
     one = {k: v[:1] for k, v in feeds.items()}
     one["attention_mask"] = np.ones_like(one["attention_mask"])  # full 128 tokens
     ms, cpu = _interleaved(paths, one, args.runs)
-    ratio, ratio_note = _device_download_ratio(res.package, int8.name)
+    download, ratio_note = _device_download_ratio(res.package, priv, pub, work / "download")
+    ratio = download["device_download_ratio"]
     result = {
         "int8_cosine": round(int8_cosine, 5),
         "int8_speedup": round(cpu["fp32"] / cpu["int8"], 3),
         "int8_speedup_wall": round(ms["fp32"] / ms["int8"], 3),
         "device_download_ratio": ratio,
         "device_download_ratio_note": ratio_note,
+        "device_download": download,
         "two_input_ok": two_input_ok,
         "fp32_ms": round(ms["fp32"], 3),
         "int8_ms": round(ms["int8"], 3),
