@@ -17,7 +17,22 @@ app.add_typer(token_app, name="token")
 _client_cli.register(app)  # models, devices, rollouts, tokens, audit, login (httpx only)
 
 
+def _need_server(cmd: str) -> None:
+    """The client commands need httpx only; these need the server stack of the fleet extra."""
+    try:
+        import fastapi  # noqa: F401
+        import sqlalchemy  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as e:
+        typer.echo(
+            f"edgefleet fleet {cmd}: not installed here ({e}); pip install 'edgefleet[fleet]'",
+            err=True,
+        )
+        raise typer.Exit(2) from None
+
+
 def _service(start: bool = False):
+    _need_server("token")
     from ._service import FleetService
     from ._settings import FleetSettings
 
@@ -35,6 +50,7 @@ def serve(
     """
     import os
 
+    _need_server("serve")
     import uvicorn
 
     if host:

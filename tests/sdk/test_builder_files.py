@@ -47,7 +47,10 @@ def test_files_gate_and_buckets_are_signed_and_verified(tmp_path):
         pkg_path = b.build(tmp_path / "enc.efpkg", signing_key=load_private_key(priv))
     with open_package(pkg_path, TrustPolicy.device(pub)) as pkg:
         m = pkg.manifest
-        assert [(f.path, f.role) for f in m.files] == [("tokenizer/tokenizer.json", "tokenizer")]
+        tok_files = [(f.path, f.role) for f in m.files if f.role != "golden"]
+        assert tok_files == [("tokenizer/tokenizer.json", "tokenizer")]
+        # golden files are hashed too, so a device checks each one it downloads
+        assert {f.path for f in m.files if f.role == "golden"} >= {"golden/inputs.npz"}
         assert (pkg.root / "tokenizer/tokenizer.json").read_text() == tok.read_text()
         assert m.metric.floor == 0.99 and m.pad_values == {"input_ids": 0.0}
         a = m.artifacts[0]

@@ -34,9 +34,9 @@ def test_inspect_shows_metric_by_name_and_rejected(gated):
     assert "rejected static.int8 (onnx/int8): cosine=0.43 - below the floor 0.99" in out
     data = json.loads(_invoke("inspect", gated, "--json").stdout)
     assert data["metric"]["name"] == "cosine"
-    assert data["gate"]["broken.int8"] == "cosine=0.43 (ref 1) FAIL"
+    assert data["gate"]["broken.int4"] == "cosine=0.43 (ref 1) FAIL"
     assert data["rejected"][0]["value"] == 0.43
-    assert data["present"] == ["ref.fp32", "broken.int8", "good.fp16"]
+    assert data["present"] == ["ref.fp32", "broken.int4", "good.int8"]
 
 
 def test_run_and_bench_take_artifact(gated, tmp_path):
@@ -44,11 +44,11 @@ def test_run_and_bench_take_artifact(gated, tmp_path):
     np.savez(tmp_path / "in.npz", **feed)
     r = _invoke("run", gated, "-i", tmp_path / "in.npz", "-o", tmp_path / "auto.npz")
     assert r.exit_code == 0, r.output
-    assert "(good.fp16; cosine=0.999 (ref 1) pass)" in r.stdout
-    r = _invoke("run", gated, "-i", tmp_path / "in.npz", "--artifact", "broken.int8",
+    assert "(good.int8; cosine=0.999 (ref 1) pass)" in r.stdout
+    r = _invoke("run", gated, "-i", tmp_path / "in.npz", "--artifact", "broken.int4",
                 "-o", tmp_path / "broken.npz")  # fmt: skip
     assert r.exit_code == 0, r.output
-    assert "(broken.int8; cosine=0.43 (ref 1) FAIL)" in r.stdout
+    assert "(broken.int4; cosine=0.43 (ref 1) FAIL)" in r.stdout
     with np.load(tmp_path / "auto.npz") as a, np.load(tmp_path / "broken.npz") as b:
         assert not np.allclose(a["pooled"], b["pooled"], atol=1e-3)
     r = _invoke("bench", gated, "-n", "5", "--warmup", "1", "--artifact", "ref.fp32", "--json")

@@ -62,17 +62,17 @@ def test_gate_then_runtime_preference_then_precision():
     pytest.importorskip("ai_edge_litert")
     m = _manifest(
         _art("onnx.fp32", "onnx", "fp32", 1.0),
-        _art("onnx.int8", "onnx", "int8", 0.43),  # the static-QDQ transformer
-        _art("onnx.fp16", "onnx", "fp16", 0.995),
+        _art("onnx.int4", "onnx", "int4", 0.43),  # the static-QDQ transformer
+        _art("onnx.int8", "onnx", "int8", 0.995),
         _art("tfl.int8", "tflite", "int8", 0.95),
         _art("tfl.fp32", "tflite", "fp32", 0.9999),
     )
-    # x86 prefers onnxruntime: int8 fails the gate, fp16 passes
-    assert _names(m, profile="x86_64-cpu") == ["onnx.fp16"]
+    # x86 prefers onnxruntime: int4 fails the gate, int8 passes
+    assert _names(m, profile="x86_64-cpu") == ["onnx.int8"]
     # a Pi prefers LiteRT: its int8 fails, its fp32 passes
     assert _names(m, profile="raspberry-pi-4") == ["tfl.fp32"]
     # an explicit artifact is run even when it failed the gate
-    assert _names(m, profile="x86_64-cpu", artifact="onnx.int8") == ["onnx.int8"]
+    assert _names(m, profile="x86_64-cpu", artifact="onnx.int4") == ["onnx.int4"]
     # same precision: the better figure, then the smaller file
     m2 = _manifest(
         _art("a", "onnx", "int8", 0.991, size=10), _art("b", "onnx", "int8", 0.999, size=20),
@@ -107,10 +107,10 @@ def test_load_never_picks_the_artifact_that_fails_the_gate(gated_pkg):
     feed = encoder_inputs([6, 3])
     ref = encoder_reference(feed["input_ids"], feed["attention_mask"])
     with load(gated_pkg, options=LoadOptions(profile="x86_64-cpu")) as model:
-        assert model.info.artifact.name == "good.fp16"
+        assert model.info.artifact.name == "good.int8"
         np.testing.assert_allclose(model.predict(feed)["pooled"], ref["pooled"], atol=1e-5)
         assert model.smoke_test().passed
-    with load(gated_pkg, options=LoadOptions(artifact="broken.int8")) as model:
+    with load(gated_pkg, options=LoadOptions(artifact="broken.int4")) as model:
         assert not np.allclose(model.predict(feed)["pooled"], ref["pooled"], atol=1e-3)
 
 
@@ -122,8 +122,8 @@ def test_partial_package_loads_what_it_holds(gated_pkg, tmp_path):
         chosen = select_artifacts(full.manifest, profile="x86_64-cpu")
         needed = files_for(full.manifest, chosen)
     assert [f.path for f in needed] == [
-        "artifacts/good.fp16",
-        "golden/good.fp16.outputs.npz",
+        "artifacts/good.int8",
+        "golden/good.int8.outputs.npz",
         "golden/inputs.npz",
     ]
     assert all(f.sha256 and f.size for f in needed)  # golden files are hashed too
@@ -136,17 +136,17 @@ def test_partial_package_loads_what_it_holds(gated_pkg, tmp_path):
     write_partial(d, chosen)
     assert (d / PARTIAL_NAME).is_file()
     with open_package(d) as pkg:
-        assert pkg.partial and [a.name for a in pkg.present_artifacts()] == ["good.fp16"]
+        assert pkg.partial and [a.name for a in pkg.present_artifacts()] == ["good.int8"]
         with pytest.raises(PackageError, match=r"ref.fp32 is not present in this partial"):
             pkg.artifact_path("ref.fp32")
     with load(d) as model:
-        assert model.info.artifact.name == "good.fp16" and model.smoke_test().passed
+        assert model.info.artifact.name == "good.int8" and model.smoke_test().passed
     from edgefleet.sdk._cli import app
     from typer.testing import CliRunner
 
     info = json.loads(CliRunner().invoke(app, ["inspect", str(d), "--json"]).stdout)
-    assert info["present"] == ["good.fp16"] and len(info["artifacts"]) == 3
-    with pytest.raises(PackageError, match=r"'ref.fp32' .* not present .*\['good.fp16'\]"):
+    assert info["present"] == ["good.int8"] and len(info["artifacts"]) == 3
+    with pytest.raises(PackageError, match=r"'ref.fp32' .* not present .*\['good.int8'\]"):
         load(d, options=LoadOptions(artifact="ref.fp32"))
     # a present file is still verified against the signed manifest
     (d / "golden/inputs.npz").write_bytes(b"tampered")

@@ -192,8 +192,8 @@ GATE = _gate()
 
 
 def make_gated_package(out: Path) -> Path:
-    """Real ONNX artifacts under a cosine gate: 'broken.int8' has wrong weights (another
-    seed) and a failing figure, 'good.fp16' passes, 'ref.fp32' is the reference; one
+    """Real ONNX artifacts under a cosine gate: 'broken.int4' has wrong weights (another
+    seed) and a failing figure, 'good.int8' passes, 'ref.fp32' is the reference; one
     candidate is listed as rejected. (Precisions are labels: all files are fp32 graphs.)"""
     from edgefleet.sdk import ArtifactMetrics, PackageBuilder, RejectedArtifact
 
@@ -210,8 +210,8 @@ def make_gated_package(out: Path) -> Path:
         b.reject(rejected)
         for name, precision, seed, value in [
             ("ref.fp32", "fp32", 0, 1.0),
-            ("broken.int8", "int8", 9, 0.43),
-            ("good.fp16", "fp16", 0, 0.999),
+            ("broken.int4", "int4", 9, 0.43),
+            ("good.int8", "int8", 0, 0.999),
         ]:
             f = encoder_onnx(out / f"{name}.onnx", seed)
             b.add_artifact(
