@@ -15,6 +15,18 @@ from ._lazy import lazy_exports
 _LAZY = {
     "Artifact": "._manifest",
     "GenerationSpec": "._manifest",
+    "Chunk": "._gen_types",
+    "GenerateOptions": "._gen_types",
+    "GenerationMetrics": "._gen_types",
+    "GenerationSnapshot": "._gen_types",
+    "GenerationStream": "._generate",
+    "GenerativeInfo": "._generate",
+    "GenerativeModel": "._generate",
+    "PrefixCache": "._prefix_cache",
+    "PrefixCacheStats": "._prefix_cache",
+    "SamplingParams": "._sampling",
+    "TextCodec": "._chat",
+    "Usage": "._gen_types",
     "TextPreprocessing": "._manifest",
     "RejectedArtifact": "._manifest",
     "MetricSpec": "._manifest",
@@ -67,6 +79,7 @@ _LAZY = {
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from ._builder import PackageBuilder, write_archive
     from ._cache import CacheStats, PersistentCache, ResultCache, input_digest
+    from ._chat import TextCodec
     from ._errors import (
         BackendError,
         BackendUnavailableError,
@@ -76,6 +89,14 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
         PackageError,
         SignatureError,
     )
+    from ._gen_types import (
+        Chunk,
+        GenerateOptions,
+        GenerationMetrics,
+        GenerationSnapshot,
+        Usage,
+    )
+    from ._generate import GenerationStream, GenerativeInfo, GenerativeModel
     from ._manifest import (
         MANIFEST_SCHEMA_VERSION,
         Artifact,
@@ -103,6 +124,8 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
         verify_manifest,
     )
     from ._pool import ModelCache
+    from ._prefix_cache import PrefixCache, PrefixCacheStats
+    from ._sampling import SamplingParams
     from ._signing import (
         canonical_json,
         generate_keypair,
@@ -126,6 +149,18 @@ __all__ = [
     "ExportFailure",
     "FileEntry",
     "GenerationSpec",
+    "Chunk",
+    "GenerateOptions",
+    "GenerationMetrics",
+    "GenerationSnapshot",
+    "GenerationStream",
+    "GenerativeInfo",
+    "GenerativeModel",
+    "PrefixCache",
+    "PrefixCacheStats",
+    "SamplingParams",
+    "TextCodec",
+    "Usage",
     "MetricSpec",
     "RejectedArtifact",
     "TextPreprocessing",

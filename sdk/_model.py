@@ -13,6 +13,7 @@ import numpy as np
 
 from ._cache import Cache, input_digest
 from ._errors import BackendError, EdgefleetError, InputError, PackageError
+from ._gen_types import GenerateOptions
 from ._manifest import Artifact, Manifest, TensorSpec
 from ._metrics import Metrics
 from ._package import Package, TrustPolicy, open_package
@@ -53,6 +54,8 @@ class LoadOptions:
     executorch: ExecuTorchOptions | None = None
     torch: TorchOptions | None = None
     mock: MockOptions | None = None
+    # generative packages (task "text-generation"): threads, prefix cache size
+    generation: GenerateOptions | None = None
 
 
 @dataclass(frozen=True)
@@ -226,12 +229,17 @@ def load(
     options: LoadOptions | None = None,
 ) -> Model:
     """Load a package (directory, ``.efpkg`` or an opened :class:`Package`) on the best
-    runtime for this machine, or on ``backend`` when given."""
+    runtime for this machine, or on ``backend`` when given. A text-generation package
+    gives a :class:`~edgefleet.sdk.GenerativeModel` (``generate()`` streams tokens)."""
     options = options or LoadOptions()
     owns = not isinstance(package, Package)
     pkg = open_package(package, options.trust) if owns else package
     try:
         profile = resolve_profile(options.profile)
+        if pkg.manifest.task == "text-generation":
+            from ._gen_load import load_generative
+
+            return load_generative(pkg, backend, options, profile, owns)
         choice = choose(
             pkg.manifest,
             backend=backend,

@@ -5,6 +5,20 @@
 >>> result.package  # signed .efpkg when a signing key is given
 """
 
+from ._llm import build_llama, prepare_hf_folder
+from ._llm_export import GenAIExportError, LLMExport, build_genai
+from ._llm_package import GenerativePackageWriter
+from ._llm_recipe import (
+    LLMExportSpec,
+    LLMModelSpec,
+    LLMRecipe,
+    LLMTrainSpec,
+    LLMVerifySpec,
+    is_llm_recipe,
+    llm_recipe_digest,
+    load_llm_recipe,
+)
+from ._llm_run import LLMExportRecord, LLMResult, run_llm_recipe
 from ._lowrank import RankChoice, choose_rank, factorize_linears
 from ._models import DigitsCNN, MobileNetV2Like, build_model
 from ._pipeline import CompressOptions, CompressResult, EvalFn, ExportRecord, compress
@@ -31,6 +45,23 @@ from ._recipe import (
 from ._run import run_recipe, train_model
 
 __all__ = [
+    "GenAIExportError",
+    "GenerativePackageWriter",
+    "LLMExport",
+    "LLMExportRecord",
+    "LLMExportSpec",
+    "LLMModelSpec",
+    "LLMRecipe",
+    "LLMResult",
+    "LLMTrainSpec",
+    "LLMVerifySpec",
+    "build_genai",
+    "build_llama",
+    "is_llm_recipe",
+    "llm_recipe_digest",
+    "load_llm_recipe",
+    "prepare_hf_folder",
+    "run_llm_recipe",
     "ChannelPlan",
     "CompressOptions",
     "CompressResult",
