@@ -68,7 +68,9 @@ def _choose(
         if why:
             reasons.append(f"{name}: {why}")
             continue
-        rank = {p: i for i, p in enumerate(order)}
+        rank: dict[str, int] = {}
+        for i, p in enumerate(order):
+            rank.setdefault(p, i)
         return b, min(usable, key=lambda a: rank.get(a.precision, len(order)))
     formats = sorted({a.format for a in cands})
     raise BackendUnavailableError(

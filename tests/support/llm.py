@@ -9,6 +9,8 @@ parity tests compare with what the package was verified against.
 from __future__ import annotations
 
 import atexit
+import os
+import pickle
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -54,11 +56,20 @@ def tiny_llm() -> TinyLLM:
     from edgefleet.sdk import generate_keypair
     from edgefleet.trainer import run_llm_recipe
 
-    root = Path(tempfile.mkdtemp(prefix="edgefleet-tiny-llm-"))
-    atexit.register(shutil.rmtree, root, True)
+    keep = os.environ.get("EDGEFLEET_TEST_LLM_DIR")  # developers: reuse one build across runs
+    if keep and (Path(keep) / "result.pkl").is_file():
+        _BUILT["pkg"] = pickle.loads((Path(keep) / "result.pkl").read_bytes())
+        return _BUILT["pkg"]
+    root = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="edgefleet-tiny-llm-"))
+    if not keep:
+        atexit.register(shutil.rmtree, root, True)
     priv, pub = generate_keypair(root / "keys")
     recipe = tiny_recipe()
     hf = root / "reference"
     result = run_llm_recipe(recipe, root / "out", signing_key=priv, save_reference=hf)
+    if keep:
+        (root / "result.pkl").write_bytes(
+            pickle.dumps(TinyLLM(result.package, pub, priv, hf, result))
+        )
     _BUILT["pkg"] = TinyLLM(result.package, pub, priv, hf, result)
     return _BUILT["pkg"]

@@ -11,10 +11,10 @@ import pytest
 pytest.importorskip("onnxruntime_genai")
 pytest.importorskip("transformers")
 
-from edgefleet.sdk import TrustPolicy, open_package  # noqa: E402
-from edgefleet.trainer import RecipeError, load_llm_recipe, run_llm_recipe  # noqa: E402
+from edgefleet.sdk import TrustPolicy, open_package
+from edgefleet.trainer import RecipeError, load_llm_recipe, run_llm_recipe
 
-from tests.support.llm import tiny_llm, tiny_recipe  # noqa: E402
+from tests.support.llm import tiny_llm, tiny_recipe
 
 pytestmark = pytest.mark.slow
 
