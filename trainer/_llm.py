@@ -112,9 +112,8 @@ def prepare_hf_folder(recipe: LLMRecipe, work: Path, *, quiet: bool = True):
         model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32).eval()
         return model, folder, heldout
     folder = work / "hf"
-    write_char_tokenizer(folder)
+    vocab = write_char_tokenizer(folder)
     codec = TextCodec(folder / "tokenizer.json", bos_token_id=SPECIALS["<s>"])
-    vocab = len(codec._tok.get_vocab())
     model = build_llama(recipe.model, vocab, recipe.seed)
     seqs = encode_corpus(codec, texts[: recipe.train.samples], SPECIALS["</s>"])
     t0 = time.perf_counter()

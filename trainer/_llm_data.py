@@ -43,14 +43,18 @@ def make_corpus(n: int, seed: int) -> list[str]:
     return [_sentence(r) for _ in range(n)]
 
 
-def write_char_tokenizer(folder: Path) -> None:
+def write_char_tokenizer(folder: Path, vocab_size: int | None = None) -> int:
     """tokenizer.json (one token per character) + tokenizer_config.json with the chat
-    template, in the layout transformers and the GenAI model builder read."""
+    template, in the layout transformers and the GenAI model builder read. ``vocab_size``
+    pads the vocabulary with ``<extra_N>`` tokens (a model of a realistic vocabulary size
+    for benchmarks). Returns the vocabulary size."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 
     vocab = dict(SPECIALS)
     for c in _CHARS:
         vocab.setdefault(c, len(vocab))
+    while vocab_size is not None and len(vocab) < vocab_size:
+        vocab[f"<extra_{len(vocab)}>"] = len(vocab)
     tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Split("", "isolated")
     tok.decoder = decoders.Fuse()
@@ -71,3 +75,4 @@ def write_char_tokenizer(folder: Path) -> None:
             indent=2,
         )
     )
+    return len(vocab)
