@@ -36,6 +36,7 @@ from ._cmdmodels import (
 )
 
 __all__ = [
+    "GenerationTelemetry",
     "PROTOCOL_SCHEMA_VERSION",
     "MIN_SCHEMA_VERSION",
     "DeploymentState",
@@ -166,6 +167,17 @@ Event = Annotated[DeploymentEvent | CommandAck | ErrorEvent, Field(discriminator
 # ----------------------------------------------------------------------------- telemetry
 
 
+class GenerationTelemetry(_Part):
+    """Generation figures of an interval (text-generation packages)."""
+
+    ttft_p50_ms: float | None = Field(default=None, ge=0)
+    ttft_p95_ms: float | None = Field(default=None, ge=0)
+    decode_tokens_per_s: float | None = Field(default=None, ge=0)
+    tokens_generated: int = Field(default=0, ge=0)
+    prefix_cache_hits: int = Field(default=0, ge=0)
+    prefix_cache_misses: int = Field(default=0, ge=0)
+
+
 class TelemetrySample(_Part):
     ts: datetime
     model: str | None = Field(default=None, description="active package as name@version")
@@ -179,6 +191,9 @@ class TelemetrySample(_Part):
     cpu_percent: float | None = None
     rss_mb: float | None = None
     temperature_c: float | None = None
+    generation: GenerationTelemetry | None = Field(
+        default=None, description="set when the active model is generative"
+    )
 
     @field_validator("ts")
     @classmethod
