@@ -56,6 +56,8 @@ def telemetry_rows(msg: TelemetryBatch, fallback_model: str | None = None) -> li
                 "p95_ms": s.latency_p95_ms,
                 "p99_ms": s.latency_p99_ms,
                 "cache_hit_rate": s.cache_hits / lookups if lookups else None,
+                "ttft_p95_ms": s.generation.ttft_p95_ms if s.generation else None,
+                "decode_tps": s.generation.decode_tokens_per_s if s.generation else None,
             }
         )
     return rows

@@ -8,14 +8,20 @@ import threading
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import and_, func, insert, select
+from sqlalchemy import and_, case, func, insert, select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError
 
 from ._db import Telemetry
 from ._metrics import Metrics
 
-__all__ = ["TelemetryWriter", "TelemetryPoint", "query_series", "aggregate"]
+__all__ = [
+    "TelemetryWriter",
+    "TelemetryPoint",
+    "query_series",
+    "aggregate",
+    "aggregate_generation",
+]
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +36,8 @@ _COLUMNS = (
     "p95_ms",
     "p99_ms",
     "cache_hit_rate",
+    "ttft_p95_ms",
+    "decode_tps",
 )
 
 
@@ -236,3 +244,27 @@ def aggregate(
     if not calls:
         return 0, None, None
     return calls, (float(p95w) / calls if p95w is not None else None), (errors or 0) / calls
+
+
+def aggregate_generation(
+    engine: Engine | Connection,
+    *,
+    model: str,
+    device_ids: list[str] | None,
+    since: float,
+    until: float,
+) -> tuple[float | None, float | None]:
+    """(requests-weighted TTFT p95 ms, requests-weighted decode tokens/s) over a window;
+    None where no sample of a generative model carried the figure."""
+    has_ttft = Telemetry.ttft_p95_ms.is_not(None)
+    has_tps = Telemetry.decode_tps.is_not(None)
+    stmt = select(
+        func.sum(Telemetry.ttft_p95_ms * Telemetry.calls),
+        func.sum(case((has_ttft, Telemetry.calls), else_=0)),
+        func.sum(Telemetry.decode_tps * Telemetry.calls),
+        func.sum(case((has_tps, Telemetry.calls), else_=0)),
+    ).where(_filters(model, device_ids, since, until))
+    ((ttft_w, ttft_n, tps_w, tps_n),) = _rows(engine, stmt)
+    ttft = float(ttft_w) / ttft_n if ttft_n and ttft_w is not None else None
+    tps = float(tps_w) / tps_n if tps_n and tps_w is not None else None
+    return ttft, tps
