@@ -203,13 +203,17 @@ def query_series(
             func.sum(Telemetry.errors),
             func.sum(Telemetry.p95_ms * Telemetry.calls),
             func.sum(func.coalesce(Telemetry.cache_hit_rate * Telemetry.calls, 0)),
+            func.sum(Telemetry.ttft_p95_ms * Telemetry.calls),
+            func.sum(case((Telemetry.ttft_p95_ms.is_not(None), Telemetry.calls), else_=0)),
+            func.sum(Telemetry.decode_tps * Telemetry.calls),
+            func.sum(case((Telemetry.decode_tps.is_not(None), Telemetry.calls), else_=0)),
         )
         .where(_filters(model, [device_id] if device_id else None, since, until))
         .group_by(bucket)
         .order_by(bucket)
     )
     out = []
-    for b, calls, errors, p95w, hitw in _rows(engine, stmt):
+    for b, calls, errors, p95w, hitw, ttft_w, ttft_n, tps_w, tps_n in _rows(engine, stmt):
         calls = int(calls or 0)
         out.append(
             {
@@ -220,6 +224,9 @@ def query_series(
                 "error_rate": (errors or 0) / calls if calls else None,
                 "p95_ms": float(p95w) / calls if calls and p95w is not None else None,
                 "cache_hit_rate": float(hitw) / calls if calls else None,
+                # generative models: requests-weighted over the samples that carry them
+                "ttft_p95_ms": float(ttft_w) / ttft_n if ttft_n and ttft_w is not None else None,
+                "decode_tps": float(tps_w) / tps_n if tps_n and tps_w is not None else None,
             }
         )
     return out

@@ -96,7 +96,9 @@ function renderCharts(versions) {
     ${lineChart("p95 latency ms", v.series, "p95_ms", (y) => y.toFixed(1))}
     ${lineChart("throughput /s", v.series, "throughput_per_s", (y) => y.toFixed(1))}
     ${lineChart("cache hit rate", v.series, "cache_hit_rate", (y) => y.toFixed(2))}
-    ${lineChart("errors", v.series, "errors", (y) => y.toFixed(0))}</div>`).join("") || "<p>No telemetry yet.</p>";
+    ${lineChart("errors", v.series, "errors", (y) => y.toFixed(0))}
+    ${v.series.some((p) => p.decode_tps != null) ? lineChart("decode tokens/s", v.series, "decode_tps", (y) => y.toFixed(0)) +
+      lineChart("TTFT p95 ms", v.series, "ttft_p95_ms", (y) => y.toFixed(1)) : ""}</div>`).join("") || "<p>No telemetry yet.</p>";
 }
 
 async function refresh() {

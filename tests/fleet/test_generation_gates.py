@@ -133,6 +133,11 @@ def test_decode_speed_gate_pauses_a_slower_generative_version(
             assert detail["gates"]["new_decode_tps"] == pytest.approx(200.0)
             assert detail["gates"]["old_decode_tps"] == pytest.approx(400.0)
             assert not any(isinstance(x, p.DeployCommand) for d in devs[1:] for x in d.received)
+            # Per-version series for the dashboard's decode tokens/s and TTFT charts.
+            params = {"model": "tiny-gen@2.0.0", "bucket_s": 3600, "since": 0}
+            [pt] = c.get("/api/v1/telemetry", params=params).json()
+            assert pt["decode_tps"] == pytest.approx(200.0)
+            assert pt["ttft_p95_ms"] == pytest.approx(5.0)
     finally:
         for d in devs:
             d.stop()
