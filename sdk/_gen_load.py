@@ -22,13 +22,21 @@ from ._gen_types import GenerateOptions
 from ._generate import GenerativeInfo, GenerativeModel
 from ._manifest import Artifact, Manifest
 
-__all__ = ["GEN_BACKENDS", "GEN_PRECISION_ORDER", "load_generative"]
+__all__ = [
+    "GEN_BACKENDS",
+    "GEN_FAMILY",
+    "GEN_PRECISION_ORDER",
+    "generation_formats",
+    "load_generative",
+]
 
 log = logging.getLogger(__name__)
 
 GEN_BACKENDS: dict[str, str] = {
     "ort-genai": "edgefleet.sdk.backends._ort_genai:OrtGenAIBackend",
 }
+# A profile names runtimes (``onnxruntime``...); the generation runtime built on each.
+GEN_FAMILY = {"onnxruntime": "ort-genai"}
 # Weight-only int4 decodes fastest on CPUs; the accuracy gate already vetted each artifact.
 GEN_PRECISION_ORDER = ("int4", "int8", "fp16", "fp32")
 
@@ -41,6 +49,12 @@ def _backend(name: str):
         )
     module, _, attr = target.partition(":")
     return getattr(importlib.import_module(module), attr)()
+
+
+def generation_formats(runtime: str) -> tuple[str, ...]:
+    """Artifact formats the generation runtime of ``runtime``'s family runs ("" if none)."""
+    name = GEN_FAMILY.get(runtime)
+    return tuple(_backend(name).formats) if name else ()
 
 
 def _choose(
@@ -58,7 +72,7 @@ def _choose(
         cands = [a for a in cands if not a.targets or pname in a.targets] or cands
     order = GEN_PRECISION_ORDER if precision is None else (precision, *GEN_PRECISION_ORDER)
     reasons = []
-    for name in [backend] if backend else list(GEN_BACKENDS):
+    for name in [GEN_FAMILY.get(backend, backend)] if backend else list(GEN_BACKENDS):
         b = _backend(name)
         usable = [a for a in cands if a.format in b.formats]
         if not usable:
