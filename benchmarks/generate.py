@@ -86,18 +86,15 @@ def _hf_decode_tps(model, ids: np.ndarray, n: int) -> float:
     return n / ((t2 - t1) - (t1 - t0))
 
 
-def _raw_tps(folder: Path, ids: np.ndarray, n: int, threads: int) -> float:
-    """ONNX Runtime GenAI's own generator loop, no edgefleet in between."""
+def _raw_tps(model, ids: np.ndarray, n: int) -> float:
+    """ONNX Runtime GenAI's own generator loop on the very og.Model the SDK model holds
+    (same weights, threads and KV buffer length), with no edgefleet code in between."""
     import onnxruntime_genai as og
 
-    if not hasattr(_raw_tps, "model"):
-        cfg = og.Config(str(folder))
-        cfg.overlay(json.dumps({"model": {"decoder": {"session_options": {
-            "intra_op_num_threads": threads}}}}))  # fmt: skip
-        _raw_tps.model = og.Model(cfg)
-    params = og.GeneratorParams(_raw_tps.model)
-    params.set_search_options(max_length=len(ids) + n + 1, do_sample=False)
-    g = og.Generator(_raw_tps.model, params)
+    session = model._session
+    params = og.GeneratorParams(session._model)
+    params.set_search_options(max_length=model.context_length, do_sample=False)
+    g = og.Generator(session._model, params)
     g.append_tokens(ids.astype(np.int32))
     g.generate_next_token()
     g.get_next_tokens()
@@ -133,20 +130,17 @@ def speed(work: Path, threads: int, rounds: int, n: int) -> dict:
     arts = {a.precision: a for a in result.manifest.artifacts}
     sizes = {p: a.size + sum(f.size for f in a.files) for p, a in arts.items()}
     tps: dict[str, list[float]] = {k: [] for k in ("transformers", "raw_int4", *models)}
-    int4_folder = None
-    with ef.open_package(pkg) as opened:
-        int4_folder = opened.artifact_path(arts["int4"]).parent
-        for m in models.values():
-            _sdk_tps(m, prompt, 8)  # warm-up
-        _raw_tps(int4_folder, prompt, 8, threads)
-        _hf_decode_tps(hf, prompt, 4)
-        for _ in range(rounds):
-            tps["transformers"].append(_hf_decode_tps(hf, prompt, n))
-            for p, m in models.items():
-                tps[p].append(_sdk_tps(m, prompt, n))
-            tps["raw_int4"].append(_raw_tps(int4_folder, prompt, n, threads))
-            tps["int4"].append(_sdk_tps(models["int4"], prompt, n))  # raw/sdk interleaved
-        ttft = prefix_ttft(pkg, gen, rounds)
+    for m in models.values():
+        _sdk_tps(m, prompt, 8)  # warm-up
+    _raw_tps(models["int4"], prompt, 8)
+    _hf_decode_tps(hf, prompt, 4)
+    for _ in range(rounds):
+        tps["transformers"].append(_hf_decode_tps(hf, prompt, n))
+        for p, m in models.items():
+            tps[p].append(_sdk_tps(m, prompt, n))
+        tps["raw_int4"].append(_raw_tps(models["int4"], prompt, n))
+        tps["int4"].append(_sdk_tps(models["int4"], prompt, n))  # raw/sdk interleaved
+    ttft = prefix_ttft(pkg, gen, rounds)
     for m in models.values():
         m.close()
     med = {k: _median(v) for k, v in tps.items()}

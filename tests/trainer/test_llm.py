@@ -119,3 +119,32 @@ def test_golden_prompts_are_stored_with_lengths(llm):
         g = pkg.golden_inputs()
         assert g["input_ids"].dtype == np.int64 and g["lengths"].shape == (3,)
         assert (g["input_ids"][:, 0] == 1).all()  # BOS
+
+
+def test_train_command_runs_a_causal_lm_recipe(tmp_path, signing_keys):
+    from typer.testing import CliRunner
+
+    from edgefleet._cli import _register, app
+
+    _register("train")
+    recipe = tmp_path / "lm.toml"
+    recipe.write_text(
+        'kind = "causal-lm"\nname = "cli-lm"\n'
+        "[model]\nhidden_size = 32\nintermediate_size = 64\nlayers = 1\nheads = 2\n"
+        "kv_heads = 1\ncontext_length = 64\n"
+        "[train]\nsamples = 200\nheldout = 4\nsteps = 10\nbatch_size = 8\nthreads = 1\n"
+        '[export]\nformats = ["ort-genai"]\nprecisions = ["int8"]\n'
+        "[verify]\nprompts = 2\ncontinuation_tokens = 4\ngolden_prompts = 1\n"
+        'metric = "perplexity"\nfloor = 1000.0\n'  # an untrained model still ships
+    )
+    out = tmp_path / "out"
+    res = CliRunner().invoke(
+        app, ["train", str(recipe), "--out", str(out), "--key", str(signing_keys[0]), "-q"]
+    )
+    assert res.exit_code == 0, res.output
+    assert "package: " in res.output and "cli-lm-1.0.0.efpkg" in res.output
+    with open_package(out / "cli-lm-1.0.0.efpkg", TrustPolicy.device(signing_keys[1])) as pkg:
+        [art] = pkg.manifest.artifacts
+        assert art.precision == "int8" and pkg.manifest.metric.direction == "lower"
+    bad = CliRunner().invoke(app, ["train", str(recipe), "--out", str(out), "--key", "nope.key"])
+    assert bad.exit_code != 0 and "nope.key" in bad.output
