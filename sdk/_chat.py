@@ -16,7 +16,7 @@ import numpy as np
 
 from ._errors import BackendUnavailableError, InputError, PackageError
 
-__all__ = ["CHAT_ROLES", "TextCodec", "TokenStream"]
+__all__ = ["CHAT_ROLES", "TextCodec", "TextEmitter", "TokenStream"]
 
 log = logging.getLogger(__name__)
 
@@ -112,3 +112,33 @@ class TextCodec:
             env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
             self._template = env.from_string(self.chat_template)
         return self._template
+
+
+class TextEmitter:
+    """Detokenizes incrementally and holds back text that could still become a stop
+    string, so a stop string never reaches the client."""
+
+    def __init__(self, codec: TextCodec, stop: tuple[str, ...]) -> None:
+        self._stream = codec.stream()
+        self._stop = stop
+        self._hold = max((len(s) for s in stop), default=1) - 1
+        self._pending = ""
+
+    def push(self, tok: int) -> tuple[str, bool]:
+        self._pending += self._stream.step(tok)
+        for s in self._stop:
+            at = self._pending.find(s)
+            if at >= 0:
+                out, self._pending = self._pending[:at], ""
+                return out, True
+        if self._hold and len(self._pending) > self._hold:
+            out, self._pending = self._pending[: -self._hold], self._pending[-self._hold :]
+            return out, False
+        if self._hold:
+            return "", False
+        out, self._pending = self._pending, ""
+        return out, False
+
+    def flush(self) -> str:
+        out, self._pending = self._pending, ""
+        return out

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._cache import Cache
-from ._chat import TextCodec
+from ._chat import TextCodec, TextEmitter
 from ._errors import BackendError, EdgefleetError, InputError
 from ._gen_types import Chunk, GenerateOptions, GenerationMetrics, Usage
 from ._manifest import Artifact, GenerationSpec, Manifest
@@ -189,7 +189,7 @@ class GenerativeModel:
             hit = self._cache.get(key)
             if hit is not None:
                 return (yield from self._replay(ids, hit, p, t0))
-        emitter = _TextEmitter(self.codec, p.stop)
+        emitter = TextEmitter(self.codec, p.stop)
         tokens: list[int] = []
         finish = "length"
         entry = self.prefix_cache.acquire(ids)
@@ -266,7 +266,7 @@ class GenerativeModel:
             self.prefix_cache.put(ids[:cut], state, self._session.state_bytes(state.max_length))
 
     def _replay(self, ids: np.ndarray, hit: dict, p: SamplingParams, t0: float):
-        emitter = _TextEmitter(self.codec, p.stop)
+        emitter = TextEmitter(self.codec, p.stop)
         tokens = [int(t) for t in hit["tokens"]]
         finish = bytes(hit["finish"]).decode()
         for tok in tokens:
@@ -312,33 +312,3 @@ class GenerativeModel:
 def _usage(n_prompt, n_gen, t0, t_first, t_last, finish, cached) -> Usage:
     decode = (n_gen - 1) / (t_last - t_first) if n_gen > 1 and t_last > t_first else None
     return Usage(n_prompt, n_gen, t_first - t0, decode, time.perf_counter() - t0, finish, cached)
-
-
-class _TextEmitter:
-    """Detokenizes incrementally and holds back text that could still become a stop
-    string, so a stop string never reaches the client."""
-
-    def __init__(self, codec: TextCodec, stop: tuple[str, ...]) -> None:
-        self._stream = codec.stream()
-        self._stop = stop
-        self._hold = max((len(s) for s in stop), default=1) - 1
-        self._pending = ""
-
-    def push(self, tok: int) -> tuple[str, bool]:
-        self._pending += self._stream.step(tok)
-        for s in self._stop:
-            at = self._pending.find(s)
-            if at >= 0:
-                out, self._pending = self._pending[:at], ""
-                return out, True
-        if self._hold and len(self._pending) > self._hold:
-            out, self._pending = self._pending[: -self._hold], self._pending[-self._hold :]
-            return out, False
-        if self._hold:
-            return "", False
-        out, self._pending = self._pending, ""
-        return out, False
-
-    def flush(self) -> str:
-        out, self._pending = self._pending, ""
-        return out
