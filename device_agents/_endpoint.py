@@ -6,6 +6,8 @@ Binds to localhost (``host:port``) or a Unix socket (``unix:/run/edgefleet.sock`
     GET  /v1/model     name, version, backend, input/output specs
     GET  /v1/metrics   the SDK metrics snapshot of the served model
     POST /v1/predict   {"inputs": {"input": [[...]]}} -> {"outputs": {"logits": [[...]]}}
+    POST /v1/chat/completions, /v1/completions   generative packages (OpenAI-compatible
+                       subset, SSE streaming; see ``_gen_routes``)
 
 Client mistakes get a 4xx with the reason; only a runtime failure is a 5xx. A shed request
 (overload or resource pressure) gets 429 with Retry-After and was not run.
@@ -26,6 +28,7 @@ from edgefleet.sdk import EdgefleetError, InputError
 
 from ._active import ActiveModel, NoActiveModelError
 from ._batcher import BatchingOptions, MicroBatcher, Overloaded
+from ._gen_routes import GEN_PATHS, handle_generation, is_generative, model_description
 
 __all__ = ["LocalEndpoint", "MAX_BODY"]
 
@@ -60,6 +63,8 @@ class _Handler(BaseHTTPRequestHandler):
                 m = active.refresh()
                 label = f"{m.info.name}@{m.info.version}" if m else None
                 self._send(200 if m else 503, {"status": "ok" if m else "no model", "model": label})
+            elif self.path == "/v1/model" and is_generative(active.model):
+                self._send(200, model_description(active.model))
             elif self.path == "/v1/model":
                 i = active.info
                 self._send(
@@ -83,8 +88,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
 
-        if self.path != "/v1/predict":
-            self._send(404, {"error": f"unknown path {self.path}; POST /v1/predict"})
+        if self.path != "/v1/predict" and self.path not in GEN_PATHS:
+            paths = ", ".join(("/v1/predict", *GEN_PATHS))
+            self._send(404, {"error": f"unknown path {self.path}; POST one of {paths}"})
             return
         try:
             length = int(self.headers.get("Content-Length", "0"))
@@ -93,17 +99,26 @@ class _Handler(BaseHTTPRequestHandler):
         if not 0 < length <= MAX_BODY:
             self._send(400, {"error": f"expected a JSON body of 1..{MAX_BODY} bytes"})
             return
+        ep = self.endpoint
         try:
             body = json.loads(self.rfile.read(length))
+        except ValueError as e:
+            self._send(400, {"error": f"expected a JSON body: {e}"})
+            return
+        if self.path in GEN_PATHS:
+            self._generate(body)
+            return
+        try:
             inputs = body["inputs"]
             if not isinstance(inputs, dict):
                 raise TypeError("inputs must be an object of name -> nested list")
-        except (ValueError, KeyError, TypeError) as e:
+        except (KeyError, TypeError) as e:
             self._send(400, {"error": f'expected {{"inputs": {{name: nested list}}}}: {e}'})
             return
-        ep = self.endpoint
         try:
             model = ep.active.model
+            if is_generative(model):
+                raise InputError(f"{model.info.name} is generative; POST one of {GEN_PATHS}")
             out = ep.run(model, _feed(model.info.inputs, inputs))
         except NoActiveModelError as e:
             self._send(503, {"error": str(e)})
@@ -121,6 +136,15 @@ class _Handler(BaseHTTPRequestHandler):
             return
         ep.count(error=False)
         self._send(200, {"outputs": {k: v.tolist() for k, v in out.items()}})
+
+    def _generate(self, body: object) -> None:
+        ep = self.endpoint
+        try:
+            model = ep.active.model
+        except NoActiveModelError as e:
+            self._send(503, {"error": str(e)})
+            return
+        ep.count(error=not handle_generation(self, model, self.path, body))
 
 
 def _feed(specs, inputs: dict) -> dict:

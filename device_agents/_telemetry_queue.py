@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from edgefleet.sdk.protocol import TelemetryBatch, TelemetrySample
+from edgefleet.sdk.protocol import GenerationTelemetry, TelemetryBatch, TelemetrySample
 
 __all__ = ["TelemetryQueue", "PendingBatch", "system_sample"]
 
@@ -140,18 +140,39 @@ def _temperature_c() -> float | None:
 
 
 def system_sample(process, snapshot, model: str | None) -> TelemetrySample:
-    """A sample from an SDK MetricsSnapshot (or None) and a psutil.Process."""
+    """A sample from an SDK MetricsSnapshot or GenerationSnapshot (or None) and a
+    psutil.Process. A generative model's requests count as calls, its TTFT as latency."""
     s = snapshot
+    fields: dict = {}
+    if s is not None and hasattr(s, "tokens_generated"):  # a GenerationSnapshot
+        fields = dict(
+            calls=s.requests,
+            errors=s.errors,
+            latency_p50_ms=s.ttft_p50_ms,
+            latency_p95_ms=s.ttft_p95_ms,
+            generation=GenerationTelemetry(
+                ttft_p50_ms=s.ttft_p50_ms,
+                ttft_p95_ms=s.ttft_p95_ms,
+                decode_tokens_per_s=s.decode_tokens_per_s,
+                tokens_generated=s.tokens_generated,
+                prefix_cache_hits=s.prefix_cache_hits,
+                prefix_cache_misses=s.prefix_cache_misses,
+            ),
+        )
+    elif s is not None:
+        fields = dict(
+            calls=s.calls,
+            errors=s.errors,
+            latency_p50_ms=s.p50_ms,
+            latency_p95_ms=s.p95_ms,
+            latency_p99_ms=s.p99_ms,
+            cache_hits=s.cache_hits,
+            cache_misses=s.cache_misses,
+        )
     return TelemetrySample(
         ts=datetime.now(UTC),
         model=model,
-        calls=s.calls if s else 0,
-        errors=s.errors if s else 0,
-        latency_p50_ms=s.p50_ms if s else None,
-        latency_p95_ms=s.p95_ms if s else None,
-        latency_p99_ms=s.p99_ms if s else None,
-        cache_hits=s.cache_hits if s else 0,
-        cache_misses=s.cache_misses if s else 0,
+        **fields,
         cpu_percent=process.cpu_percent(None) if process else None,
         rss_mb=round(process.memory_info().rss / 2**20, 2) if process else None,
         temperature_c=_temperature_c(),

@@ -188,6 +188,9 @@ class Telemetry(Base):
     p95_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
     p99_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
     cache_hit_rate: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # generative models only (migration 0003)
+    ttft_p95_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    decode_tps: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 def _sqlite_pragmas(busy_timeout_s: float):

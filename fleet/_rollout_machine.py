@@ -88,6 +88,10 @@ class GateInputs:
     new_error_rate: float | None = None
     old_error_rate: float | None = None
     new_calls: int = 0
+    new_ttft_p95_ms: float | None = None
+    old_ttft_p95_ms: float | None = None
+    new_decode_tps: float | None = None
+    old_decode_tps: float | None = None
 
 
 @dataclass(frozen=True)
@@ -133,7 +137,17 @@ def evaluate_gates(spec: RolloutSpec, g: GateInputs) -> tuple[bool, dict, str]:
         "old_error_rate": g.old_error_rate,
         "new_calls": g.new_calls,
     }
-    gated = spec.max_p95_regression is not None or spec.max_error_rate_increase is not None
+    gen = _generation_values(g)
+    values.update(gen)
+    gated = any(
+        x is not None
+        for x in (
+            spec.max_p95_regression,
+            spec.max_error_rate_increase,
+            spec.max_ttft_p95_regression,
+            spec.max_decode_tps_regression,
+        )
+    )
     if gated and g.new_calls < spec.min_gate_calls:
         return False, values, f"waiting for telemetry ({g.new_calls}/{spec.min_gate_calls} calls)"
     if spec.max_p95_regression is not None and g.new_p95_ms is not None and g.old_p95_ms:
@@ -160,7 +174,45 @@ def evaluate_gates(spec: RolloutSpec, g: GateInputs) -> tuple[bool, dict, str]:
                     f"(allowed increase {spec.max_error_rate_increase:.2%})"
                 ),
             )
+    why = _generation_gates(spec, g, values)
+    if why:
+        return False, values, why
     return True, values, "gates passed"
+
+
+def _generation_values(g: GateInputs) -> dict:
+    """Generation figures for the rollout's gate record (only those measured)."""
+    named = {
+        "new_ttft_p95_ms": g.new_ttft_p95_ms,
+        "old_ttft_p95_ms": g.old_ttft_p95_ms,
+        "new_decode_tps": g.new_decode_tps,
+        "old_decode_tps": g.old_decode_tps,
+    }
+    return {k: v for k, v in named.items() if v is not None}
+
+
+def _generation_gates(spec: RolloutSpec, g: GateInputs, values: dict) -> str:
+    """The generative gates (TTFT p95, decode tokens/s) against the previous version; the
+    reason when one fails, else ""."""
+    if spec.max_ttft_p95_regression is not None and g.new_ttft_p95_ms is not None:
+        if g.old_ttft_p95_ms:
+            limit = g.old_ttft_p95_ms * (1 + spec.max_ttft_p95_regression)
+            values["ttft_p95_limit_ms"] = limit
+            if g.new_ttft_p95_ms > limit:
+                return (
+                    f"TTFT p95 gate failed: {g.new_ttft_p95_ms:.2f} ms > {limit:.2f} ms "
+                    f"(previous {g.old_ttft_p95_ms:.2f} ms + {spec.max_ttft_p95_regression:.0%})"
+                )
+    if spec.max_decode_tps_regression is not None and g.new_decode_tps is not None:
+        if g.old_decode_tps:
+            floor = g.old_decode_tps * (1 - spec.max_decode_tps_regression)
+            values["decode_tps_floor"] = floor
+            if g.new_decode_tps < floor:
+                return (
+                    f"decode tokens/s gate failed: {g.new_decode_tps:.1f} < {floor:.1f} "
+                    f"(previous {g.old_decode_tps:.1f} - {spec.max_decode_tps_regression:.0%})"
+                )
+    return ""
 
 
 def _halt(spec: RolloutSpec, devices: list[DeviceProgress], reason: str) -> Decision:

@@ -94,6 +94,13 @@ class RolloutSpec(_Spec):
     max_error_rate_increase: float | None = Field(
         default=None, ge=0, le=1, description="halt if new error rate - old > this"
     )
+    # Generative packages: the same mechanism on time to first token and decode speed.
+    max_ttft_p95_regression: float | None = Field(
+        default=None, gt=0, description="halt if new TTFT p95 > old * (1 + this)"
+    )
+    max_decode_tps_regression: float | None = Field(
+        default=None, gt=0, lt=1, description="halt if new decode tokens/s < old * (1 - this)"
+    )
     min_gate_calls: int = Field(default=1, ge=0)
     max_concurrent_downloads: int = Field(default=100, ge=1)
     stuck_timeout_s: float = Field(default=600.0, gt=0)

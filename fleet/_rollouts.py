@@ -26,7 +26,7 @@ from ._rollout_machine import (
     plan_waves,
     step,
 )
-from ._telemetry import aggregate
+from ._telemetry import aggregate, aggregate_generation
 
 __all__ = ["Rollouts"]
 
@@ -203,7 +203,9 @@ class Rollouts:
 
     def gate_inputs(self, db: Session, r: Rollout, mv: ModelVersion, now: float) -> GateInputs:
         spec = r.spec
-        if spec.get("max_p95_regression") is None and spec.get("max_error_rate_increase") is None:
+        keys = ("max_p95_regression", "max_error_rate_increase", "max_ttft_p95_regression",
+                "max_decode_tps_regression")  # fmt: skip
+        if all(spec.get(k) is None for k in keys):
             return GateInputs()
         t = RolloutDevice.__table__
         rds = db.execute(
@@ -219,14 +221,22 @@ class Rollouts:
             since=since,
             until=now,
         )
+        new_ttft, new_tps = aggregate_generation(
+            db.connection(), model=model_ref(mv.name, mv.version), device_ids=ids,
+            since=since, until=now,
+        )  # fmt: skip
         prev = Counter(d.previous_model for d in rds if d.previous_model)
-        old_p95 = old_err = None
+        old_p95 = old_err = old_ttft = old_tps = None
         if prev:
             old_model = prev.most_common(1)[0][0]
             _, old_p95, old_err = aggregate(
                 db.connection(), model=old_model, device_ids=None, since=now - 3600, until=now
             )
-        return GateInputs(new_p95, old_p95, new_err, old_err, new_calls)
+            old_ttft, old_tps = aggregate_generation(
+                db.connection(), model=old_model, device_ids=None, since=now - 3600, until=now
+            )
+        return GateInputs(new_p95, old_p95, new_err, old_err, new_calls,
+                          new_ttft, old_ttft, new_tps, old_tps)  # fmt: skip
 
     def start_due(self) -> None:
         """Start scheduled DRAFT rollouts whose time has come (the engine's leader only)."""

@@ -210,6 +210,8 @@ class TelemetryPointOut(BaseModel):
     error_rate: float | None
     p95_ms: float | None
     cache_hit_rate: float | None
+    ttft_p95_ms: float | None = None  # generative models only
+    decode_tps: float | None = None
 
 
 class VersionSummary(BaseModel):

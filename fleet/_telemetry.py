@@ -8,7 +8,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import and_, func, insert, select
+from sqlalchemy import and_, case, func, insert, select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError
 
@@ -16,7 +16,14 @@ from ._db import Telemetry
 from ._isolate import write_isolating
 from ._metrics import Metrics
 
-__all__ = ["TelemetryWriter", "TelemetryPoint", "query_series", "series_by_model", "aggregate"]
+__all__ = [
+    "TelemetryWriter",
+    "TelemetryPoint",
+    "query_series",
+    "series_by_model",
+    "aggregate",
+    "aggregate_generation",
+]
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +38,8 @@ _COLUMNS = (
     "p95_ms",
     "p99_ms",
     "cache_hit_rate",
+    "ttft_p95_ms",
+    "decode_tps",
 )
 
 
@@ -196,6 +205,7 @@ def query_series(
             func.sum(Telemetry.errors),
             func.sum(Telemetry.p95_ms * Telemetry.calls),
             func.sum(func.coalesce(Telemetry.cache_hit_rate * Telemetry.calls, 0)),
+            *_GEN_SUMS,
         )
         .where(_filters(model, [device_id] if device_id else None, since, until))
         .group_by(bucket)
@@ -204,7 +214,16 @@ def query_series(
     return [_point(bucket_s, *row) for row in _rows(engine, stmt)]
 
 
-def _point(bucket_s: float, b, calls, errors, p95w, hitw) -> dict:
+# The generative figures are requests-weighted over the samples that carry them.
+_GEN_SUMS = (
+    func.sum(Telemetry.ttft_p95_ms * Telemetry.calls),
+    func.sum(case((Telemetry.ttft_p95_ms.is_not(None), Telemetry.calls), else_=0)),
+    func.sum(Telemetry.decode_tps * Telemetry.calls),
+    func.sum(case((Telemetry.decode_tps.is_not(None), Telemetry.calls), else_=0)),
+)
+
+
+def _point(bucket_s: float, b, calls, errors, p95w, hitw, ttft_w, ttft_n, tps_w, tps_n) -> dict:
     calls = int(calls or 0)
     return {
         "t": float(b) * bucket_s,
@@ -214,6 +233,8 @@ def _point(bucket_s: float, b, calls, errors, p95w, hitw) -> dict:
         "error_rate": (errors or 0) / calls if calls else None,
         "p95_ms": float(p95w) / calls if calls and p95w is not None else None,
         "cache_hit_rate": float(hitw) / calls if calls else None,
+        "ttft_p95_ms": float(ttft_w) / ttft_n if ttft_n and ttft_w is not None else None,
+        "decode_tps": float(tps_w) / tps_n if tps_n and tps_w is not None else None,
     }
 
 
@@ -236,6 +257,7 @@ def series_by_model(
             func.sum(Telemetry.errors),
             func.sum(Telemetry.p95_ms * Telemetry.calls),
             func.sum(func.coalesce(Telemetry.cache_hit_rate * Telemetry.calls, 0)),
+            *_GEN_SUMS,
         )
         .where(_filters(None, [device_id] if device_id else None, since, until))
         .group_by(Telemetry.model, bucket)
@@ -266,3 +288,27 @@ def aggregate(
     if not calls:
         return 0, None, None
     return calls, (float(p95w) / calls if p95w is not None else None), (errors or 0) / calls
+
+
+def aggregate_generation(
+    engine: Engine | Connection,
+    *,
+    model: str,
+    device_ids: list[str] | None,
+    since: float,
+    until: float,
+) -> tuple[float | None, float | None]:
+    """(requests-weighted TTFT p95 ms, requests-weighted decode tokens/s) over a window;
+    None where no sample of a generative model carried the figure."""
+    has_ttft = Telemetry.ttft_p95_ms.is_not(None)
+    has_tps = Telemetry.decode_tps.is_not(None)
+    stmt = select(
+        func.sum(Telemetry.ttft_p95_ms * Telemetry.calls),
+        func.sum(case((has_ttft, Telemetry.calls), else_=0)),
+        func.sum(Telemetry.decode_tps * Telemetry.calls),
+        func.sum(case((has_tps, Telemetry.calls), else_=0)),
+    ).where(_filters(model, device_ids, since, until))
+    ((ttft_w, ttft_n, tps_w, tps_n),) = _rows(engine, stmt)
+    ttft = float(ttft_w) / ttft_n if ttft_n and ttft_w is not None else None
+    tps = float(tps_w) / tps_n if tps_n and tps_w is not None else None
+    return ttft, tps

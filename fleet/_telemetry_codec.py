@@ -30,8 +30,8 @@ __all__ = ["Row", "batch_rows", "TelemetryDecoder"]
 
 log = logging.getLogger(__name__)
 
-# (device_id, model, ts, seq, calls, errors, p50_ms, p95_ms, p99_ms, cache_hit_rate): the
-# column order of TelemetryWriter.
+# (device_id, model, ts, seq, calls, errors, p50_ms, p95_ms, p99_ms, cache_hit_rate,
+# ttft_p95_ms, decode_tps): the column order of TelemetryWriter.
 Row = tuple
 
 _PREFIX = f"{TOPIC_ROOT}/devices/".encode()
@@ -43,6 +43,16 @@ _Count = NotRequired[Annotated[int, Field(ge=0, le=MAX_COUNT)]]
 _Float = NotRequired[
     Annotated[float, Field(allow_inf_nan=False, ge=-MAX_ABS_FLOAT, le=MAX_ABS_FLOAT)] | None
 ]
+
+
+class _FastGeneration(TypedDict):
+    __pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[misc]
+    ttft_p50_ms: NotRequired[Annotated[float, Field(ge=0)] | None]
+    ttft_p95_ms: NotRequired[Annotated[float, Field(ge=0)] | None]
+    decode_tokens_per_s: NotRequired[Annotated[float, Field(ge=0)] | None]
+    tokens_generated: NotRequired[_UInt]
+    prefix_cache_hits: NotRequired[_UInt]
+    prefix_cache_misses: NotRequired[_UInt]
 
 
 class _FastSample(TypedDict):
@@ -65,6 +75,7 @@ class _FastSample(TypedDict):
     memory_pressure: _Float
     adaptation_level: NotRequired[int | None]
     shed: NotRequired[_UInt | None]
+    generation: NotRequired[_FastGeneration | None]
 
 
 class _FastBatch(TypedDict):
@@ -109,6 +120,8 @@ def batch_rows(msg: TelemetryBatch) -> list[Row]:
                 s.latency_p95_ms,
                 s.latency_p99_ms,
                 s.cache_hits / lookups if lookups else None,
+                s.generation.ttft_p95_ms if s.generation else None,
+                s.generation.decode_tokens_per_s if s.generation else None,
             )
         )
     return out
@@ -130,6 +143,7 @@ def _fast_rows(device_id: str, payload: bytes) -> list[Row] | None:
         get = s.get
         hits = get("cache_hits", 0)
         lookups = hits + get("cache_misses", 0)
+        gen = get("generation") or {}
         rows.append(
             (
                 device_id,
@@ -142,6 +156,8 @@ def _fast_rows(device_id: str, payload: bytes) -> list[Row] | None:
                 get("latency_p95_ms"),
                 get("latency_p99_ms"),
                 hits / lookups if lookups else None,
+                gen.get("ttft_p95_ms"),
+                gen.get("decode_tokens_per_s"),
             )
         )
     return rows

@@ -17,6 +17,18 @@ _LAZY = {
     "Artifact": "._manifest",
     "Backoff": "._backoff",
     "GenerationSpec": "._manifest",
+    "Chunk": "._gen_types",
+    "GenerateOptions": "._gen_types",
+    "GenerationMetrics": "._gen_types",
+    "GenerationSnapshot": "._gen_types",
+    "GenerationStream": "._generate",
+    "GenerativeInfo": "._generate",
+    "GenerativeModel": "._generate",
+    "PrefixCache": "._prefix_cache",
+    "PrefixCacheStats": "._prefix_cache",
+    "SamplingParams": "._sampling",
+    "TextCodec": "._chat",
+    "Usage": "._gen_types",
     "TextPreprocessing": "._manifest",
     "RejectedArtifact": "._manifest",
     "MetricSpec": "._manifest",
@@ -86,6 +98,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from ._backoff import Backoff
     from ._builder import PackageBuilder, write_archive
     from ._cache import CacheStats, PersistentCache, ResultCache, input_digest
+    from ._chat import TextCodec
     from ._energy import EnergyMeter, EnergyReading, find_power_sources
     from ._errors import (
         BackendError,
@@ -96,6 +109,14 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
         PackageError,
         SignatureError,
     )
+    from ._gen_types import (
+        Chunk,
+        GenerateOptions,
+        GenerationMetrics,
+        GenerationSnapshot,
+        Usage,
+    )
+    from ._generate import GenerationStream, GenerativeInfo, GenerativeModel
     from ._manifest import (
         MANIFEST_SCHEMA_VERSION,
         Artifact,
@@ -124,6 +145,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     )
     from ._partial import PARTIAL_NAME, PackageFile, files_for, write_partial
     from ._pool import ModelCache
+    from ._prefix_cache import PrefixCache, PrefixCacheStats
     from ._resources import (
         RESOURCE_LEVELS,
         ResourcePolicy,
@@ -131,6 +153,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
         ResourceTracker,
         read_resources,
     )
+    from ._sampling import SamplingParams
     from ._select import gate_status, select_artifacts
     from ._signing import (
         canonical_json,
@@ -159,6 +182,18 @@ __all__ = [
     "ExportFailure",
     "FileEntry",
     "GenerationSpec",
+    "Chunk",
+    "GenerateOptions",
+    "GenerationMetrics",
+    "GenerationSnapshot",
+    "GenerationStream",
+    "GenerativeInfo",
+    "GenerativeModel",
+    "PrefixCache",
+    "PrefixCacheStats",
+    "SamplingParams",
+    "TextCodec",
+    "Usage",
     "MetricSpec",
     "RejectedArtifact",
     "TextPreprocessing",

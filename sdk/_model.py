@@ -14,6 +14,7 @@ import numpy as np
 from ._buckets import Bucket, bucket_sizes, pad_to, pick_bucket, slice_outputs
 from ._cache import Cache, input_digest
 from ._errors import BackendError, ConfigError, EdgefleetError, InputError, PackageError
+from ._gen_types import GenerateOptions
 from ._manifest import Artifact, Manifest, TensorSpec
 from ._metrics import Metrics
 from ._package import Package, TrustPolicy, open_package
@@ -58,6 +59,8 @@ class LoadOptions:
     executorch: ExecuTorchOptions | None = None
     torch: TorchOptions | None = None
     mock: MockOptions | None = None
+    # generative packages (task "text-generation"): threads, prefix cache size
+    generation: GenerateOptions | None = None
     sessions: int = 1
 
     def __post_init__(self) -> None:
@@ -344,12 +347,18 @@ def load(
     the profile's runtime preference first, then the smallest/fastest precision, then the
     better measured figure. An artifact of a shape-bucket group loads every bucket of the
     group; :meth:`Model.predict` runs the smallest that fits and pads (see there). A partial
-    package (a device's per-artifact download) loads only the artifacts it holds."""
+    package (a device's per-artifact download) loads only the artifacts it holds. A
+    text-generation package gives a :class:`~edgefleet.sdk.GenerativeModel` (``generate()``
+    streams tokens)."""
     options = options or LoadOptions()
     owns = not isinstance(package, Package)
     pkg = open_package(package, options.trust) if owns else package
     try:
         profile = resolve_profile(options.profile)
+        if pkg.manifest.task == "text-generation":
+            from ._gen_load import load_generative
+
+            return load_generative(pkg, backend, options, profile, owns)
         choice = choose(
             pkg.manifest,
             backend=backend,

@@ -18,6 +18,20 @@ if TYPE_CHECKING:
     from edgefleet.sdk import MetricSpec
 
     from ._import import ImportGateError, ImportOptions, ImportResult, import_model
+    from ._llm import build_llama, prepare_hf_folder
+    from ._llm_export import GenAIExportError, LLMExport, build_genai
+    from ._llm_package import GenerativePackageWriter
+    from ._llm_recipe import (
+        LLMExportSpec,
+        LLMModelSpec,
+        LLMRecipe,
+        LLMTrainSpec,
+        LLMVerifySpec,
+        is_llm_recipe,
+        llm_recipe_digest,
+        load_llm_recipe,
+    )
+    from ._llm_run import LLMExportRecord, LLMResult, run_llm_recipe
     from ._lowrank import RankChoice, choose_rank, factorize_linears
     from ._metrics import BUILTIN_METRICS
     from ._models import DigitsCNN, MobileNetV2Like, build_model
@@ -53,6 +67,23 @@ if TYPE_CHECKING:
     from ._run import run_recipe, train_model
 
 _LAZY = {
+    "build_llama": "._llm",
+    "prepare_hf_folder": "._llm",
+    "GenAIExportError": "._llm_export",
+    "LLMExport": "._llm_export",
+    "build_genai": "._llm_export",
+    "GenerativePackageWriter": "._llm_package",
+    "LLMExportSpec": "._llm_recipe",
+    "LLMModelSpec": "._llm_recipe",
+    "LLMRecipe": "._llm_recipe",
+    "LLMTrainSpec": "._llm_recipe",
+    "LLMVerifySpec": "._llm_recipe",
+    "is_llm_recipe": "._llm_recipe",
+    "llm_recipe_digest": "._llm_recipe",
+    "load_llm_recipe": "._llm_recipe",
+    "LLMExportRecord": "._llm_run",
+    "LLMResult": "._llm_run",
+    "run_llm_recipe": "._llm_run",
     "ImportGateError": "._import",
     "ImportOptions": "._import",
     "ImportResult": "._import",
@@ -92,6 +123,23 @@ _LAZY = {
 }
 
 __all__ = [
+    "build_llama",
+    "prepare_hf_folder",
+    "GenAIExportError",
+    "LLMExport",
+    "build_genai",
+    "GenerativePackageWriter",
+    "LLMExportSpec",
+    "LLMModelSpec",
+    "LLMRecipe",
+    "LLMTrainSpec",
+    "LLMVerifySpec",
+    "is_llm_recipe",
+    "llm_recipe_digest",
+    "load_llm_recipe",
+    "LLMExportRecord",
+    "LLMResult",
+    "run_llm_recipe",
     "ImportGateError",
     "ImportOptions",
     "ImportResult",

@@ -19,7 +19,8 @@ _DEFAULT_KEY = Path("keys/edgefleet.key")
 @app.command("train")
 def train(
     recipe: str = typer.Argument(
-        ..., help="Recipe TOML file, or a built-in recipe name (digits, mobilenet_v2)."
+        ...,
+        help="Recipe TOML file, or a built-in recipe name (digits, mobilenet_v2, tiny_llama).",
     ),
     out: Path = typer.Option(Path("out"), "--out", "-o", help="Output directory."),
     key: Path | None = typer.Option(
@@ -39,10 +40,17 @@ def train(
     from rich.console import Console
     from rich.table import Table
 
+    from ._llm_recipe import is_llm_recipe
     from ._recipe import load_recipe
     from ._run import run_recipe
 
     console = Console(stderr=True)
+    if is_llm_recipe(recipe):
+        from ._llm_cli import train_llm
+
+        train_llm(recipe, out, key if key is not None or not _DEFAULT_KEY.is_file() else
+                  _DEFAULT_KEY, version, quiet, console)  # fmt: skip
+        return
     try:
         rec = load_recipe(recipe)
         if version:

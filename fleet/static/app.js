@@ -41,6 +41,8 @@ function confirmDialog(text) {
 const RANGES = [[900, "15 min"], [3600, "1 hour"], [6 * 3600, "6 hours"], [86400, "24 hours"], [7 * 86400, "7 days"]];
 const METRICS = [["p95_ms", "p95 latency", "ms"], ["error_rate", "error rate", "fraction of calls"],
   ["throughput_per_s", "throughput", "calls/s"], ["cache_hit_rate", "cache hit rate", "fraction"]];
+// Generative models' figures (the tokens/s and TTFT gates): charted only when some version has them.
+const GEN_METRICS = [["ttft_p95_ms", "time to first token p95", "ms"], ["decode_tps", "decode speed", "tokens/s"]];
 function rangePicker() {
   return `<label class="muted">time range <select id="range">${RANGES.map(([s, l]) => `<option value="${s}" ${s === S.range ? "selected" : ""}>${l}</option>`).join("")}</select></label>`;
 }
@@ -53,8 +55,10 @@ async function drawVersionCharts(host, device) {
   const w = windowNow();
   const q = `since=${w.since}&until=${w.until}&bucket_s=${w.bucket}${device ? `&device=${encodeURIComponent(device)}` : ""}`;
   const data = await api(`/api/v1/telemetry/by-version?${q}`);
-  host.innerHTML = METRICS.map(([k]) => `<div data-metric="${k}"></div>`).join("");
-  for (const [key, title, unit] of METRICS) {
+  const gen = GEN_METRICS.filter(([k]) => data.versions.some((v) => v.series.some((p) => p[k] !== null && p[k] !== undefined)));
+  const metrics = [...METRICS, ...gen];
+  host.innerHTML = metrics.map(([k]) => `<div data-metric="${k}"></div>`).join("");
+  for (const [key, title, unit] of metrics) {
     const series = data.versions.map((v) => ({ name: v.model, points: v.series.map((p) => [p.t, p[key]]) }));
     Charts.render($(`[data-metric="${key}"]`, host), series, { title, unit, t0: w.since, t1: w.until });
   }

@@ -251,14 +251,19 @@ def run_cell(spec: dict[str, Any]) -> dict[str, Any]:
     alloc_failure = ""
     try:
         golden = model.package.golden_inputs()
-        if "parity" in wanted:
+        if "parity" in wanted:  # for a generative package: greedy continuations
             smoke = model.smoke_test()
             checks.append(_check("parity", "passed" if smoke.passed else "failed", smoke.detail,
                                  max_abs_error=smoke.max_abs_error))  # fmt: skip
-        if "latency" in wanted:
-            checks.append(_latency(model, cache, golden, spec))
-        if "cache" in wanted:
-            checks.append(_cache(model, cache, golden))
+        if hasattr(model, "generate"):  # a generative package: TTFT, tokens/s, result cache
+            from ._gen_cell import generation_checks
+
+            checks.extend(generation_checks(model, spec, wanted, _check))
+        else:
+            if "latency" in wanted:
+                checks.append(_latency(model, cache, golden, spec))
+            if "cache" in wanted:
+                checks.append(_cache(model, cache, golden))
     except BaseException as e:
         if _is_memory_error(e):
             alloc_failure = f"{type(e).__name__}: {e}"

@@ -145,7 +145,9 @@ def not_run_reason(plan: CellPlan, emulator: EmulatorRoot | None) -> str:
         if why:
             return why
     formats = _artifact_formats(plan.package.resolve(), plan.package.stat().st_mtime)
-    wanted = get_backend(plan.runtime).formats
+    from edgefleet.sdk._gen_load import generation_formats
+
+    wanted = (*get_backend(plan.runtime).formats, *generation_formats(plan.runtime))
     if formats is not None and not formats & set(wanted):
         return (f"package has no artifact for {plan.runtime} (needs {list(wanted)}, "
                 f"has {sorted(formats)})")  # fmt: skip

@@ -1,4 +1,5 @@
-"""Runtime backends behind one Protocol, chosen through a lazy registry."""
+"""Runtime backends behind one Protocol, chosen through a lazy registry. Generation
+runtimes (KV-cache sessions, e.g. ``_ort_genai``) are listed in ``edgefleet.sdk._gen_load``."""
 
 from ._base import (
     BACKENDS,

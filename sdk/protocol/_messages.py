@@ -31,6 +31,7 @@ from ._safety import MAX_COUNT
 from ._windows import MaintenanceWindow, drop_empty
 
 __all__ = [
+    "GenerationTelemetry",
     "SlotInfo",
     "State",
     "FleetState",
@@ -167,6 +168,17 @@ Event = Annotated[
 # ----------------------------------------------------------------------------- telemetry
 
 
+class GenerationTelemetry(_Part):
+    """Generation figures of an interval (text-generation packages)."""
+
+    ttft_p50_ms: float | None = Field(default=None, ge=0)
+    ttft_p95_ms: float | None = Field(default=None, ge=0)
+    decode_tokens_per_s: float | None = Field(default=None, ge=0)
+    tokens_generated: int = Field(default=0, ge=0)
+    prefix_cache_hits: int = Field(default=0, ge=0)
+    prefix_cache_misses: int = Field(default=0, ge=0)
+
+
 class TelemetrySample(_Part):
     ts: datetime
     model: str | None = Field(default=None, description="active package as name@version")
@@ -187,6 +199,9 @@ class TelemetrySample(_Part):
     memory_pressure: float | None = Field(default=None, ge=0, description="PSI some avg10 %")
     adaptation_level: int | None = Field(default=None, ge=0, le=2)
     shed: int | None = Field(default=None, ge=0, description="requests refused with 429")
+    generation: GenerationTelemetry | None = Field(
+        default=None, description="set when the active model is generative"
+    )
 
     @field_validator("ts")
     @classmethod

@@ -98,7 +98,10 @@ class FakeDevice:
         )
         self.client.publish(p.events_topic(self.id), p.encode(ev), 1, False)
 
-    def telemetry(self, model: str, calls: int, errors: int, p95: float, seq: int = 0) -> None:
+    def telemetry(
+        self, model: str, calls: int, errors: int, p95: float, seq: int = 0, generation=None
+    ) -> None:
+        """``generation``: GenerationTelemetry fields, as a generative model's agent sends."""
         from datetime import UTC, datetime
 
         s = p.TelemetrySample(
@@ -109,6 +112,7 @@ class FakeDevice:
             latency_p95_ms=p95,
             cache_hits=calls // 2,
             cache_misses=calls - calls // 2,
+            generation=p.GenerationTelemetry(**generation) if generation else None,
         )
         b = p.TelemetryBatch(device_id=self.id, seq=seq, samples=[s])
         self.client.publish(p.telemetry_topic(self.id), p.encode(b), 1, False)
@@ -149,6 +153,17 @@ class FakeDevice:
             path.write_bytes(r.content)
             self.event(dep, "VERIFYING")
             with open_package(path, TrustPolicy.device(self.package_pub)) as pkg:
+                if pkg.manifest.task == "text-generation":  # the SDK's real smoke test
+                    from edgefleet.sdk import load
+
+                    self.event(dep, "ACTIVATING")
+                    with load(pkg) as model:
+                        result = model.smoke_test()
+                    if not result.passed:
+                        self.event(dep, "FAILED", f"smoke test: {result.detail}")
+                        return
+                    self._activated(dep, cmd)
+                    return
                 import onnxruntime as ort
 
                 art = pkg.manifest.artifacts[0]
@@ -164,6 +179,9 @@ class FakeDevice:
         except Exception as e:  # report, like the agent would
             self.event(dep, "FAILED", f"{type(e).__name__}: {e}")
             return
+        self._activated(dep, cmd)
+
+    def _activated(self, dep: str, cmd: p.DeployCommand) -> None:
         self.active = f"{cmd.package_name}@{cmd.package_version}"
         self.event(dep, "ACTIVE")
         self.publish_state()

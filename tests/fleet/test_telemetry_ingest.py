@@ -50,10 +50,11 @@ def _expected(msg: p.TelemetryBatch) -> list[tuple]:
 
 
 def test_fast_schema_mirrors_the_protocol_models():
-    from edgefleet.fleet._telemetry_codec import _FastBatch, _FastSample
+    from edgefleet.fleet._telemetry_codec import _FastBatch, _FastGeneration, _FastSample
 
     assert set(_FastBatch.__annotations__) == set(p.TelemetryBatch.model_fields)
     assert set(_FastSample.__annotations__) == set(p.TelemetrySample.model_fields)
+    assert set(_FastGeneration.__annotations__) == set(p.GenerationTelemetry.model_fields)
 
 
 def _variants() -> list[bytes]:
@@ -153,7 +154,7 @@ def _stored(service) -> list[tuple]:
         rows = conn.execute(
             text(
                 "SELECT device_id, model, ts, seq, calls, errors, p50_ms, p95_ms, p99_ms,"
-                " cache_hit_rate FROM telemetry"
+                " cache_hit_rate, ttft_p95_ms, decode_tps FROM telemetry"
             )
         )
         return sorted(tuple(r) for r in rows)

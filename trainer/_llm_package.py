@@ -1,0 +1,179 @@
+"""Assembling a generative package: multi-file GenAI artifacts, tokenizer and chat template
+as package files, the generation spec, golden prompts, the accuracy gate's verdicts, signed.
+
+Kept apart from ``PackageBuilder`` (one file per artifact, no package files) so that the
+classifier path stays as it is; both write through the SDK's signing and archive code.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from edgefleet.sdk import (
+    Artifact,
+    ArtifactMetrics,
+    ExportFailure,
+    FileEntry,
+    GenerationSpec,
+    Manifest,
+    MetricSpec,
+    PackageError,
+    RejectedArtifact,
+    TensorSpec,
+    sha256_file,
+    sign_manifest,
+    write_archive,
+)
+from edgefleet.sdk._package import MANIFEST_NAME, save_npz
+
+__all__ = ["GenerativePackageWriter"]
+
+log = logging.getLogger(__name__)
+
+
+class GenerativePackageWriter:
+    """Collects the parts in a temporary directory; ``build`` writes a dir or ``.efpkg``."""
+
+    def __init__(self, name: str, version: str, vocab_size: int, **fields) -> None:
+        self._tmp = tempfile.TemporaryDirectory(prefix="edgefleet-llm-")
+        self.root = Path(self._tmp.name)
+        self._fields = dict(
+            name=name,
+            version=version,
+            task="text-generation",
+            inputs=[TensorSpec(name="input_ids", dtype="int64", shape=["batch", "sequence"])],
+            outputs=[
+                TensorSpec(name="logits", dtype="float32", shape=["batch", "sequence", vocab_size])
+            ],
+            **fields,
+        )
+        Manifest.model_validate(self._fields)  # names and versions fail before any export
+        self._artifacts: list[Artifact] = []
+        self._files: list[FileEntry] = []
+        self._failed: list[ExportFailure] = []
+        self._rejected: list[RejectedArtifact] = []
+        self._generation: GenerationSpec | None = None
+        self._golden: str | None = None
+
+    def _entry(self, rel: str, role: str) -> FileEntry:
+        p = self.root / rel
+        return FileEntry(path=rel, sha256=sha256_file(p), size=p.stat().st_size, role=role)
+
+    def add_file(self, src: Path, rel: str, role: str) -> str:
+        dst = self.root / rel
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, dst)
+        self._files.append(self._entry(rel, role))
+        return rel
+
+    def add_text(self, text: str, rel: str, role: str) -> str:
+        dst = self.root / rel
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        dst.write_text(text)
+        self._files.append(self._entry(rel, role))
+        return rel
+
+    def set_generation(self, spec: GenerationSpec) -> None:
+        self._generation = spec
+
+    def set_golden_prompts(self, prompts: list[np.ndarray], pad: int) -> None:
+        n = max(len(p) for p in prompts)
+        ids = np.full((len(prompts), n), pad, dtype=np.int64)
+        for i, p in enumerate(prompts):
+            ids[i, : len(p)] = p
+        (self.root / "golden").mkdir(exist_ok=True)
+        save_npz(
+            self.root / "golden" / "prompts.npz",
+            {"input_ids": ids, "lengths": np.array([len(p) for p in prompts], dtype=np.int64)},
+        )
+        self._golden = "golden/prompts.npz"
+
+    def add_genai_artifact(
+        self,
+        name: str,
+        folder: Path,
+        precision: str,
+        *,
+        quantization: str | None,
+        metrics: ArtifactMetrics,
+        golden_tokens: np.ndarray,
+        targets: list[str] | None = None,
+    ) -> Artifact:
+        base = f"artifacts/{name}"
+        shutil.copytree(folder, self.root / base)
+        files = [
+            self._entry(f"{base}/{p.name}", "weights" if p.suffix == ".data" else "model")
+            for p in sorted((self.root / base).iterdir())
+            if p.is_file() and p.name != "genai_config.json"
+        ]
+        golden_rel = f"golden/{name}.continuations.npz"
+        (self.root / "golden").mkdir(exist_ok=True)
+        save_npz(self.root / golden_rel, {"tokens": golden_tokens.astype(np.int64)})
+        cfg = self.root / base / "genai_config.json"
+        art = Artifact(
+            name=name,
+            path=f"{base}/genai_config.json",
+            format="ort-genai",
+            precision=precision,
+            sha256=sha256_file(cfg),
+            size=cfg.stat().st_size,
+            targets=targets or [],
+            metrics=metrics,
+            golden_outputs=golden_rel,
+            quantization=quantization,
+            files=files,
+        )
+        self._artifacts.append(art)
+        return art
+
+    def add_failed_export(self, fmt: str, precision: str, reason: str) -> None:
+        self._failed.append(ExportFailure(format=fmt, precision=precision, reason=reason))
+
+    def reject(self, item: RejectedArtifact) -> None:
+        self._rejected.append(item)
+
+    def manifest(self, metric: MetricSpec) -> Manifest:
+        if self._generation is None:
+            raise PackageError("a generative package needs set_generation() before build()")
+        return Manifest.model_validate(
+            {
+                **self._fields,
+                "artifacts": self._artifacts,
+                "failed_exports": self._failed,
+                "rejected": self._rejected,
+                "files": self._files,
+                "generation": self._generation,
+                "golden_inputs": self._golden,
+                "metric": metric,
+            }
+        )
+
+    def build(self, out: Path, metric: MetricSpec, signing_key=None) -> tuple[Path, Manifest]:
+        manifest = self.manifest(metric)
+        if signing_key is not None:
+            manifest = sign_manifest(manifest, signing_key)
+        (self.root / MANIFEST_NAME).write_text(
+            json.dumps(json.loads(manifest.model_dump_json()), indent=2)
+        )
+        if out.suffix == ".efpkg":
+            write_archive(self.root, out)
+        else:
+            if out.exists():
+                raise PackageError(f"{out} already exists; refusing to overwrite a package")
+            shutil.copytree(self.root, out)
+        log.info("wrote generative package %s %s -> %s", manifest.name, manifest.version, out)
+        return out, manifest
+
+    def close(self) -> None:
+        self._tmp.cleanup()
+
+    def __enter__(self) -> GenerativePackageWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,179 @@
+"""A causal-LM recipe end to end: train (or load a local HF folder) -> GenAI exports at each
+precision -> verify against torch -> accuracy gate -> signed generative package."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from edgefleet.sdk import (
+    ArtifactMetrics,
+    GenerationSpec,
+    Manifest,
+    MetricSpec,
+    RejectedArtifact,
+    load_private_key,
+)
+from edgefleet.sdk._chat import TextCodec
+from edgefleet.sdk._gen_smoke import continuation_tokens
+from edgefleet.sdk.backends._ort_genai import OrtGenAIBackend, OrtGenAIOptions
+
+from ._llm import encode_corpus, prepare_hf_folder
+from ._llm_export import GenAIExportError, build_genai, unsupported_reason
+from ._llm_package import GenerativePackageWriter
+from ._llm_recipe import LLMRecipe, llm_recipe_digest
+from ._llm_verify import reference_scores, torch_greedy, verify_genai
+
+__all__ = ["LLMExportRecord", "LLMResult", "run_llm_recipe"]
+
+log = logging.getLogger(__name__)
+
+_REFERENCE = {"next_token_agreement": 1.0, "greedy_match": 1.0}
+
+
+@dataclass(frozen=True)
+class LLMExportRecord:
+    name: str
+    format: str
+    precision: str
+    size: int | None
+    scores: dict[str, float]
+    shipped: bool
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class LLMResult:
+    package: Path
+    manifest: Manifest
+    reference_perplexity: float
+    exports: list[LLMExportRecord] = field(default_factory=list)
+
+
+def _size(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
+
+
+def run_llm_recipe(
+    recipe: LLMRecipe,
+    out: str | Path,
+    *,
+    signing_key=None,
+    quiet: bool = True,
+    save_reference: str | Path | None = None,
+) -> LLMResult:
+    """``save_reference``: also keep the torch reference (the trained HF folder) there."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if isinstance(signing_key, str | Path):
+        signing_key = load_private_key(signing_key)
+    v = recipe.verify
+    metric = MetricSpec(
+        name=v.metric,
+        direction="lower" if v.metric == "perplexity" else "higher",
+        floor=v.floor,
+        max_drop=v.max_drop,
+    )
+    with tempfile.TemporaryDirectory(prefix="edgefleet-llm-work-") as tmp:
+        work = Path(tmp)
+        model, hf, heldout = prepare_hf_folder(recipe, work, quiet=quiet)
+        if save_reference is not None:
+            shutil.copytree(hf, save_reference, dirs_exist_ok=True)
+        cfg = model.config
+        eos = cfg.eos_token_id if isinstance(cfg.eos_token_id, int) else cfg.eos_token_id[0]
+        tok_cfg_path = hf / "tokenizer_config.json"
+        tok_cfg = json.loads(tok_cfg_path.read_text()) if tok_cfg_path.is_file() else {}
+        codec = TextCodec(hf / "tokenizer.json", bos_token_id=cfg.bos_token_id)
+        texts = encode_corpus(codec, heldout, eos)
+        prompts = [s[: max(2, len(s) // 2)] for s in texts[: v.prompts]]
+        n = v.continuation_tokens
+        ref_conts = np.stack(
+            [continuation_tokens(torch_greedy(model, p, n, eos), eos, n) for p in prompts]
+        )
+        ref_logits, ref_ppl = reference_scores(model, texts)
+        reference = {**_REFERENCE, "perplexity": ref_ppl}
+        log.info("reference perplexity %.3f on %d held-out texts", ref_ppl, len(texts))
+
+        writer = GenerativePackageWriter(
+            recipe.name, recipe.version, cfg.vocab_size, description=recipe.description,
+            recipe_digest=llm_recipe_digest(recipe),
+        )  # fmt: skip
+        records: list[LLMExportRecord] = []
+        with writer:
+            tok_rel = writer.add_file(
+                hf / "tokenizer.json", "tokenizer/tokenizer.json", "tokenizer"
+            )
+            template = None
+            if tok_cfg.get("chat_template"):
+                template = writer.add_text(
+                    tok_cfg["chat_template"], "tokenizer/chat_template.jinja", "chat_template"
+                )
+            writer.add_file(hf / "config.json", "config/config.json", "model_config")
+            writer.set_generation(
+                GenerationSpec(
+                    tokenizer=tok_rel,
+                    context_length=cfg.max_position_embeddings,
+                    bos_token_id=cfg.bos_token_id,
+                    eos_token_ids=[eos],
+                    pad_token_id=cfg.pad_token_id,
+                    chat_template=template,
+                    defaults=dict(recipe.generation),
+                )
+            )
+            writer.set_golden_prompts(prompts[: v.golden_prompts], cfg.pad_token_id or 0)
+            for fmt in recipe.export.formats:
+                for prec in recipe.export.precisions:
+                    name = f"model.{prec}.{fmt}"
+                    if fmt != "ort-genai":
+                        reason = unsupported_reason(fmt)
+                        writer.add_failed_export(fmt, prec, reason)
+                        records.append(LLMExportRecord(name, fmt, prec, None, {}, False, reason))
+                        continue
+                    try:
+                        exp = build_genai(hf, work / f"genai-{prec}", prec, recipe.export)
+                    except GenAIExportError as e:
+                        writer.add_failed_export(fmt, prec, str(e))
+                        records.append(LLMExportRecord(name, fmt, prec, None, {}, False, str(e)))
+                        continue
+                    session = OrtGenAIBackend().load(exp.config, OrtGenAIOptions(1))
+                    try:
+                        scores, conts = verify_genai(
+                            session, texts, ref_logits, prompts, ref_conts, eos
+                        )
+                    finally:
+                        session.close()
+                    g = v.golden_prompts
+                    scores["golden_token_match"] = float(np.mean(conts[:g] == ref_conts[:g]))
+                    scores["export_s"] = round(exp.seconds, 2)
+                    value = scores[v.metric]
+                    size = _size(exp.folder)
+                    if not metric.passes(value, reference[v.metric]):
+                        writer.reject(
+                            RejectedArtifact(
+                                name=name, format=fmt, precision=prec, metric=v.metric,
+                                value=value, reference_value=reference[v.metric],
+                                reason=f"{v.metric} {value:.4f} fails the gate",
+                            )
+                        )  # fmt: skip
+                        records.append(LLMExportRecord(name, fmt, prec, size, scores, False))
+                        continue
+                    writer.add_genai_artifact(
+                        name, exp.folder, prec, quantization=exp.quantization,
+                        targets=list(recipe.targets),
+                        metrics=ArtifactMetrics(
+                            samples=len(texts), top1_agreement=scores["next_token_agreement"],
+                            metric=v.metric, value=value, reference_value=reference[v.metric],
+                            scores={**scores, "reference_perplexity": ref_ppl},
+                        ),
+                        golden_tokens=ref_conts[:g],
+                    )  # fmt: skip
+                    records.append(LLMExportRecord(name, fmt, prec, size, scores, True))
+            pkg, manifest = writer.build(
+                out / f"{recipe.name}-{recipe.version}.efpkg", metric, signing_key
+            )
+    return LLMResult(pkg, manifest, ref_ppl, records)
