@@ -206,12 +206,7 @@ def demo(
             console.print(f"\n[bold]Dashboard:[/bold] {d.fleet.url}/  (paste the token there)")
             console.print(f"[bold]Admin API token:[/bold] {d.fleet.admin_token}")
             console.print(f"[bold]API:[/bold] {d.fleet.url}/docs   [dim]Ctrl-C stops it all[/dim]")
-            console.print(
-                f"[dim]Next version: edgefleet train digits --out v2 --key "
-                f"{opts.out / 'keys' / 'demo.key'} --version 1.1.0 -q; upload it with curl -H "
-                f"'Authorization: Bearer <token>' -F file=@v2/digits-1.1.0.efpkg "
-                f"{d.fleet.url}/api/v1/models; then roll it out from the dashboard.[/dim]"
-            )
+            console.print(_next_steps(d.fleet.url, d.fleet.admin_token, opts.out))
             _serve_forever(d, console)
         except KeyboardInterrupt:
             console.print("[yellow]stopping the demo[/yellow]")
@@ -230,3 +225,18 @@ def _print_summary(console: Console, summary: dict) -> None:
     for k, v in summary.items():
         t.add_row(k, str(v))
     console.print(t)
+
+
+def _next_steps(url: str, token: str, out: Path) -> str:
+    """The operator's next commands (the fleet CLI), printed under the dashboard URL."""
+    key = out / "keys" / "demo.key"
+    return (
+        "\n[bold]Next steps[/bold] (another terminal):\n"
+        f"  edgefleet fleet login --url {url} --token {token}\n"
+        "  edgefleet fleet devices list\n"
+        f"  edgefleet train digits --out v2 --key {key} --version 1.1.0 --quiet\n"
+        "  edgefleet fleet models upload v2/digits-1.1.0.efpkg\n"
+        "  edgefleet fleet rollouts create -m digits@1.1.0 --tag demo --waves 1,50% "
+        "--max-p95-regression 0.5 --start\n"
+        "  edgefleet fleet rollouts watch <id>"
+    )

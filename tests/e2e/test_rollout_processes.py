@@ -12,8 +12,9 @@ import urllib.request
 
 import numpy as np
 import pytest
+from edgefleet.fleet import FleetClient
 
-from edgefleet.demo._local_fleet import FleetClient, wait_for
+from edgefleet.demo._local_fleet import wait_for
 from tests.e2e.conftest import agent_env, start_agent, start_fleet
 from tests.support.mosquitto import free_port
 from tests.support.packages import make_package, tiny_inputs, tiny_reference

@@ -11,10 +11,11 @@ import uuid
 
 import httpx
 import pytest
+from edgefleet.fleet import FleetClient
 from edgefleet.sdk import load_private_key
 from edgefleet.sdk import protocol as p
 
-from edgefleet.demo._local_fleet import FleetClient, wait_for
+from edgefleet.demo._local_fleet import wait_for
 from tests.device_agents.support import Collector
 from tests.e2e.conftest import agent_env, start_agent, start_fleet
 from tests.support.packages import make_package

@@ -48,7 +48,8 @@ class FleetWithDevices:
         self._stack = ExitStack()
 
     def __enter__(self) -> FleetWithDevices:
-        from edgefleet.demo._local_fleet import FleetClient, wait_for
+        from edgefleet.demo._local_fleet import wait_for
+from edgefleet.fleet import FleetClient
         from tests.e2e.conftest import Procs, agent_env, start_agent, start_fleet
 
         try:
