@@ -48,8 +48,9 @@ class FleetWithDevices:
         self._stack = ExitStack()
 
     def __enter__(self) -> FleetWithDevices:
+        from edgefleet.fleet import FleetClient
+
         from edgefleet.demo._local_fleet import wait_for
-from edgefleet.fleet import FleetClient
         from tests.e2e.conftest import Procs, agent_env, start_agent, start_fleet
 
         try:
