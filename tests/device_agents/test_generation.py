@@ -14,7 +14,7 @@ import pytest
 pytest.importorskip("onnxruntime_genai")
 
 from edgefleet.device_agents import ActiveModel, LocalEndpoint, ModelStore
-from edgefleet.device_agents._telemetry import system_sample
+from edgefleet.device_agents._telemetry_queue import system_sample
 from edgefleet.sdk import LoadOptions, TrustPolicy, load
 
 from tests.support.llm import tiny_llm

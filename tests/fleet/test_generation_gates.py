@@ -12,7 +12,9 @@ from edgefleet.sdk import extract_archive, load_private_key, sign_manifest, writ
 from edgefleet.sdk import protocol as p
 from edgefleet.sdk._package import read_manifest
 
-from .fake_device import FakeDevice, wait_until
+from tests.support.waiting import wait_until
+
+from .fake_device import FakeDevice
 from .test_engine import IDS, progress, snap
 
 
