@@ -15,7 +15,7 @@ from edgefleet.sdk._package import read_manifest
 from tests.support.waiting import wait_until
 
 from .fake_device import FakeDevice
-from .test_engine import IDS, progress, snap
+from .test_rollout_machine import IDS, progress, snap
 
 
 def test_decode_and_ttft_gates_in_the_engine():
