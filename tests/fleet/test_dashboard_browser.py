@@ -106,6 +106,8 @@ def test_fleet_page_search_filters_device_page_and_charts(browser, live, devs):
     devs[0].telemetry(None, calls=5, errors=0, p95=1.0)  # no model: must not become a series
     live.service.sync()
     page = open_as(browser, live, live.operator)
+    # The session's fleet holds every fleet test module's devices (paginated by 50): search.
+    page.fill("#device-search", "ui-")
     page.wait_for_selector('#devices tr[data-device="ui-2"] .online')
     assert "ui" in page.inner_text('#devices tr[data-device="ui-0"]')
     # Server-side search and filters.

@@ -148,8 +148,9 @@ def test_a_row_the_store_refuses_costs_only_itself(tmp_path):
         FleetSettings(data_dir=tmp_path, mqtt_enabled=False, telemetry_flush_interval_s=0.05)
     ).start()
     try:
-        good = [(f"dev-{i}", "m@1", 1.0e9 + i, i, 1, 0, 1.0, 2.0, 3.0, None) for i in range(300)]
-        bad = ("evil", "\ud800", 1.0e9, 0, 1, 0, None, None, None, None)
+        good = [(f"dev-{i}", "m@1", 1.0e9 + i, i, 1, 0, 1.0, 2.0, 3.0, None, None, None)
+                for i in range(300)]  # fmt: skip
+        bad = ("evil", "\ud800", 1.0e9, 0, 1, 0, None, None, None, None, None, None)
         svc.telemetry.put_many(good[:150] + [bad] + good[150:])
         svc.telemetry.flush()
         with svc.ctx.engine.connect() as conn:

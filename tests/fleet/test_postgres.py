@@ -138,8 +138,9 @@ def test_a_row_postgresql_refuses_costs_only_itself(postgres_url, tmp_path):
         )
     ).start()
     try:
-        good = [(f"pgt-{i}", "m@1", 2.0e9 + i, i, 1, 0, 1.0, 2.0, 3.0, None) for i in range(200)]
-        bad = ("pgt-evil", "nul\x00here", 2.0e9, 0, 1, 0, None, None, None, None)
+        good = [(f"pgt-{i}", "m@1", 2.0e9 + i, i, 1, 0, 1.0, 2.0, 3.0, None, None, None)
+                for i in range(200)]  # fmt: skip
+        bad = ("pgt-evil", "nul\x00here", 2.0e9, 0, 1, 0, None, None, None, None, None, None)
         svc.telemetry.put_many(good[:77] + [bad] + good[77:])
         svc.telemetry.flush()
         with svc.ctx.engine.connect() as conn:
