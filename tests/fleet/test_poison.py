@@ -192,10 +192,21 @@ def _raw_publish(port: int, topic: str, size: int, qos: int = 1) -> None:
             assert s.recv(4) == b"\x40\x02\x00\x09"  # the broker took it
 
 
+@pytest.fixture
+def mosquitto_alone():
+    """A broker of this test's own: no other fleet of the test session receives (and
+    buffers) its 16 MiB messages, so the traced peak is this fleet's alone."""
+    from tests.support.mosquitto import Mosquitto
+
+    with Mosquitto() as broker:
+        yield broker
+
+
 @pytest.mark.broker
-def test_both_fleet_readers_skip_an_oversized_publish_without_buffering(tmp_path, mosquitto):
+def test_both_fleet_readers_skip_an_oversized_publish_without_buffering(tmp_path, mosquitto_alone):
     """A broker without a size limit forwards 16 MiB: the paho connection (events) and the
     bulk telemetry reader both refuse it from its header, never hold it, stay connected."""
+    mosquitto = mosquitto_alone
     import gc
     import tracemalloc
 
