@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.* helpers
 from compression import _host  # the host line every benchmark reports
 
 TOPICS = 4
@@ -65,19 +66,9 @@ def _texts(n: int, seed: int, vocab: list[str], max_words: int) -> tuple[list[st
 
 
 def _tokenizer(vocab: list[str]):
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast
+    from tests.trainer.byo_models import tokenizer  # the tests' WordLevel tokenizer
 
-    ids = {t: i for i, t in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", *vocab])}
-    tok = Tokenizer(models.WordLevel(ids, unk_token="[UNK]"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)]
-    )
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
-        sep_token="[SEP]", model_input_names=["input_ids", "attention_mask"],
-    )  # fmt: skip
+    return tokenizer(vocab)
 
 
 def _build(folder: Path, args, vocab: list[str]) -> dict:

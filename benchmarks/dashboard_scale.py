@@ -38,16 +38,8 @@ sys.path.insert(0, str(ROOT))
 
 PROFILES = ["raspberry-pi-4", "raspberry-pi-5", "jetson-orin-nano", "rockchip-rk3588"]
 VERSIONS = ["digits@1.0.0", "digits@1.1.0", "digits@1.2.0"]
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = [
-    "--no-sandbox",
-    "--headless",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+from tests.support.browser import CHROMIUM  # noqa: E402 (after sys.path)
+from tests.support.browser import CHROMIUM_ARGS as ARGS  # noqa: E402
 
 
 def host() -> dict:

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import base64
 import os
-import shutil
 from pathlib import Path
 
 import pytest
 
+from tests.support.browser import CHROMIUM
+from tests.support.browser import CHROMIUM_ARGS as ARGS
 from tests.support.packages import make_package
 from tests.support.waiting import wait_until
 
@@ -22,16 +23,7 @@ from .fake_device import FakeDevice
 
 pytestmark = [pytest.mark.browser, pytest.mark.broker]
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = [
-    "--no-sandbox",
-    "--headless",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+
 SHOTS = os.environ.get("EDGEFLEET_SCREENSHOTS")
 
 

@@ -18,11 +18,13 @@ def texts(n: int, seed: int, max_words: int = 12) -> list[str]:
     return [" ".join(rng.choice(WORDS, rng.integers(2, max_words))) for _ in range(n)]
 
 
-def tokenizer():
+def tokenizer(words: list[str] | None = None):
+    """A WordLevel tokenizer over ``words`` (default WORDS); the byo benchmark uses it too."""
     from tokenizers import Tokenizer, models, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
-    vocab = {t: i for i, t in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", *WORDS])}
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"]
+    vocab = {t: i for i, t in enumerate([*specials, *(WORDS if words is None else words)])}
     tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     tok.post_processor = processors.TemplateProcessing(
