@@ -11,6 +11,8 @@ import threading
 from collections import deque
 from dataclasses import asdict, dataclass
 
+import numpy as np
+
 __all__ = ["LatencyHistogram", "Metrics", "MetricsSnapshot"]
 
 _GROWTH = 1.04
@@ -37,6 +39,20 @@ class LatencyHistogram:
         self.sum_s += seconds
         if seconds > self.max_s:
             self.max_s = seconds
+
+    def record_many(self, seconds: np.ndarray) -> None:
+        """Record many durations at once (the same buckets as :meth:`record`)."""
+        if not seconds.size:
+            return
+        idx = np.zeros(seconds.shape, np.int64)
+        big = seconds > _MIN_S
+        idx[big] = (np.log(seconds[big] / _MIN_S) / _LOG_GROWTH).astype(np.int64) + 1
+        for i, c in enumerate(np.bincount(np.minimum(idx, _BUCKETS - 1)).tolist()):
+            if c:
+                self.counts[i] += c
+        self.total += int(seconds.size)
+        self.sum_s += float(seconds.sum())
+        self.max_s = max(self.max_s, float(seconds.max()))
 
     def percentile(self, q: float) -> float | None:
         """Upper edge of the bucket holding the q-th percentile (seconds), None if empty."""
@@ -105,18 +121,15 @@ class Metrics:
                 self._drain()
 
     def _drain(self) -> None:
-        """Move pending calls into the counters (caller holds the lock)."""
-        pop, hist = self._pending.popleft, self._hist
-        while True:
-            try:
-                seconds = pop()
-            except IndexError:
-                return
-            self._calls += 1
-            if seconds < 0:
-                self._errors += 1
-            else:
-                hist.record(seconds)
+        """Move pending calls into the counters (caller holds the lock). Vectorised: at a
+        few us per call, a Python-level histogram update per call was measurable."""
+        pop = self._pending.popleft
+        # popleft is atomic: a call recorded meanwhile stays queued for the next drain.
+        got = np.fromiter((pop() for _ in range(len(self._pending))), np.float64)
+        ok = got[got >= 0]
+        self._calls += int(got.size)
+        self._errors += int(got.size - ok.size)
+        self._hist.record_many(ok)
 
     def record_cache(self, hit: bool) -> None:
         with self._lock:

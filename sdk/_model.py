@@ -130,6 +130,7 @@ class Model:
         # The common case (one session, any batch, re-entrant runtime) runs inline in
         # predict(): no bucket, chunking or lock layers per call.
         self._direct = None if (self._buckets or self._fixed_batch or self._lock) else session
+        self._check_direct = not getattr(session, "complete_outputs", False)
 
     @property
     def package(self) -> Package:
@@ -167,7 +168,7 @@ class Model:
             direct = self._direct
             if direct is not None:
                 outputs = direct.run(feed)
-                if not self._out_set <= outputs.keys():
+                if self._check_direct and not self._out_set <= outputs.keys():
                     outputs = self._call(direct, None, feed)  # raises, naming what is missing
             else:
                 outputs = self._run(feed, sizes)

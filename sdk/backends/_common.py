@@ -41,6 +41,8 @@ class RuntimeSession:
 
     runtime = ""
     thread_safe = False
+    # run() always returns exactly the manifest's output names (so callers need not check)
+    complete_outputs = False
 
     def __init__(self, inputs: list[TensorSpec], outputs: list[TensorSpec], source: str):
         self._inputs = inputs

@@ -67,6 +67,7 @@ def _closed(*args: object) -> None:
 class OnnxRuntimeSession(RuntimeSession):
     runtime = "onnxruntime"
     thread_safe = True  # InferenceSession.run is re-entrant
+    complete_outputs = True  # run() zips every matched output name (strict)
 
     def __init__(self, sess, inputs: list[TensorSpec], outputs: list[TensorSpec], source: str):
         super().__init__(inputs, outputs, source)
