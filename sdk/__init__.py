@@ -16,6 +16,7 @@ _LAZY = {
     "AdaptiveModel": "._adaptive",
     "Artifact": "._manifest",
     "Backoff": "._backoff",
+    "Closing": "._closing",
     "GenerationSpec": "._manifest",
     "Chunk": "._gen_types",
     "GenerateOptions": "._gen_types",
@@ -99,6 +100,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from ._builder import PackageBuilder, write_archive
     from ._cache import CacheStats, PersistentCache, ResultCache, input_digest
     from ._chat import TextCodec
+    from ._closing import Closing
     from ._energy import EnergyMeter, EnergyReading, find_power_sources
     from ._errors import (
         BackendError,
@@ -172,6 +174,7 @@ __all__ = [
     "Artifact",
     "ArtifactMetrics",
     "Backoff",
+    "Closing",
     "BackendError",
     "BackendUnavailableError",
     "ConfigError",

@@ -13,6 +13,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from ._closing import Closing
 from ._model import LoadOptions, Model, load
 from ._resources import RESOURCE_LEVELS, ResourcePolicy, ResourceTracker, read_resources
 
@@ -45,7 +46,7 @@ def constrained_options(model: Model, threads: int) -> dict[str, Any]:
     return out
 
 
-class AdaptiveModel:
+class AdaptiveModel(Closing):
     """``predict`` on the package, reloaded smaller/leaner while resources are short.
 
     Call :meth:`check` periodically (or :meth:`start` a watcher thread). A swapped-out model
@@ -111,9 +112,3 @@ class AdaptiveModel:
         if self._thread is not None:
             self._thread.join(timeout=5)
         self.model.close()
-
-    def __enter__(self) -> AdaptiveModel:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

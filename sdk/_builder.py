@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._closing import Closing
 from ._errors import PackageError
 from ._manifest import (
     Artifact,
@@ -61,7 +62,7 @@ def write_archive(src_dir: Path, out: Path) -> Path:
     return out
 
 
-class PackageBuilder:
+class PackageBuilder(Closing):
     """Assemble a package.
 
     >>> b = PackageBuilder("digits", "1.0.0", inputs=[...], outputs=[...])
@@ -130,12 +131,9 @@ class PackageBuilder:
         input_shapes: Mapping[str, Sequence[int | str]] | None = None,
         bucket_group: str | None = None,
     ) -> Artifact:
-        file = Path(file)
-        if not file.is_file():
-            raise PackageError(f"artifact file {file} does not exist")
+        file = _existing(file, "artifact")
         name = name or f"model.{precision}{_EXT[format]}"
-        if any(a.name == name for a in self._artifacts):
-            raise PackageError(f"artifact {name!r} added twice")
+        _once(name, [a.name for a in self._artifacts], "artifact")
         rel = f"artifacts/{name}"
         (self.root / "artifacts").mkdir(exist_ok=True)
         shutil.copyfile(file, self.root / rel)
@@ -169,12 +167,9 @@ class PackageBuilder:
     def add_file(self, file: str | Path, *, role: str = "", path: str | None = None) -> FileEntry:
         """Carry ``file`` in the package at ``path`` (default ``files/<name>``), hashed and
         signed like artifacts (``Manifest.files``): tokenizers, configs."""
-        file = Path(file)
-        if not file.is_file():
-            raise PackageError(f"package file {file} does not exist")
+        file = _existing(file, "package")
         rel = path or f"files/{file.name}"
-        if any(f.path == rel for f in self._files):
-            raise PackageError(f"package file {rel!r} added twice")
+        _once(rel, [f.path for f in self._files], "package file")
         dest = self.root / rel
         FileEntry(path=rel, sha256="0" * 64, size=0)  # validates the path before writing
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -248,8 +243,14 @@ class PackageBuilder:
     def close(self) -> None:
         self._work.cleanup()
 
-    def __enter__(self) -> PackageBuilder:
-        return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+def _existing(file: str | Path, what: str) -> Path:
+    file = Path(file)
+    if not file.is_file():
+        raise PackageError(f"{what} file {file} does not exist")
+    return file
+
+
+def _once(key: str, taken: list[str], what: str) -> None:
+    if key in taken:
+        raise PackageError(f"{what} {key!r} added twice")

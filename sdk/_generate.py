@@ -21,6 +21,7 @@ import numpy as np
 
 from ._cache import Cache
 from ._chat import TextCodec, TextEmitter
+from ._closing import Closing
 from ._errors import BackendError, EdgefleetError, InputError
 from ._gen_types import Chunk, GenerateOptions, GenerationMetrics, Usage
 from ._manifest import Artifact, GenerationSpec, Manifest
@@ -80,7 +81,7 @@ class GenerationStream:
         self._it.close()
 
 
-class GenerativeModel:
+class GenerativeModel(Closing):
     """A loaded generative package. ``generate`` is safe to call from several threads
     (each request runs on its own runtime state)."""
 
@@ -297,12 +298,6 @@ class GenerativeModel:
             self._session.close()
             if self._owns:
                 self._package.close()
-
-    def __enter__(self) -> GenerativeModel:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         i = self.info

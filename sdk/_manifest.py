@@ -15,14 +15,18 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from ._manifest_fields import (
+    NAME_RE,
     SHA256_RE,
     FileEntry,
     GenerationSpec,
     MetricSpec,
+    Name,
     RejectedArtifact,
+    RelPath,
+    SemVer,
+    Sha256,
     TextPreprocessing,
     _Model,
-    check_relpath,
     signed_view,
 )
 
@@ -54,12 +58,6 @@ MANIFEST_SCHEMA_VERSION = 1
 ArtifactFormat = Literal["onnx", "tflite", "pte", "pt2", "torchscript", "ort-genai", "litertlm"]
 Precision = Literal["fp32", "fp16", "int8", "int4"]
 DType = Literal["float32", "float16", "float64", "int8", "uint8", "int16", "int32", "int64", "bool"]
-
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-_SEMVER_RE = re.compile(
-    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
-    r"(?:-[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?(?:\+[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?$"
-)
 
 
 class TensorSpec(_Model):
@@ -160,17 +158,17 @@ class Artifact(_Model):
     )
 
     name: str
-    path: str
+    path: RelPath
     format: ArtifactFormat
     precision: Precision
-    sha256: str
+    sha256: Sha256
     size: int = Field(ge=0)
     targets: list[str] = Field(default_factory=list, description="profile names; [] = any")
     fixed_batch: int | None = Field(
         default=None, ge=1, description="set when the artifact only accepts this batch size"
     )
     metrics: ArtifactMetrics | None = None
-    golden_outputs: str | None = Field(
+    golden_outputs: RelPath | None = Field(
         default=None, description="npz with this artifact's expected outputs on golden inputs"
     )
     golden_atol: float = 1e-4
@@ -181,18 +179,6 @@ class Artifact(_Model):
     input_shapes: dict[str, list[int | str]] | None = None
     bucket_group: str | None = None
     files: list[FileEntry] = Field(default_factory=list)
-
-    @field_validator("path", "golden_outputs")
-    @classmethod
-    def _paths(cls, v: str | None) -> str | None:
-        return v if v is None else check_relpath(v)
-
-    @field_validator("sha256")
-    @classmethod
-    def _sha(cls, v: str) -> str:
-        if not SHA256_RE.match(v):
-            raise ValueError(f"expected 64 lowercase hex characters, got {v!r}")
-        return v
 
 
 class ExportFailure(_Model):
@@ -231,8 +217,8 @@ class Manifest(_Model):
     )
 
     schema_version: Literal[1] = MANIFEST_SCHEMA_VERSION
-    name: str
-    version: str
+    name: Name
+    version: SemVer
     task: Literal[
         "classification",
         "regression",
@@ -249,7 +235,7 @@ class Manifest(_Model):
     preprocessing: Preprocessing = Field(default_factory=Preprocessing)
     artifacts: list[Artifact] = Field(default_factory=list)
     failed_exports: list[ExportFailure] = Field(default_factory=list)
-    golden_inputs: str | None = Field(default=None, description="npz of smoke-test inputs")
+    golden_inputs: RelPath | None = Field(default=None, description="npz of smoke-test inputs")
     recipe_digest: str | None = None
     created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     producer: str = "edgefleet"
@@ -261,25 +247,6 @@ class Manifest(_Model):
         default_factory=dict, description="input name -> value used to pad up to a shape bucket"
     )
     generation: GenerationSpec | None = None
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v: str) -> str:
-        if not NAME_RE.match(v):
-            raise ValueError(f"expected a name matching {NAME_RE.pattern}, got {v!r}")
-        return v
-
-    @field_validator("version")
-    @classmethod
-    def _version(cls, v: str) -> str:
-        if not _SEMVER_RE.match(v):
-            raise ValueError(f"expected a semantic version like 1.2.3, got {v!r}")
-        return v
-
-    @field_validator("golden_inputs")
-    @classmethod
-    def _golden(cls, v: str | None) -> str | None:
-        return v if v is None else check_relpath(v)
 
     @model_validator(mode="after")
     def _unique(self) -> Manifest:

@@ -10,13 +10,19 @@ therefore produces the same signed bytes after the model grows, and still verifi
 from __future__ import annotations
 
 import re
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic_core import to_jsonable_python
 
 __all__ = [
+    "NAME_RE",
+    "SEMVER_RE",
     "SHA256_RE",
+    "Name",
+    "RelPath",
+    "SemVer",
+    "Sha256",
     "FileEntry",
     "MetricSpec",
     "RejectedArtifact",
@@ -27,6 +33,11 @@ __all__ = [
 ]
 
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+SEMVER_RE = re.compile(
+    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
+    r"(?:-[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?(?:\+[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?$"
+)
 
 
 class _Model(BaseModel):
@@ -73,26 +84,30 @@ def check_relpath(value: str) -> str:
     return value
 
 
+def _matching(regex: re.Pattern[str], what: str) -> AfterValidator:
+    def check(value: str) -> str:
+        if not regex.match(value):
+            raise ValueError(f"expected {what}, got {value!r}")
+        return value
+
+    return AfterValidator(check)
+
+
+# Field types shared by the manifest and the protocol messages (one check each).
+RelPath = Annotated[str, AfterValidator(check_relpath)]
+Sha256 = Annotated[str, _matching(SHA256_RE, "64 lowercase hex characters")]
+Name = Annotated[str, _matching(NAME_RE, f"a name matching {NAME_RE.pattern}")]
+SemVer = Annotated[str, _matching(SEMVER_RE, "a semantic version like 1.2.3")]
+
+
 class FileEntry(_Model):
     """A file in the package other than an artifact's main file (tokenizer, configs, the
     extra files of a multi-file artifact); hashed and signed like artifacts."""
 
-    path: str
-    sha256: str
+    path: RelPath
+    sha256: Sha256
     size: int = Field(ge=0)
     role: str = Field(default="", description="e.g. tokenizer, generation_config, weights")
-
-    @field_validator("path")
-    @classmethod
-    def _path(cls, v: str) -> str:
-        return check_relpath(v)
-
-    @field_validator("sha256")
-    @classmethod
-    def _sha(cls, v: str) -> str:
-        if not SHA256_RE.match(v):
-            raise ValueError(f"expected 64 lowercase hex characters, got {v!r}")
-        return v
 
 
 class MetricSpec(_Model):
@@ -136,7 +151,7 @@ class RejectedArtifact(_Model):
 class TextPreprocessing(_Model):
     """Raw text -> model inputs with the tokenizer carried in the package (``files``)."""
 
-    tokenizer: str = Field(description="package path of tokenizer.json")
+    tokenizer: RelPath = Field(description="package path of tokenizer.json")
     inputs: dict[str, str] = Field(
         default_factory=lambda: {"input_ids": "input_ids", "attention_mask": "attention_mask"},
         description="tokenizer field -> model input name",
@@ -144,26 +159,16 @@ class TextPreprocessing(_Model):
     max_length: int | None = Field(default=None, ge=1)
     pad_token_id: int = 0
 
-    @field_validator("tokenizer")
-    @classmethod
-    def _path(cls, v: str) -> str:
-        return check_relpath(v)
-
 
 class GenerationSpec(_Model):
     """What a generative (causal LM) package needs besides its artifacts."""
 
-    tokenizer: str = Field(description="package path of tokenizer.json")
+    tokenizer: RelPath = Field(description="package path of tokenizer.json")
     context_length: int = Field(ge=1)
     bos_token_id: int | None = None
     eos_token_ids: list[int] = Field(default_factory=list)
     pad_token_id: int | None = None
-    chat_template: str | None = Field(default=None, description="package path, Jinja template")
+    chat_template: RelPath | None = Field(default=None, description="package path, Jinja template")
     defaults: dict[str, float | int] = Field(
         default_factory=dict, description="generation defaults: max_new_tokens, temperature..."
     )
-
-    @field_validator("tokenizer", "chat_template")
-    @classmethod
-    def _path(cls, v: str | None) -> str | None:
-        return v if v is None else check_relpath(v)

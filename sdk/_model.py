@@ -13,6 +13,7 @@ import numpy as np
 
 from ._buckets import Bucket, bucket_sizes, pad_to, pick_bucket, slice_outputs
 from ._cache import Cache, input_digest
+from ._closing import Closing
 from ._errors import BackendError, ConfigError, EdgefleetError, InputError, PackageError
 from ._gen_types import GenerateOptions
 from ._manifest import Artifact, Manifest, TensorSpec
@@ -96,7 +97,7 @@ class SmokeResult:
     detail: str
 
 
-class Model:
+class Model(Closing):
     """A loaded model. ``predict`` is thread-safe."""
 
     def __init__(
@@ -292,12 +293,6 @@ class Model:
                     session.close()
             if self._owns_package:
                 self._package.close()
-
-    def __enter__(self) -> Model:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         i = self.info

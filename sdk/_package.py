@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import ValidationError
 
+from ._closing import Closing
 from ._errors import PackageError, SignatureError
 from ._manifest import Artifact, Manifest, Signature
 from ._signing import (
@@ -176,7 +177,7 @@ def extract_archive(archive: Path, dest: Path) -> None:
 
 
 @dataclass
-class Package:
+class Package(Closing):
     """An opened, verified package. Use :func:`open_package`."""
 
     root: Path
@@ -246,12 +247,6 @@ class Package:
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
-
-    def __enter__(self) -> Package:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def _verify_file(root: Path, rel: str, size: int, sha256: str, what: str, source: str) -> None:

@@ -9,8 +9,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_serializer, model_validator
 
-from .._manifest import NAME_RE as _NAME_RE
-from .._manifest import SHA256_RE as _SHA256_RE
+from .._manifest_fields import Name, Sha256
 from ._device_id import DeviceId
 from ._message_base import SlotName, _aware, _Msg, _Part
 from ._windows import MaintenanceWindow, drop_empty
@@ -78,10 +77,10 @@ class CommandBase(_Msg):
 class DeployCommand(CommandBase):
     type: Literal["cmd.deploy"] = "cmd.deploy"
     deployment_id: str = Field(min_length=1, max_length=64)
-    package_name: str
+    package_name: Name
     package_version: str
     artifact_url: str = Field(description="http(s) URL of the .efpkg; Range requests supported")
-    sha256: str
+    sha256: Sha256
     size: int = Field(gt=0)
     manifest_signature: ManifestSignature
     health_window_s: float = Field(default=10.0, ge=0, le=86400)
@@ -94,20 +93,6 @@ class DeployCommand(CommandBase):
     @model_serializer(mode="wrap")
     def _drop_empty_windows(self, handler):
         return drop_empty(handler(self), "maintenance_windows")
-
-    @field_validator("sha256")
-    @classmethod
-    def _sha(cls, v: str) -> str:
-        if not _SHA256_RE.match(v):
-            raise ValueError(f"expected 64 lowercase hex characters, got {v!r}")
-        return v
-
-    @field_validator("package_name")
-    @classmethod
-    def _name(cls, v: str) -> str:
-        if not _NAME_RE.match(v):
-            raise ValueError(f"expected a package name matching {_NAME_RE.pattern}, got {v!r}")
-        return v
 
     @field_validator("artifact_url")
     @classmethod
