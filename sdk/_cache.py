@@ -21,6 +21,7 @@ from typing import Protocol
 import numpy as np
 
 from ._errors import ConfigError
+from ._metrics import hit_rate as _hit_rate
 
 __all__ = ["CacheStats", "Cache", "ResultCache", "PersistentCache", "input_digest"]
 
@@ -57,8 +58,7 @@ class CacheStats:
 
     @property
     def hit_rate(self) -> float | None:
-        n = self.hits + self.misses
-        return self.hits / n if n else None
+        return _hit_rate(self.hits, self.misses)
 
 
 class Cache(Protocol):

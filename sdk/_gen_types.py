@@ -7,7 +7,7 @@ import threading
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
-from ._metrics import LatencyHistogram
+from ._metrics import LatencyHistogram, hit_rate, to_ms
 
 __all__ = [
     "GenerateOptions",
@@ -67,8 +67,7 @@ class GenerationSnapshot:
 
     @property
     def prefix_cache_hit_rate(self) -> float | None:
-        n = self.prefix_cache_hits + self.prefix_cache_misses
-        return self.prefix_cache_hits / n if n else None
+        return hit_rate(self.prefix_cache_hits, self.prefix_cache_misses)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -111,9 +110,7 @@ class GenerationMetrics:
 
     def snapshot(self, *, reset: bool = False) -> GenerationSnapshot:
         with self._lock:
-
-            def ms(v: float | None) -> float | None:
-                return None if v is None else round(v * 1000.0, 4)
+            ms = to_ms
 
             snap = GenerationSnapshot(
                 requests=self._requests,

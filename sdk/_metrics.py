@@ -13,12 +13,22 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-__all__ = ["LatencyHistogram", "Metrics", "MetricsSnapshot"]
+__all__ = ["LatencyHistogram", "Metrics", "MetricsSnapshot", "hit_rate", "to_ms"]
 
 _GROWTH = 1.04
 _MIN_S = 1e-6
 _BUCKETS = int(math.log(1e8) / math.log(_GROWTH)) + 2
 _LOG_GROWTH = math.log(_GROWTH)
+
+
+def hit_rate(hits: int, misses: int) -> float | None:
+    """hits / lookups, None before the first lookup."""
+    n = hits + misses
+    return hits / n if n else None
+
+
+def to_ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000.0, 4)
 
 
 class LatencyHistogram:
@@ -81,8 +91,7 @@ class MetricsSnapshot:
 
     @property
     def cache_hit_rate(self) -> float | None:
-        n = self.cache_hits + self.cache_misses
-        return self.cache_hits / n if n else None
+        return hit_rate(self.cache_hits, self.cache_misses)
 
     @property
     def error_rate(self) -> float | None:
@@ -143,9 +152,7 @@ class Metrics:
         with self._lock:
             self._drain()
             h = self._hist
-
-            def ms(v: float | None) -> float | None:
-                return None if v is None else round(v * 1000.0, 4)
+            ms = to_ms
 
             snap = MetricsSnapshot(
                 calls=self._calls,

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._errors import ConfigError
+from ._metrics import hit_rate as _hit_rate
 
 __all__ = ["PrefixCache", "PrefixCacheStats", "PrefixEntry"]
 
@@ -37,8 +38,7 @@ class PrefixCacheStats:
 
     @property
     def hit_rate(self) -> float | None:
-        n = self.hits + self.misses
-        return self.hits / n if n else None
+        return _hit_rate(self.hits, self.misses)
 
 
 @dataclass
