@@ -10,7 +10,7 @@ import sys
 
 
 def _run(argv: list[str]) -> int:
-    from ._run import run_from_options, run_parser
+    from ._run_agent import run_from_options, run_parser
 
     args = run_parser("python -m edgefleet.device_agents run").parse_args(argv)
     from edgefleet.sdk import EdgefleetError

@@ -23,13 +23,13 @@ from edgefleet.sdk.protocol import (
 )
 
 from ._active import ActiveModel
-from ._client import connect_kwargs, make_client, refused_v5
 from ._command_handler import CommandHandler
 from ._deploy import Deployer, DeployHooks
 from ._events import EventPublisher
 from ._inventory import AGENT_VERSION, build_inventory, detect_profile_name
 from ._isolation import SmokeIsolation
 from ._journal import Journal, PendingCommands
+from ._mqtt_client import connect_kwargs, make_client, refused_v5
 from ._mux import Link, Mux
 from ._runtime_config import RuntimeConfig
 from ._settings import AgentSettings

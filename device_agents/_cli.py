@@ -29,7 +29,7 @@ def _run(**values: object) -> None:
     """Run the agent until SIGTERM/SIGINT (what the systemd unit starts)."""
     from edgefleet.sdk import EdgefleetError
 
-    from ._run import run_from_options
+    from ._run_agent import run_from_options
 
     logging.getLogger("edgefleet").setLevel(
         min(logging.getLogger("edgefleet").getEffectiveLevel(), logging.INFO)
@@ -43,7 +43,7 @@ def _run(**values: object) -> None:
 def _options_signature(fn) -> None:
     """Give ``fn`` the Typer parameters of RUN_OPTIONS (the lean argparse entry in
     ``__main__`` is built from the same table, so the two cannot drift)."""
-    from ._run import RUN_OPTIONS
+    from ._run_agent import RUN_OPTIONS
 
     params = []
     for o in RUN_OPTIONS:
@@ -118,7 +118,7 @@ def simulate(
             time.sleep(0.2)
     _err.print(f"{sim.online()}/{count} agents online in {time.monotonic() - t0:.1f}s")
     sys.stderr.flush()
-    from ._run import wait_for_signal
+    from ._run_agent import wait_for_signal
 
     wait_for_signal(duration)
     sim.stop()

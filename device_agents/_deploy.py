@@ -38,7 +38,7 @@ from ._fetch_plan import FetchOptions, fetch_for_device
 from ._isolation import SmokeIsolation, run_smoke, smoke_in_child
 from ._journal import DeploymentRecord, Journal
 from ._store import ModelStore
-from ._tickets import has_ticket, renew_ticket
+from ._ticket_renewal import has_ticket, renew_ticket
 
 if TYPE_CHECKING:
     from edgefleet.sdk import TrustPolicy

@@ -46,7 +46,7 @@ class DownloadSpec:
     timeout_s: float = 30.0
     retries: int = 5
     ca_file: str | None = None  # HTTPS: trust only this CA bundle (None: the system store)
-    # A fresh URL when the server refuses the ticket in ``url`` (device_agents/_tickets.py).
+    # A fresh URL when the server refuses the ticket in ``url`` (device_agents/_ticket_renewal.py).
     renew: Callable[[], str] | None = None
 
 

@@ -17,7 +17,7 @@ ARGV = [
 
 @pytest.fixture
 def calls(monkeypatch):
-    from edgefleet.device_agents import _run
+    from edgefleet.device_agents import _run_agent as _run
 
     seen: list = []
     monkeypatch.setattr(_run, "run_agent", lambda config, **kw: seen.append((config, kw)))
@@ -27,7 +27,7 @@ def calls(monkeypatch):
 @pytest.mark.parametrize("argv", ARGV, ids=lambda a: " ".join(a) or "none")
 def test_both_entries_start_the_same_agent(calls, argv):
     from edgefleet.device_agents._cli import app
-    from edgefleet.device_agents._run import run_from_options, run_parser
+    from edgefleet.device_agents._run_agent import run_from_options, run_parser
 
     result = CliRunner().invoke(app, ["run", *argv])
     assert result.exit_code == 0, result.output
@@ -41,7 +41,7 @@ def test_both_entries_start_the_same_agent(calls, argv):
 def test_both_entries_declare_the_same_flags():
     import typer.main
     from edgefleet.device_agents._cli import app
-    from edgefleet.device_agents._run import run_parser
+    from edgefleet.device_agents._run_agent import run_parser
 
     command = typer.main.get_command(app).commands["run"]
     typer_flags = {f for p in command.params for f in p.opts} - {"--help"}
