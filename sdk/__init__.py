@@ -44,7 +44,7 @@ _LAZY = {
     "EnergyReading": "._energy",
     "ExportFailure": "._manifest",
     "InputError": "._errors",
-    "LoadOptions": "._model",
+    "LoadOptions": "._load",
     "MANIFEST_SCHEMA_VERSION": "._manifest",
     "Manifest": "._manifest",
     "Metrics": "._metrics",
@@ -74,7 +74,7 @@ _LAZY = {
     "generate_keypair": "._signing",
     "input_digest": "._cache",
     "key_id": "._signing",
-    "load": "._model",
+    "load": "._load",
     "load_private_key": "._signing",
     "load_public_key": "._signing",
     "load_public_keys": "._signing",
@@ -119,6 +119,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
         Usage,
     )
     from ._generate import GenerationStream, GenerativeInfo, GenerativeModel
+    from ._load import LoadOptions, load
     from ._manifest import (
         MANIFEST_SCHEMA_VERSION,
         Artifact,
@@ -135,7 +136,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
         TextPreprocessing,
     )
     from ._metrics import Metrics, MetricsSnapshot
-    from ._model import LoadOptions, Model, ModelInfo, SmokeResult, load
+    from ._model import Model, ModelInfo, SmokeResult
     from ._package import (
         Package,
         TrustPolicy,

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from ._closing import Closing
-from ._model import LoadOptions, Model, load
+from ._load import LoadOptions, load
+from ._model import Model
 from ._resources import RESOURCE_LEVELS, ResourcePolicy, ResourceTracker, read_resources
 
 __all__ = ["AdaptiveModel", "constrained_options"]

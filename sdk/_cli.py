@@ -65,7 +65,7 @@ def _policy(keys: list[Path] | None, require: bool):
 
 
 def _load(package: Path, backend: str | None, keys, require: bool, warmup: int = 1, artifact=None):
-    from ._model import LoadOptions, load
+    from ._load import LoadOptions, load
 
     return load(
         package,

@@ -8,7 +8,8 @@ from collections import OrderedDict
 from pathlib import Path
 
 from ._errors import ConfigError
-from ._model import LoadOptions, Model, load
+from ._load import LoadOptions, load
+from ._model import Model
 
 __all__ = ["ModelCache"]
 
