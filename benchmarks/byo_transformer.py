@@ -142,10 +142,10 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> float:
 
 def _device_download_ratio(package: Path, priv: Path, pub: Path, work: Path) -> tuple[dict, str]:
     """Deploy the signed package to a real x86 agent through a real fleet and Mosquitto and
-    count the bytes it downloads on the wire (tests/support/device_download.py): the device
+    count the bytes it downloads on the wire (tests/support/fleet_with_devices.py): the device
     fetches only the artifact its profile runs, not the whole multi-format package."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from tests.support.device_download import measure_device_download
+    from tests.support.fleet_with_devices import measure_device_download
 
     got = measure_device_download(package, priv, pub, {"byo-x86": "x86_64-cpu"}, work)
     return got, "bytes on the wire (TCP proxy) / bytes of the artifact the device runs"

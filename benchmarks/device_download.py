@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     from _common import emit, host_line
     from edgefleet.sdk import generate_keypair, open_package
 
-    from tests.support.device_download import measure_device_download
+    from tests.support.fleet_with_devices import measure_device_download
 
     with tempfile.TemporaryDirectory(prefix="device-download-") as tmp:
         tmp = Path(tmp)

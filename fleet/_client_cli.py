@@ -19,7 +19,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ._client import FleetApiError, FleetClient, save_client_config
+from ._api_client import FleetApiError, FleetClient, save_client_config
 
 __all__ = ["register"]
 

@@ -13,7 +13,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from ._client import ACTIONS, FINAL_STATUSES, FleetApiError
+from ._api_client import ACTIONS, FINAL_STATUSES, FleetApiError
 from ._client_cli import Json, Token, Url, _client, _emit, _fail, _model_ref, _reply, _run, _ts, out
 
 __all__ = ["rollouts_app"]

@@ -14,7 +14,7 @@ from sqlalchemy.exc import OperationalError
 
 from ._db import Telemetry
 from ._isolate import write_isolating
-from ._metrics import Metrics
+from ._prometheus import Metrics
 
 __all__ = [
     "TelemetryWriter",

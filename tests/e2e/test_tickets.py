@@ -24,7 +24,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.broker]
 
 
 def _ticket_url(base: str, secret: bytes, device: str, exp: int) -> str:
-    from edgefleet.fleet._tickets import download_ticket
+    from edgefleet.fleet._download_tickets import download_ticket
 
     t = download_ticket(secret, device, "tiny", "2.0.0", exp)
     return f"{base}/api/v1/artifacts/tiny/2.0.0?device={device}&exp={exp}&ticket={t}"
