@@ -99,6 +99,8 @@ def telemetry_rows(devices: list[str], t0: float, t1: float, step: float, seq0: 
                     base + rnd.random(),
                     base * 1.5,
                     0.5 + rnd.random() * 0.3,
+                    None,  # ttft_p95_ms, decode_tps: not a generative model
+                    None,
                 )
             )
             t += step
