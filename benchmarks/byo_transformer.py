@@ -39,7 +39,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.* helpers
-from _common import emit, host_line, interleaved_medians
+from _harness import emit, host_line, interleaved_medians
 
 TOPICS = 4
 

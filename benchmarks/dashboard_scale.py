@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 PROFILES = ["raspberry-pi-4", "raspberry-pi-5", "jetson-orin-nano", "rockchip-rk3588"]
 VERSIONS = ["digits@1.0.0", "digits@1.1.0", "digits@1.2.0"]
-from _common import emit, host  # noqa: E402 (after sys.path)
+from _harness import emit, host  # noqa: E402 (after sys.path)
 
 from tests.support.browser import CHROMIUM  # noqa: E402
 from tests.support.browser import CHROMIUM_ARGS as ARGS  # noqa: E402

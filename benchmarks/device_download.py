@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--hidden", type=int, default=1024, help="MLP width (artifact size)")
     args = ap.parse_args(argv)
     warnings.filterwarnings("ignore")
-    from _common import emit, host_line
+    from _harness import emit, host_line
     from edgefleet.sdk import generate_keypair, open_package
 
     from tests.support.fleet_with_devices import measure_device_download

@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _common import emit, host  # noqa: E402 (after sys.path)
+from _harness import emit, host  # noqa: E402 (after sys.path)
 
 from tests.support.processes import stop_process  # noqa: E402
 

@@ -205,7 +205,7 @@ class Bench:
 
 def _host() -> str:
     try:
-        from _common import host_line
+        from _harness import host_line
 
         return host_line()
     except ImportError as e:  # onnxruntime missing: still name the CPU

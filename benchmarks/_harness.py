@@ -1,7 +1,7 @@
 """What every benchmark shares: the host it measured on and how it prints its figures.
 
 A benchmark puts ``benchmarks/`` on ``sys.path`` (it runs as a script) and imports
-``from _common import emit, host``. The last stdout line is always the one JSON object.
+``from _harness import emit, host``. The last stdout line is always the one JSON object.
 """
 
 from __future__ import annotations
