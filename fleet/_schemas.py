@@ -134,6 +134,7 @@ class RolloutIn(_In):
         return v.astimezone(UTC) if v is not None else None
 
 
+# Subclassed, not aliased: the class name is the schema's name in the OpenAPI document.
 class RolloutOut(RolloutFields):
     pass
 
