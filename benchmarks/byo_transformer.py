@@ -27,10 +27,8 @@ The last stdout line is one JSON object.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -41,7 +39,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.* helpers
-from compression import _host  # the host line every benchmark reports
+from _harness import emit, host_line, interleaved_medians
 
 TOPICS = 4
 
@@ -122,23 +120,6 @@ def _sessions(paths: dict[str, Path]):
     return out
 
 
-def _interleaved(paths: dict[str, Path], feed: dict, runs: int):
-    sessions = _sessions(paths)
-    for s in sessions.values():
-        for _ in range(3):
-            s.run(None, feed)
-    wall = {k: [] for k in sessions}
-    cpu = {k: [] for k in sessions}
-    for _ in range(runs):
-        for k, s in sessions.items():
-            t0, c0 = time.perf_counter(), time.thread_time()
-            s.run(None, feed)
-            cpu[k].append((time.thread_time() - c0) * 1000)
-            wall[k].append((time.perf_counter() - t0) * 1000)
-    med = statistics.median
-    return {k: med(v) for k, v in wall.items()}, {k: med(v) for k, v in cpu.items()}
-
-
 def _reference(folder: Path, feeds: dict) -> np.ndarray:
     import torch
     from transformers import AutoModel
@@ -161,10 +142,10 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> float:
 
 def _device_download_ratio(package: Path, priv: Path, pub: Path, work: Path) -> tuple[dict, str]:
     """Deploy the signed package to a real x86 agent through a real fleet and Mosquitto and
-    count the bytes it downloads on the wire (tests/support/device_download.py): the device
+    count the bytes it downloads on the wire (tests/support/fleet_with_devices.py): the device
     fetches only the artifact its profile runs, not the whole multi-format package."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from tests.support.device_download import measure_device_download
+    from tests.support.fleet_with_devices import measure_device_download
 
     got = measure_device_download(package, priv, pub, {"byo-x86": "x86_64-cpu"}, work)
     return got, "bytes on the wire (TCP proxy) / bytes of the artifact the device runs"
@@ -233,7 +214,7 @@ def main() -> int:
     int8_cosine = _cosine(got, ref)
     one = {k: v[:1] for k, v in feeds.items()}
     one["attention_mask"] = np.ones_like(one["attention_mask"])  # full 128 tokens
-    ms, cpu = _interleaved(paths, one, args.runs)
+    ms, cpu = interleaved_medians(_sessions(paths), one, args.runs, warmup=3)
     download, ratio_note = _device_download_ratio(res.package, priv, pub, work / "download")
     ratio = download["device_download_ratio"]
     result = {
@@ -278,16 +259,12 @@ def main() -> int:
         "GEMM kernels (int8_dot_product_cpu): larger with VNNI / ARM dot-product. "
         "int8_speedup is from thread CPU time; int8_speedup_wall from wall time, which "
         "other jobs inflate when host_loaded is true",
-        "host": _host(),
+        "host": host_line(),
         "load_avg_1min": round(os.getloadavg()[0], 2),
         "setup": f"onnxruntime CPU, 1 intra-op thread, batch 1, seq {args.seq}, {args.runs} "
         "interleaved rounds after 3 warm-up runs, medians",
     }
-    if not args.json:
-        for k, v in result.items():
-            print(f"{k}: {v}", file=sys.stderr)
-    print(json.dumps(result))
-    return 0
+    return emit(result, args.json, *(f"{k}: {v}" for k, v in result.items()))
 
 
 if __name__ == "__main__":

@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import random
 import secrets
 import shutil
@@ -35,26 +33,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 PROFILES = ["raspberry-pi-4", "raspberry-pi-5", "jetson-orin-nano", "rockchip-rk3588"]
 VERSIONS = ["digits@1.0.0", "digits@1.1.0", "digits@1.2.0"]
-from tests.support.browser import CHROMIUM  # noqa: E402 (after sys.path)
+from _harness import emit, host  # noqa: E402 (after sys.path)
+
+from tests.support.browser import CHROMIUM  # noqa: E402
 from tests.support.browser import CHROMIUM_ARGS as ARGS  # noqa: E402
-
-
-def host() -> dict:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-        model = next(ln for ln in text.splitlines() if ln.startswith("model name"))
-        model = model.split(":", 1)[1].strip()
-    except (OSError, StopIteration):
-        model = platform.processor()
-    return {
-        "cpu": model,
-        "cores": os.cpu_count(),
-        "load_1m": round(os.getloadavg()[0], 2),
-        "python": platform.python_version(),
-    }
 
 
 def register_devices(service, n: int) -> None:
@@ -113,6 +99,8 @@ def telemetry_rows(devices: list[str], t0: float, t1: float, step: float, seq0: 
                     base + rnd.random(),
                     base * 1.5,
                     0.5 + rnd.random() * 0.3,
+                    None,  # ttft_p95_ms, decode_tps: not a generative model
+                    None,
                 )
             )
             t += step
@@ -278,8 +266,7 @@ def main() -> int:
         time.sleep(0.3)
         service.stop()
         shutil.rmtree(tmp, ignore_errors=True)
-    print(json.dumps(result))
-    return 0
+    return emit(result, args.json)
 
 
 if __name__ == "__main__":

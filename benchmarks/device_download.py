@@ -18,7 +18,6 @@ over the same artifact). The last stdout line is one JSON object.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import warnings
@@ -77,10 +76,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--hidden", type=int, default=1024, help="MLP width (artifact size)")
     args = ap.parse_args(argv)
     warnings.filterwarnings("ignore")
-    from compression import _host
+    from _harness import emit, host_line
     from edgefleet.sdk import generate_keypair, open_package
 
-    from tests.support.device_download import measure_device_download
+    from tests.support.fleet_with_devices import measure_device_download
 
     with tempfile.TemporaryDirectory(prefix="device-download-") as tmp:
         tmp = Path(tmp)
@@ -95,17 +94,17 @@ def main(argv: list[str] | None = None) -> int:
         "goal_met": result["device_download_ratio"] <= 1.05,
         **result,
         "artifact_sizes": sizes,
-        "host": _host(),
+        "host": host_line(),
     }
-    if not args.json:
-        for dev, d in per_device.items():
-            print(
-                f"{dev} ({d['profile']}): ran {d['artifacts']} ({d['artifact_bytes']} B), "
-                f"downloaded {d['wire_bytes']} B on the wire: ratio {d['ratio']:.3f}",
-                file=sys.stderr,
-            )
-    print(json.dumps(result))
-    return 0
+    return emit(
+        result,
+        args.json,
+        *(
+            f"{dev} ({d['profile']}): ran {d['artifacts']} ({d['artifact_bytes']} B), "
+            f"downloaded {d['wire_bytes']} B on the wire: ratio {d['ratio']:.3f}"
+            for dev, d in per_device.items()
+        ),
+    )
 
 
 if __name__ == "__main__":

@@ -28,7 +28,6 @@ import contextlib
 import json
 import multiprocessing as mp
 import os
-import platform
 import socket
 import subprocess
 import sys
@@ -40,6 +39,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from _harness import emit, host  # noqa: E402 (after sys.path)
+
+from tests.support.processes import stop_process  # noqa: E402
 
 ADMIN = "eft_00000000000000ee_hostile-bench-admin"
 POISON = [
@@ -55,18 +59,6 @@ POISON = [
     "[1, 2]",
     '{"x": 1}',
 ]
-
-
-def _host() -> dict:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-        flags = set(next(ln for ln in text.splitlines() if ln.startswith("flags")).split())
-        model = next(ln for ln in text.splitlines() if ln.startswith("model name"))
-        model = model.split(":", 1)[1].strip()
-    except (OSError, StopIteration):
-        flags, model = set(), platform.processor()
-    simd = sorted(f for f in flags if f in {"avx2", "avx512f", "avx512_vnni", "avx_vnni"})
-    return {"cpu": model, "simd": "+".join(simd) or "none", "cpus": os.cpu_count()}
 
 
 def _p95(xs: list[float]) -> float | None:
@@ -464,7 +456,7 @@ def main() -> int:
             ),
             "fleet_poison_dropped_in_store": int(metric("edgefleet_fleet_poison_dropped_total")),
             "load_avg_1m": round(os.getloadavg()[0], 2),
-            "host": _host(),
+            "host": host(),
             "goals": {
                 "good_rows_landed_ratio": 1.0,
                 "fleet_peak_rss_mb": 250,
@@ -480,22 +472,15 @@ def main() -> int:
         for g in goods:
             g.close()
         if fleet is not None:
-            fleet.terminate()
-            try:
-                fleet.wait(15)
-            except subprocess.TimeoutExpired:
-                fleet.kill()
-                fleet.wait()
+            stop_process(fleet, 15)
         gen.stop()
         stack.close()
-    if not args.json:
-        print(
-            f"rows {result['good_rows_landed_ratio']}, p95 {result['good_latency_p95_s']}s vs "
-            f"{result['baseline_latency_p95_s']}s, rss {result['fleet_peak_rss_mb']} MB",
-            file=sys.stderr,
-        )
-    print(json.dumps(result))
-    return 0
+    return emit(
+        result,
+        args.json,
+        f"rows {result['good_rows_landed_ratio']}, p95 {result['good_latency_p95_s']}s vs "
+        f"{result['baseline_latency_p95_s']}s, rss {result['fleet_peak_rss_mb']} MB",
+    )
 
 
 if __name__ == "__main__":

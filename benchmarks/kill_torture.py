@@ -38,6 +38,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from tests.support.processes import stop_process  # noqa: E402 (after sys.path)
+
 TERMINAL = {"ACTIVE", "FAILED", "ROLLED_BACK", "REJECTED", "CANCELED"}
 
 
@@ -145,13 +147,7 @@ class Bench:
 
     @staticmethod
     def stop(proc: subprocess.Popen) -> None:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc, 15)
 
     # -- runs
     def calibrate(self, i: int) -> float:
@@ -209,9 +205,9 @@ class Bench:
 
 def _host() -> str:
     try:
-        from compression import _host as host  # the benchmarks' shared host line
+        from _harness import host_line
 
-        return host()
+        return host_line()
     except ImportError as e:  # onnxruntime missing: still name the CPU
         return f"unknown ({e})"
 

@@ -21,7 +21,6 @@ raw_broker_msgs_per_s, ratio and the settings used.
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing as mp
 import socket
 import sys
@@ -32,6 +31,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from _harness import emit, host  # noqa: E402 (after sys.path)
 
 CHUNK = 256 * 1024  # bytes per socket write
 
@@ -399,14 +401,14 @@ def main() -> None:
         "load_avg_1m": round(psutil.getloadavg()[0], 2),
         "cpus": psutil.cpu_count(),
         "goal_msgs_per_s": 20_000,
+        "host": host(),
     }
-    if not args.json:
-        print(
-            f"fleet ingest {ingest:,.0f} msg/s ({fast['samples_per_s']:,.0f} samples/s) "
-            f"vs raw broker pipe {raw:,.0f} msg/s",
-            file=sys.stderr,
-        )
-    print(json.dumps(result))
+    emit(
+        result,
+        args.json,
+        f"fleet ingest {ingest:,.0f} msg/s ({fast['samples_per_s']:,.0f} samples/s) "
+        f"vs raw broker pipe {raw:,.0f} msg/s",
+    )
 
 
 if __name__ == "__main__":

@@ -51,7 +51,7 @@ _LAZY = {
     **dict.fromkeys(("TlsFiles", "client_context", "ensure_ca", "issue_certificate"), "_tls"),
     "FleetService": "_service",
     "FleetSettings": "_settings",
-    **dict.fromkeys(("FleetApiError", "FleetClient", "client_config"), "_client"),
+    **dict.fromkeys(("FleetApiError", "FleetClient", "client_config"), "_api_client"),
 }
 
 __all__ = [

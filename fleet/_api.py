@@ -20,13 +20,13 @@ from ._auth import Principal, check_static_token, role_allows
 from ._body_limit import DeclaredLengthLimit
 from ._conformance import allowed_methods
 from ._db import Device, Rollout
+from ._download_tickets import build_ticket_router, redact_access_log
 from ._errors import AuthError, FleetError, ForbiddenError
 from ._ops_routes import build_ops_router
 from ._ratelimit import AuthFailureLimiter
 from ._rollout_machine import FAILED_STATES
 from ._routes import build_router
 from ._service import FleetService
-from ._tickets import build_ticket_router, redact_access_log
 
 __all__ = ["create_app", "device_out", "rollout_out"]
 

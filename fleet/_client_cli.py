@@ -13,13 +13,13 @@ import json
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from ._client import FleetApiError, FleetClient, save_client_config
+from ._api_client import FleetApiError, FleetClient, save_client_config
 
 __all__ = ["register"]
 
@@ -51,9 +51,17 @@ def _client(url: str | None, token: str | None) -> FleetClient:
         _fail(e)
 
 
-def _fail(e: Exception) -> None:
+def _fail(e: Exception) -> NoReturn:
     typer.echo(f"error: {e}", err=True)
     raise typer.Exit(2)
+
+
+def _model_ref(ref: str, option: str = "") -> tuple[str, str]:
+    """``name@version`` as (name, version); exit 2 naming the expected form otherwise."""
+    name, _, version = ref.partition("@")
+    if not version:
+        _fail(FleetApiError(f"{option}expected name@version, got {ref!r}"))
+    return name, version
 
 
 def _emit(data: Any) -> None:
@@ -65,6 +73,14 @@ def _emit(data: Any) -> None:
         return v
 
     sys.stdout.write(json.dumps(plain(data), default=str) + "\n")
+
+
+def _reply(data: Any, as_json: bool, text: str) -> None:
+    """A command's short answer: ``data`` as JSON with --json, else the line ``text``."""
+    if as_json:
+        _emit(data)
+    else:
+        typer.echo(text)
 
 
 def _run(url, token, fn):
@@ -151,9 +167,7 @@ def models_upload(
 ) -> None:
     """Upload a package; the fleet checks its signature and every artifact hash."""
     mv = _run(url, token, lambda c: c.upload(package))
-    if as_json:
-        return _emit(mv)
-    typer.echo(f"uploaded {mv.ref} (digest {mv.digest[:12]}, {mv.size} bytes)")
+    _reply(mv, as_json, f"uploaded {mv.ref} (digest {mv.digest[:12]}, {mv.size} bytes)")
 
 
 @models_app.command("show")
@@ -164,9 +178,7 @@ def models_show(
     as_json: Json = False,
 ) -> None:
     """One model version with its artifacts."""
-    name, _, version = model.partition("@")
-    if not version:
-        _fail(FleetApiError(f"expected name@version, got {model!r}"))
+    name, version = _model_ref(model)
     mv = _run(url, token, lambda c: c.model(name, version))
     if as_json:
         return _emit(mv)
@@ -293,9 +305,7 @@ def devices_tag(
         return c.set_tags(device_id, tags - set(remove or []))
 
     d = _run(url, token, go)
-    if as_json:
-        return _emit(d)
-    typer.echo(f"{d.id}: tags {', '.join(d.tags) or '(none)'}")
+    _reply(d, as_json, f"{d.id}: tags {', '.join(d.tags) or '(none)'}")
 
 
 @devices_app.command("windows")
@@ -325,9 +335,7 @@ def devices_windows(
             }
         )
     d = _run(url, token, lambda c: c.set_maintenance_windows(device_id, windows))
-    if as_json:
-        return _emit(d)
-    typer.echo(f"{d.id}: {len(d.maintenance_windows)} maintenance window(s)")
+    _reply(d, as_json, f"{d.id}: {len(d.maintenance_windows)} maintenance window(s)")
 
 
 @devices_app.command("decommission")
@@ -342,9 +350,7 @@ def devices_decommission(
     if not yes:
         typer.confirm(f"Decommission {device_id}? Its credentials are revoked", abort=True)
     d = _run(url, token, lambda c: c.decommission(device_id))
-    if as_json:
-        return _emit(d)
-    typer.echo(f"decommissioned {d.id}")
+    _reply(d, as_json, f"decommissioned {d.id}")
 
 
 # ---------------------------------------------------------------------- tokens
@@ -372,9 +378,7 @@ def tokens_create(
 ) -> None:
     """Create a token; it is printed once."""
     new = _run(url, token, lambda c: c.create_token(role, name))
-    if as_json:
-        return _emit({"token": new, "id": new.split("_")[1], "role": role})
-    typer.echo(new)
+    _reply({"token": new, "id": new.split("_")[1], "role": role}, as_json, new)
 
 
 @tokens_app.command("revoke")
@@ -383,6 +387,4 @@ def tokens_revoke(
 ) -> None:
     """Revoke a token by id."""
     _run(url, token, lambda c: c.revoke_token(token_id))
-    if as_json:
-        return _emit({"revoked": token_id})
-    typer.echo(f"revoked {token_id}")
+    _reply({"revoked": token_id}, as_json, f"revoked {token_id}")

@@ -13,8 +13,8 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from ._client import ACTIONS, FINAL_STATUSES, FleetApiError
-from ._client_cli import Json, Token, Url, _client, _emit, _fail, _run, _ts, out
+from ._api_client import ACTIONS, FINAL_STATUSES, FleetApiError
+from ._client_cli import Json, Token, Url, _client, _emit, _fail, _model_ref, _reply, _run, _ts, out
 
 __all__ = ["rollouts_app"]
 
@@ -62,9 +62,7 @@ def rollouts_create(
     as_json: Json = False,
 ) -> None:
     """Create a rollout (DRAFT unless --start or --start-at)."""
-    mname, _, version = model.partition("@")
-    if not version:
-        _fail(FleetApiError(f"--model: expected name@version, got {model!r}"))
+    mname, version = _model_ref(model, "--model: ")
     target: dict[str, Any] = {}
     if tag:
         target["tags"] = list(tag)
@@ -101,12 +99,9 @@ def rollouts_create(
     if start_at is not None:
         body["start_at"] = start_at.isoformat()
     ro = _run(url, token, lambda c: c.create_rollout(body))
-    if as_json:
-        return _emit(ro)
     when = f", starts {_ts(ro.start_at)}" if ro.start_at else ""
-    typer.echo(
-        f"rollout {ro.id} {ro.status}: {ro.device_count} devices in {ro.wave_count} waves{when}"
-    )
+    waves = f"{ro.device_count} devices in {ro.wave_count} waves{when}"
+    _reply(ro, as_json, f"rollout {ro.id} {ro.status}: {waves}")
 
 
 def _action_command(action: str):
@@ -121,9 +116,7 @@ def _action_command(action: str):
         if action in ("abort", "rollback") and not yes and not as_json:
             typer.confirm(f"{action.capitalize()} rollout {rollout_id}?", abort=True)
         ro = _run(url, token, lambda c: c.act(rollout_id, action, reason or f"{action} from CLI"))
-        if as_json:
-            return _emit(ro)
-        typer.echo(f"rollout {ro.id}: {ro.status} ({ro.reason})")
+        _reply(ro, as_json, f"rollout {ro.id}: {ro.status} ({ro.reason})")
 
     cmd.__doc__ = f"{action.capitalize()} a rollout."
     return cmd

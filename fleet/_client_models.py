@@ -2,7 +2,8 @@
 
 Lenient on purpose (unknown fields are kept, not refused): a newer fleet may add fields and
 an older client must keep working. Each model also answers ``obj["field"]``, so code written
-against the raw JSON (the demo, the e2e tests) keeps working with typed objects.
+against the raw JSON (the demo, the e2e tests) keeps working with typed objects. The rollout,
+wave and token fields are the server's own (``_answer_fields``, pydantic only).
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from . import _answer_fields as fields
 
 __all__ = [
     "ApiModel",
@@ -97,12 +100,8 @@ class DeviceDetail(Device):
     deployments: list[Deployment] = Field(default_factory=list)
 
 
-class WaveProgress(ApiModel):
-    index: int
-    size: int
-    states: dict[str, int]
-    active: int
-    failed: int
+class WaveProgress(ApiModel, fields.WaveProgress):
+    pass
 
 
 class RolloutDevice(ApiModel):
@@ -121,21 +120,8 @@ class RolloutEvent(ApiModel):
     actor: str | None = None
 
 
-class Rollout(ApiModel):
-    id: int
-    name: str
-    model: str
-    status: str
-    reason: str
-    current_wave: int
-    wave_count: int
-    device_count: int
-    created_at: datetime
-    updated_at: datetime
-    spec: dict[str, Any]
-    target: dict[str, Any]
+class Rollout(ApiModel, fields.RolloutFields):
     gates: dict[str, Any] = Field(default_factory=dict)
-    start_at: datetime | None = None
 
 
 class RolloutDetail(Rollout):
@@ -144,12 +130,8 @@ class RolloutDetail(Rollout):
     events: list[RolloutEvent] = Field(default_factory=list)
 
 
-class TokenInfo(ApiModel):
-    id: str
-    name: str
-    role: str
-    created_at: datetime
-    revoked: bool
+class TokenInfo(ApiModel, fields.TokenFields):
+    pass
 
 
 class AuditEntry(ApiModel):

@@ -21,7 +21,7 @@ from sqlalchemy import select
 
 from ._context import Context
 from ._db import Device, ModelVersion, Rollout
-from ._tickets import download_ticket, ticket_url
+from ._download_tickets import download_ticket, ticket_url
 
 __all__ = ["CommandSender", "deployment_id", "download_ticket"]
 

@@ -13,7 +13,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import sessionmaker
 
 from ._auth import TokenCache
-from ._metrics import Metrics
+from ._prometheus import Metrics
 from ._settings import FleetSettings
 
 __all__ = ["Context", "Publisher", "load_or_create_signing_key"]

@@ -23,7 +23,6 @@ from collections.abc import Callable
 from edgefleet.sdk import Backoff
 from edgefleet.sdk.protocol import ProtocolError
 
-from ._metrics import Metrics
 from ._mqtt_wire import (
     DISCONNECT,
     PINGREQ,
@@ -34,6 +33,7 @@ from ._mqtt_wire import (
     split_packets,
     subscribe_packet,
 )
+from ._prometheus import Metrics
 from ._telemetry_codec import Row, TelemetryDecoder
 
 __all__ = ["TelemetryIngest"]

@@ -17,7 +17,7 @@ from typing import TypeVar
 
 from sqlalchemy.exc import OperationalError
 
-from ._metrics import Metrics
+from ._prometheus import Metrics
 
 __all__ = ["POISON_METRIC", "write_isolating"]
 

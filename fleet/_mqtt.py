@@ -36,9 +36,9 @@ from edgefleet.sdk.protocol import (
 from pydantic import ValidationError
 
 from ._ingest import TelemetryIngest
-from ._metrics import Metrics
 from ._mqtt_wire import publish_limit
 from ._paho_guard import GuardedClient
+from ._prometheus import Metrics
 from ._telemetry_codec import Row, batch_rows
 from ._tls import client_context
 

@@ -14,6 +14,7 @@ from fastapi.responses import FileResponse, RedirectResponse
 
 from ._audit import mask_event_actor
 from ._auth import Principal
+from ._download_tickets import authorize_download as check_download
 from ._errors import AuthError, BadRequestError, PayloadTooLargeError
 from ._package_files import add_file_routes
 from ._registry import model_ref
@@ -37,7 +38,6 @@ from ._schemas import (
     time_window,
 )
 from ._telemetry import query_series
-from ._tickets import authorize_download as check_download
 
 __all__ = ["build_router"]
 

@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 from edgefleet.sdk.protocol import DEVICE_ID_PATTERN
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from ._answer_fields import RolloutFields, TokenFields, WaveProgress
 from ._conformance import UtcDatetime
 from ._db import ModelVersion
 from ._errors import BadRequestError
@@ -133,29 +134,9 @@ class RolloutIn(_In):
         return v.astimezone(UTC) if v is not None else None
 
 
-class WaveProgress(BaseModel):
-    index: int
-    size: int
-    states: dict[str, int]
-    active: int
-    failed: int
-
-
-class RolloutOut(BaseModel):
-    id: int
-    name: str
-    model: str
-    status: str
-    reason: str
-    current_wave: int
-    wave_count: int
-    device_count: int
-    created_at: UtcDatetime
-    updated_at: UtcDatetime
-    spec: dict[str, Any]
-    target: dict[str, Any]
-    gates: dict[str, Any]
-    start_at: datetime | None = None
+# Subclassed, not aliased: the class name is the schema's name in the OpenAPI document.
+class RolloutOut(RolloutFields):
+    pass
 
 
 class RolloutDeviceOut(BaseModel):
@@ -194,12 +175,8 @@ class TokenOut(BaseModel):
     role: str
 
 
-class TokenInfo(BaseModel):
-    id: str
-    name: str
-    role: str
-    created_at: UtcDatetime
-    revoked: bool
+class TokenInfo(TokenFields):
+    pass
 
 
 class TelemetryPointOut(BaseModel):

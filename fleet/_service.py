@@ -12,9 +12,9 @@ from ._context import Context, load_or_create_signing_key
 from ._db import READ_ONLY, make_engine, make_sessionmaker
 from ._devices import Devices
 from ._lease import LeaseKeeper
-from ._metrics import Metrics, register_fleet_metrics
 from ._migrate import upgrade_database
 from ._mqtt import MqttBridge
+from ._prometheus import Metrics, register_fleet_metrics
 from ._registry import Registry
 from ._report_loop import ReportLoop
 from ._rollout_ticker import RolloutTicker

@@ -51,7 +51,8 @@ class FleetSettings(BaseSettings):
     trusted_package_keys: list[Path] = Field(default_factory=list)
     allow_unverified_packages: bool = False
     command_ttl_s: float = Field(default=24 * 3600, gt=0)
-    # A deploy command's download URL works this long; the agent renews it (fleet/_tickets.py).
+    # A deploy command's download URL works this long; the agent renews it
+    # (fleet/_download_tickets.py).
     download_ticket_ttl_s: float = Field(default=600, ge=10, le=24 * 3600)
     tick_interval_s: float = Field(default=0.5, gt=0)
     telemetry_batch_size: int = Field(default=2000, ge=1)

@@ -14,7 +14,7 @@ from sqlalchemy.exc import OperationalError
 
 from ._db import Telemetry
 from ._isolate import write_isolating
-from ._metrics import Metrics
+from ._prometheus import Metrics
 
 __all__ = [
     "TelemetryWriter",
@@ -187,6 +187,36 @@ def _filters(model: str | None, device_ids: list[str] | None, since: float, unti
     return and_(*conds)
 
 
+# The generative figures are requests-weighted over the samples that carry them.
+_GEN_SUMS = (
+    func.sum(Telemetry.ttft_p95_ms * Telemetry.calls),
+    func.sum(case((Telemetry.ttft_p95_ms.is_not(None), Telemetry.calls), else_=0)),
+    func.sum(Telemetry.decode_tps * Telemetry.calls),
+    func.sum(case((Telemetry.decode_tps.is_not(None), Telemetry.calls), else_=0)),
+)
+# One time bucket of a series, in the argument order of _point (after the bucket).
+_BUCKET_SUMS = (
+    func.sum(Telemetry.calls),
+    func.sum(Telemetry.errors),
+    func.sum(Telemetry.p95_ms * Telemetry.calls),
+    func.sum(func.coalesce(Telemetry.cache_hit_rate * Telemetry.calls, 0)),
+    *_GEN_SUMS,
+)
+
+
+def _bucket_rows(engine: Engine, bucket_s: float, where, *, by_model: bool) -> list:
+    """Rows of (model if by_model, bucket index, *_BUCKET_SUMS), ordered by those keys."""
+    bucket = func.floor(Telemetry.ts / bucket_s)
+    keys = (Telemetry.model, bucket) if by_model else (bucket,)
+    stmt = (
+        select(*keys[:-1], bucket.label("b"), *_BUCKET_SUMS)
+        .where(where)
+        .group_by(*keys)
+        .order_by(*keys)
+    )
+    return _rows(engine, stmt)
+
+
 def query_series(
     engine: Engine,
     *,
@@ -197,30 +227,13 @@ def query_series(
     bucket_s: float,
 ) -> list[dict]:
     """Time buckets with calls, errors, calls-weighted p95 and cache hit rate."""
-    bucket = func.floor(Telemetry.ts / bucket_s)
-    stmt = (
-        select(
-            bucket.label("b"),
-            func.sum(Telemetry.calls),
-            func.sum(Telemetry.errors),
-            func.sum(Telemetry.p95_ms * Telemetry.calls),
-            func.sum(func.coalesce(Telemetry.cache_hit_rate * Telemetry.calls, 0)),
-            *_GEN_SUMS,
-        )
-        .where(_filters(model, [device_id] if device_id else None, since, until))
-        .group_by(bucket)
-        .order_by(bucket)
-    )
-    return [_point(bucket_s, *row) for row in _rows(engine, stmt)]
+    where = _filters(model, [device_id] if device_id else None, since, until)
+    return [_point(bucket_s, *row) for row in _bucket_rows(engine, bucket_s, where, by_model=False)]
 
 
-# The generative figures are requests-weighted over the samples that carry them.
-_GEN_SUMS = (
-    func.sum(Telemetry.ttft_p95_ms * Telemetry.calls),
-    func.sum(case((Telemetry.ttft_p95_ms.is_not(None), Telemetry.calls), else_=0)),
-    func.sum(Telemetry.decode_tps * Telemetry.calls),
-    func.sum(case((Telemetry.decode_tps.is_not(None), Telemetry.calls), else_=0)),
-)
+def _weighted(total, weight) -> float | None:
+    """``total / weight``, or None where no sample carried the figure."""
+    return float(total) / weight if weight and total is not None else None
 
 
 def _point(bucket_s: float, b, calls, errors, p95w, hitw, ttft_w, ttft_n, tps_w, tps_n) -> dict:
@@ -231,10 +244,10 @@ def _point(bucket_s: float, b, calls, errors, p95w, hitw, ttft_w, ttft_n, tps_w,
         "errors": int(errors or 0),
         "throughput_per_s": calls / bucket_s,
         "error_rate": (errors or 0) / calls if calls else None,
-        "p95_ms": float(p95w) / calls if calls and p95w is not None else None,
+        "p95_ms": _weighted(p95w, calls),
         "cache_hit_rate": float(hitw) / calls if calls else None,
-        "ttft_p95_ms": float(ttft_w) / ttft_n if ttft_n and ttft_w is not None else None,
-        "decode_tps": float(tps_w) / tps_n if tps_n and tps_w is not None else None,
+        "ttft_p95_ms": _weighted(ttft_w, ttft_n),
+        "decode_tps": _weighted(tps_w, tps_n),
     }
 
 
@@ -248,23 +261,9 @@ def series_by_model(
 ) -> dict[str, list[dict]]:
     """:func:`query_series` for every model at once: one scan of the window, not one per
     model (the dashboard's charts at fleet scale)."""
-    bucket = func.floor(Telemetry.ts / bucket_s)
-    stmt = (
-        select(
-            Telemetry.model,
-            bucket.label("b"),
-            func.sum(Telemetry.calls),
-            func.sum(Telemetry.errors),
-            func.sum(Telemetry.p95_ms * Telemetry.calls),
-            func.sum(func.coalesce(Telemetry.cache_hit_rate * Telemetry.calls, 0)),
-            *_GEN_SUMS,
-        )
-        .where(_filters(None, [device_id] if device_id else None, since, until))
-        .group_by(Telemetry.model, bucket)
-        .order_by(Telemetry.model, bucket)
-    )
+    where = _filters(None, [device_id] if device_id else None, since, until)
     out: dict[str, list[dict]] = {}
-    for model, *row in _rows(engine, stmt):
+    for model, *row in _bucket_rows(engine, bucket_s, where, by_model=True):
         out.setdefault(model, []).append(_point(bucket_s, *row))
     return out
 
@@ -300,15 +299,6 @@ def aggregate_generation(
 ) -> tuple[float | None, float | None]:
     """(requests-weighted TTFT p95 ms, requests-weighted decode tokens/s) over a window;
     None where no sample of a generative model carried the figure."""
-    has_ttft = Telemetry.ttft_p95_ms.is_not(None)
-    has_tps = Telemetry.decode_tps.is_not(None)
-    stmt = select(
-        func.sum(Telemetry.ttft_p95_ms * Telemetry.calls),
-        func.sum(case((has_ttft, Telemetry.calls), else_=0)),
-        func.sum(Telemetry.decode_tps * Telemetry.calls),
-        func.sum(case((has_tps, Telemetry.calls), else_=0)),
-    ).where(_filters(model, device_ids, since, until))
+    stmt = select(*_GEN_SUMS).where(_filters(model, device_ids, since, until))
     ((ttft_w, ttft_n, tps_w, tps_n),) = _rows(engine, stmt)
-    ttft = float(ttft_w) / ttft_n if ttft_n and ttft_w is not None else None
-    tps = float(tps_w) / tps_n if tps_n and tps_w is not None else None
-    return ttft, tps
+    return _weighted(ttft_w, ttft_n), _weighted(tps_w, tps_n)

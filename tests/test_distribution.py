@@ -225,11 +225,11 @@ def test_agent_role_installs_and_starts(wheel, tmp_path):
 @pytest.mark.broker
 def test_fleet_role_installs_and_serves_health(wheel, tmp_path, mosquitto):
     import json
-    import signal
     import time
     import urllib.request
 
     from tests.support.mosquitto import free_port
+    from tests.support.processes import stop_process
 
     venv = _venv(tmp_path, wheel, "fleet")
     port = free_port()
@@ -255,12 +255,7 @@ def test_fleet_role_installs_and_serves_health(wheel, tmp_path, mosquitto):
         assert health is not None and health["status"] == "ok", log.read_text()[-3000:]
         assert health["mqtt_connected"] is True and health["database"] == "sqlite", health
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, 30)
 
 
 DIGITS_ONE_EPOCH = """\

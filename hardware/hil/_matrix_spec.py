@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import logging
 import platform
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from edgefleet.hardware.profiles import ProfileError, get_profile, normalize_arch, profile_names
+from edgefleet.hardware import profiles
 
 from ._errors import MatrixError
 from ._results import CHECKS
@@ -29,13 +28,13 @@ _BUDGET_KEYS = ("max_package_bytes", "p95_latency_ms", "peak_rss_mb")
 
 
 def host_arch() -> str:
-    return normalize_arch(platform.machine())
+    return profiles.normalize_arch(platform.machine())
 
 
 def default_executors(target: str) -> tuple[str, ...]:
     """The host runs its own arch's generic target as is; a board of the host's arch with
     its limits; a foreign-arch board both mimicked (limits) and emulated (qemu)."""
-    profile = get_profile(target)
+    profile = profiles.get_profile(target)
     if profile.arch == host_arch():
         return ("local",) if target in ("x86_64-cpu",) else ("limited",)
     return ("limited", "emulated")
@@ -70,16 +69,16 @@ class MatrixSpec:
         return tuple(self.executors.get(target) or default_executors(target))
 
     def runtimes_for(self, target: str) -> tuple[str, ...]:
-        return self.runtimes or get_profile(target).backends
+        return self.runtimes or profiles.get_profile(target).backends
 
     def budgets_for(self, target: str) -> dict[str, float]:
-        b = get_profile(target).budgets
+        b = profiles.get_profile(target).budgets
         out = {k: getattr(b, k) for k in _BUDGET_KEYS}
         out.update(self.budgets.get(target, {}))
         return out
 
     def validate(self, source: str = "matrix") -> MatrixSpec:
-        known = profile_names()
+        known = profiles.profile_names()
 
         def fail(where: str, expected: str, got: Any) -> MatrixError:
             return MatrixError(f"{source}: {where}: expected {expected}, got {got!r}")
@@ -140,12 +139,7 @@ def load_matrix(path: str | Path, **overrides: Any) -> MatrixSpec:
     ``overrides`` (from the command line) replace the file's values when not empty."""
     path = Path(path)
     source = path.name
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise MatrixError(f"{path}: cannot read matrix file: {e}") from e
-    except tomllib.TOMLDecodeError as e:
-        raise MatrixError(f"{source}: not valid TOML: {e}") from e
+    data = profiles.read_toml(path, "matrix", MatrixError)
     unknown = sorted(set(data) - _KEYS)
     if unknown:
         raise MatrixError(f"{source}: {unknown[0]}: expected one of {sorted(_KEYS)}")
@@ -185,5 +179,5 @@ def load_matrix(path: str | Path, **overrides: Any) -> MatrixSpec:
     spec = replace(spec, **{k: v for k, v in overrides.items() if v})
     try:
         return spec.validate(source)
-    except ProfileError as e:
+    except profiles.ProfileError as e:
         raise MatrixError(str(e)) from e

@@ -8,7 +8,14 @@ the fleet and the trainer can all read the same profiles.
 'litert'
 """
 
-from ._catalog import PROFILE_DIR, get_profile, list_profiles, load_profile, profile_names
+from ._catalog import (
+    PROFILE_DIR,
+    get_profile,
+    list_profiles,
+    load_profile,
+    profile_names,
+    read_toml,
+)
 from ._detect import BoardFacts, Detection, detect, detect_profile, normalize_arch, read_facts
 from ._errors import ProfileError
 from ._profile import (
@@ -43,4 +50,5 @@ __all__ = [
     "profile_from_dict",
     "profile_names",
     "read_facts",
+    "read_toml",
 ]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import signal
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -14,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.mosquitto import Mosquitto, free_port
+from tests.support.processes import stop_process
 
 EDGEFLEET = [sys.executable, "-m", "edgefleet"]
 
@@ -43,18 +43,11 @@ class Procs:
         return "\n".join(f"--- {n}.log\n{self.log(n)}" for n, _ in self.started)
 
     def stop(self, proc: subprocess.Popen, timeout: float = 15.0) -> int:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        return proc.returncode
+        return stop_process(proc, timeout)
 
     def stop_all(self) -> None:
         for _, p in reversed(self.started):
-            self.stop(p)
+            stop_process(p)
 
 
 @pytest.fixture(scope="module")
@@ -66,12 +59,26 @@ def broker():
         yield b
 
 
+_FAILED = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    if report.when == "call":
+        item.stash[_FAILED] = report.failed
+    return report
+
+
 @pytest.fixture
-def procs(tmp_path):
+def procs(tmp_path, request):
+    """The test's processes; their log tails are printed when the test fails."""
     logs = tmp_path / "logs"
     logs.mkdir()
     p = Procs(logs)
     yield p
+    if request.node.stash.get(_FAILED, False):
+        print(p.logs())
     p.stop_all()
 
 
@@ -110,6 +117,14 @@ def start_fleet(
     }
     procs.spawn("fleet", ["fleet", "serve", "--host", "127.0.0.1", "--port", str(port)], env)
     return FleetProc(f"http://127.0.0.1:{port}", token, pub)
+
+
+def fleet_connected(client) -> bool:
+    """The fleet process answers /health and is connected to its broker."""
+    try:
+        return bool(client.health()["mqtt_connected"])
+    except Exception:
+        return False
 
 
 def agent_env(

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.support.device_download import FleetWithDevices, active_slot_dir, endpoint_predict
+from tests.support.fleet_with_devices import FleetWithDevices, active_slot_dir, endpoint_predict
 from tests.support.text_models import encoder_inputs, encoder_reference, make_encoder_package
 
 pytestmark = [pytest.mark.slow, pytest.mark.broker]

@@ -17,14 +17,14 @@ from edgefleet.sdk import protocol as p
 
 from edgefleet.demo._local_fleet import wait_for
 from tests.device_agents.support import Collector
-from tests.e2e.conftest import agent_env, start_agent, start_fleet
+from tests.e2e.conftest import agent_env, fleet_connected, start_agent, start_fleet
 from tests.support.packages import make_package
 
 pytestmark = [pytest.mark.slow, pytest.mark.broker]
 
 
 def _ticket_url(base: str, secret: bytes, device: str, exp: int) -> str:
-    from edgefleet.fleet._tickets import download_ticket
+    from edgefleet.fleet._download_tickets import download_ticket
 
     t = download_ticket(secret, device, "tiny", "2.0.0", exp)
     return f"{base}/api/v1/artifacts/tiny/2.0.0?device={device}&exp={exp}&ticket={t}"
@@ -62,7 +62,7 @@ def test_expired_ticket_is_renewed_and_never_logged(tmp_path, procs, broker, sig
     collector = Collector(broker.port)
     device = "ticket-e2e"
     try:
-        wait_for(lambda: _health(client), 60, "the fleet process to answer")
+        wait_for(lambda: fleet_connected(client), 60, "the fleet process to answer")
         client.upload(v1)
         client.upload(v2)
         data_dir = tmp_path / "agent"
@@ -117,16 +117,6 @@ def test_expired_ticket_is_renewed_and_never_logged(tmp_path, procs, broker, sig
         log = (procs.root / "fleet.log").read_text()
         assert re.search(r"GET /api/v1/artifacts/tiny/2\.0\.0\?device=\S+ticket=REDACTED", log)
         assert not re.search(r"ticket=[0-9a-f]{16}", log), "a ticket value reached the log"
-    except BaseException:
-        print(procs.logs())
-        raise
     finally:
         collector.close()
         client.close()
-
-
-def _health(client: FleetClient) -> bool:
-    try:
-        return bool(client.health()["mqtt_connected"])
-    except Exception:
-        return False

@@ -110,3 +110,55 @@ def offline_service(tmp_path, **kw):
     from edgefleet.fleet import FleetService, FleetSettings
 
     return FleetService(FleetSettings(data_dir=tmp_path, mqtt_enabled=False, **kw))
+
+
+def mqtt_service(tmp_path, broker_url: str, group: str):
+    """A started FleetService on ``broker_url`` in its own shared-subscription ``group``,
+    telemetry flushed every 50 ms, no rollout engine: for the ingest tests."""
+    from edgefleet.fleet import FleetService, FleetSettings
+
+    return FleetService(
+        FleetSettings(
+            data_dir=tmp_path,
+            broker_url=broker_url,
+            share_group=group,
+            mqtt_client_id=f"fleet-{group}",
+            telemetry_flush_interval_s=0.05,
+            run_engine=False,
+        )
+    ).start()
+
+
+def check_refused_items_cost_only_themselves(
+    svc, prefix: str, poison: str, *, rows: int, states: int
+) -> None:
+    """Past validation (a future bug, a new field), the store refuses one telemetry row and
+    one State carrying ``poison`` in a text column: each batch is split, every other row and
+    report of the devices ``{prefix}-N`` lands, and each bad item is counted in /metrics."""
+    from datetime import UTC, datetime
+
+    from edgefleet.sdk import protocol as p
+    from sqlalchemy import text
+
+    good = [(f"{prefix}-{i}", "m@1", 1.0e9 + i, i, 1, 0, 1.0, 2.0, 3.0, None, None, None)
+            for i in range(rows)]  # fmt: skip
+    bad = (f"{prefix}-evil", poison, 1.0e9, 0, 1, 0, None, None, None, None, None, None)
+    svc.telemetry.put_many(good[: rows // 2] + [bad] + good[rows // 2 :])
+    svc.telemetry.flush()
+    with svc.ctx.engine.connect() as conn:
+        q = text("SELECT count(*) FROM telemetry WHERE device_id LIKE :p")
+        assert conn.execute(q, {"p": f"{prefix}-%"}).scalar() == rows
+    assert svc.metrics.get("edgefleet_fleet_poison_dropped_total", path="telemetry") == 1
+
+    # The reports path (state, inventory, events share it): one State the store refuses.
+    msgs = [p.State(device_id=f"{prefix}-{i}", online=True, agent_version="ok")
+            for i in range(states)]  # fmt: skip
+    poison_state = p.State.model_construct(
+        device_id=f"{prefix}-evil", online=True, agent_version=poison, slots=[],
+        ts=datetime.now(UTC),
+    )  # fmt: skip
+    for m in msgs[: states // 2] + [poison_state] + msgs[states // 2 :]:
+        svc.reports.put(m)
+    svc.sync()
+    assert all(svc.devices.get(f"{prefix}-{i}").agent_version == "ok" for i in range(states))
+    assert svc.metrics.get("edgefleet_fleet_poison_dropped_total", path="reports") == 1

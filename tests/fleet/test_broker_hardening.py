@@ -185,7 +185,7 @@ def test_tls_end_to_end_and_a_wrong_ca_is_refused(tmp_path):
             with pytest.raises(ssl.SSLCertVerificationError):
                 ctx.wrap_socket(raw, server_hostname="127.0.0.1")
         from edgefleet.fleet._ingest import TelemetryIngest
-        from edgefleet.fleet._metrics import Metrics
+        from edgefleet.fleet._prometheus import Metrics
 
         reader = TelemetryIngest(
             "127.0.0.1",

@@ -92,6 +92,18 @@ def drop_file(page, selector: str, path: Path) -> None:
     page.dispatch_event(selector, "drop", {"dataTransfer": dt})
 
 
+def create_rollout(page, name: str, **fields: str) -> None:
+    """Fill the rollouts page's form for tiny@5.0.0 on the "ui" devices (plus ``fields`` by
+    input name) and press create."""
+    page.click("nav a[data-nav=rollouts]")
+    page.fill('#create input[name="name"]', name)
+    page.select_option("#model-select", "tiny@5.0.0")
+    page.fill('#create input[name="tag"]', "ui")
+    for field, value in fields.items():
+        page.fill(f'#create input[name="{field}"]', value)
+    page.click("#create-btn")
+
+
 def test_fleet_page_search_filters_device_page_and_charts(browser, live, devs):
     for d in devs:
         d.telemetry("tiny@1.0.0", calls=40, errors=1, p95=3.0 + devs.index(d))
@@ -175,12 +187,7 @@ def test_upload_rollout_page_confirmation_and_audit(browser, live, devs, signing
     page.wait_for_selector("#error:has-text('not signed')")
     shot(page, "models")
     # A canary rollout created and started from the page, followed to COMPLETED.
-    page.click("nav a[data-nav=rollouts]")
-    page.fill('#create input[name="name"]', "ui-rollout")
-    page.select_option("#model-select", "tiny@5.0.0")
-    page.fill('#create input[name="tag"]', "ui")
-    page.fill('#create input[name="health"]', "0")
-    page.click("#create-btn")
+    create_rollout(page, "ui-rollout", health="0")
     page.wait_for_selector("#rollout .status.DRAFT")
     page.click('#rollout button[data-action="start"]')
     page.wait_for_selector("#rollout .status.COMPLETED")
@@ -228,12 +235,7 @@ def test_upload_rollout_page_confirmation_and_audit(browser, live, devs, signing
     assert "rollback from dashboard" in page.inner_text("#events")
     # A scheduled rollout from the form: a DRAFT that says when it starts; abort it
     # (confirmation) before its time.
-    page.click("nav a[data-nav=rollouts]")
-    page.fill('#create input[name="name"]', "ui-tonight")
-    page.select_option("#model-select", "tiny@5.0.0")
-    page.fill('#create input[name="tag"]', "ui")
-    page.fill('#create input[name="start_at"]', "2099-01-01T02:00")
-    page.click("#create-btn")
+    create_rollout(page, "ui-tonight", start_at="2099-01-01T02:00")
     page.wait_for_selector("#rollout .status.DRAFT")
     assert "scheduled start" in page.inner_text("#rollout")
     page.click('#rollout button[data-action="abort"]')

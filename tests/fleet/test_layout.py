@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import ast
-import subprocess
-import sys
 from pathlib import Path
 
 import edgefleet.fleet as fleet
+
+from tests.support.imports import modules_loaded_by
 
 FLEET = Path(fleet.__file__).parent
 
@@ -26,9 +26,7 @@ def test_fleet_never_imports_the_device_agent():
 
 
 def test_importing_the_fleet_does_not_import_torch():
-    code = "import sys, edgefleet.fleet, edgefleet.fleet._cli; print('torch' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"
+    assert modules_loaded_by("import edgefleet.fleet, edgefleet.fleet._cli", ["torch"]) == []
 
 
 def test_public_api_is_explicit():

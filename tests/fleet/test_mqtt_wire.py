@@ -199,7 +199,7 @@ class _SilentBroker:
 
 def _reader(port: int, keepalive: int = 30):
     from edgefleet.fleet._ingest import TelemetryIngest
-    from edgefleet.fleet._metrics import Metrics
+    from edgefleet.fleet._prometheus import Metrics
 
     metrics = Metrics()
     rejected: list[tuple] = []

@@ -20,6 +20,8 @@ from sqlalchemy import text
 
 from tests.support.waiting import wait_until
 
+from .conftest import check_refused_items_cost_only_themselves, mqtt_service, offline_service
+
 POISON_VALUES = [
     '"a\\u0000b"',  # NUL: PostgreSQL refuses it
     '"\\ud800"',  # a lone surrogate
@@ -75,21 +77,6 @@ def test_valid_unicode_and_escaped_pairs_still_pass():
     assert p.decode(p.state_topic("d1"), payload).agent_version == "\U0001f600 café"
 
 
-def _service(tmp_path, url: str, group: str):
-    from edgefleet.fleet import FleetService, FleetSettings
-
-    return FleetService(
-        FleetSettings(
-            data_dir=tmp_path,
-            broker_url=url,
-            share_group=group,
-            mqtt_client_id=f"fleet-{group}",
-            telemetry_flush_interval_s=0.05,
-            run_engine=False,
-        )
-    ).start()
-
-
 def _rows(svc, dev: str) -> int:
     svc.telemetry.flush()
     with svc.ctx.engine.connect() as conn:
@@ -99,7 +86,7 @@ def _rows(svc, dev: str) -> int:
 
 @pytest.mark.broker
 def test_a_hostile_device_costs_a_good_one_nothing(tmp_path, mosquitto):
-    svc = _service(tmp_path, mosquitto.url, "poison")
+    svc = mqtt_service(tmp_path, mosquitto.url, "poison")
     c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="poison-mix")
     c.connect("127.0.0.1", mosquitto.port)
     c.loop_start()
@@ -142,33 +129,10 @@ def test_a_hostile_device_costs_a_good_one_nothing(tmp_path, mosquitto):
 def test_a_row_the_store_refuses_costs_only_itself(tmp_path):
     """Past validation (a future bug, a new field): the store raises for one row; the batch
     is split and every other device's row lands; the bad one is counted in /metrics."""
-    from edgefleet.fleet import FleetService, FleetSettings
-
-    svc = FleetService(
-        FleetSettings(data_dir=tmp_path, mqtt_enabled=False, telemetry_flush_interval_s=0.05)
-    ).start()
+    svc = offline_service(tmp_path, telemetry_flush_interval_s=0.05).start()
     try:
-        good = [(f"dev-{i}", "m@1", 1.0e9 + i, i, 1, 0, 1.0, 2.0, 3.0, None, None, None)
-                for i in range(300)]  # fmt: skip
-        bad = ("evil", "\ud800", 1.0e9, 0, 1, 0, None, None, None, None, None, None)
-        svc.telemetry.put_many(good[:150] + [bad] + good[150:])
-        svc.telemetry.flush()
-        with svc.ctx.engine.connect() as conn:
-            n = conn.execute(text("SELECT count(*) FROM telemetry")).scalar()
-        assert n == 300
-        assert svc.metrics.get("edgefleet_fleet_poison_dropped_total", path="telemetry") == 1
+        check_refused_items_cost_only_themselves(svc, "dev", "\ud800", rows=300, states=50)
         assert 'edgefleet_fleet_poison_dropped_total{path="telemetry"} 1' in svc.metrics.render()
-
-        # The reports path (state, inventory, events share it): one State the store refuses.
-        msgs = [p.State(device_id=f"dev-{i}", online=True, agent_version="ok") for i in range(50)]
-        poison = p.State.model_construct(
-            device_id="evil", online=True, agent_version="\ud800", slots=[], ts=datetime.now(UTC)
-        )
-        for m in msgs[:25] + [poison] + msgs[25:]:
-            svc.reports.put(m)
-        svc.sync()
-        assert all(svc.devices.get(f"dev-{i}").agent_version == "ok" for i in range(50))
-        assert svc.metrics.get("edgefleet_fleet_poison_dropped_total", path="reports") == 1
     finally:
         svc.stop()
 
@@ -210,7 +174,7 @@ def test_both_fleet_readers_skip_an_oversized_publish_without_buffering(tmp_path
     import gc
     import tracemalloc
 
-    svc = _service(tmp_path, mosquitto.url, "huge")
+    svc = mqtt_service(tmp_path, mosquitto.url, "huge")
     c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="huge-good")
     c.connect("127.0.0.1", mosquitto.port)
     c.loop_start()

@@ -13,6 +13,8 @@ import pytest
 
 from tests.support.mosquitto import free_port
 
+from .conftest import check_refused_items_cost_only_themselves, offline_service
+
 pytestmark = pytest.mark.postgres
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
@@ -122,43 +124,9 @@ def test_fleet_runs_on_postgresql(postgres_url, tmp_path, signing_keys, fleet_pa
 def test_a_row_postgresql_refuses_costs_only_itself(postgres_url, tmp_path):
     """Past validation, PostgreSQL refuses a NUL in text: the batch is split, every other row
     and report lands, the bad ones are counted."""
-    from datetime import UTC, datetime
-
-    from edgefleet.fleet import FleetService, FleetSettings
-    from edgefleet.sdk import protocol as p
-    from sqlalchemy import text
-
     url = postgres_url.replace("postgresql://", "postgresql+psycopg://")
-    svc = FleetService(
-        FleetSettings(
-            data_dir=tmp_path,
-            database_url=url,
-            mqtt_enabled=False,
-            telemetry_flush_interval_s=0.05,
-        )
-    ).start()
+    svc = offline_service(tmp_path, database_url=url, telemetry_flush_interval_s=0.05).start()
     try:
-        good = [(f"pgt-{i}", "m@1", 2.0e9 + i, i, 1, 0, 1.0, 2.0, 3.0, None, None, None)
-                for i in range(200)]  # fmt: skip
-        bad = ("pgt-evil", "nul\x00here", 2.0e9, 0, 1, 0, None, None, None, None, None, None)
-        svc.telemetry.put_many(good[:77] + [bad] + good[77:])
-        svc.telemetry.flush()
-        with svc.ctx.engine.connect() as conn:
-            q = text("SELECT count(*) FROM telemetry WHERE device_id LIKE 'pgt-%'")
-            assert conn.execute(q).scalar() == 200
-        assert svc.metrics.get("edgefleet_fleet_poison_dropped_total", path="telemetry") == 1
-        msgs = [p.State(device_id=f"pgs-{i}", online=True, agent_version="ok") for i in range(20)]
-        poison = p.State.model_construct(
-            device_id="pgs-evil",
-            online=True,
-            agent_version="a\x00b",
-            slots=[],
-            ts=datetime.now(UTC),
-        )
-        for m in msgs[:7] + [poison] + msgs[7:]:
-            svc.reports.put(m)
-        svc.sync()
-        assert all(svc.devices.get(f"pgs-{i}").agent_version == "ok" for i in range(20))
-        assert svc.metrics.get("edgefleet_fleet_poison_dropped_total", path="reports") == 1
+        check_refused_items_cost_only_themselves(svc, "pgt", "nul\x00here", rows=200, states=20)
     finally:
         svc.stop()

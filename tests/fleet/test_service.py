@@ -43,7 +43,7 @@ def test_commands_are_signed_expiring_and_sent_once(svc):
     assert verifier.verify(cmd) is cmd
     ttl = (cmd.expires_at - cmd.issued_at).total_seconds()
     assert ttl == pytest.approx(svc.settings.command_ttl_s)
-    # The URL's ticket lives minutes, not the command's day (fleet/_tickets.py).
+    # The URL's ticket lives minutes, not the command's day (fleet/_download_tickets.py).
     exp = int(re.search(r"device=svc-0&exp=(\d+)&ticket=", cmd.artifact_url).group(1))
     assert exp - cmd.issued_at.timestamp() == pytest.approx(
         svc.settings.download_ticket_ttl_s, abs=2

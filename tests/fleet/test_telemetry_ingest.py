@@ -18,6 +18,8 @@ from sqlalchemy import text
 from tests.support.mosquitto import Mosquitto
 from tests.support.waiting import wait_until
 
+from .conftest import mqtt_service
+
 T0 = datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=UTC)
 
 
@@ -160,24 +162,9 @@ def _stored(service) -> list[tuple]:
         return sorted(tuple(r) for r in rows)
 
 
-def _service(tmp_path, broker_url: str, group: str):
-    from edgefleet.fleet import FleetService, FleetSettings
-
-    return FleetService(
-        FleetSettings(
-            data_dir=tmp_path,
-            broker_url=broker_url,
-            share_group=group,
-            mqtt_client_id=f"fleet-{group}",
-            telemetry_flush_interval_s=0.05,
-            run_engine=False,
-        )
-    ).start()
-
-
 @pytest.mark.broker
 def test_stores_exactly_what_it_received_and_counts_the_rest(tmp_path, mosquitto):
-    svc = _service(tmp_path, mosquitto.url, "fastpath")
+    svc = mqtt_service(tmp_path, mosquitto.url, "fastpath")
     assert svc.mqtt.ingest is not None and svc.mqtt.ingest.subscribed.is_set()
     m = svc.metrics
     c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="fast-dev")
@@ -237,7 +224,7 @@ def test_stores_exactly_what_it_received_and_counts_the_rest(tmp_path, mosquitto
 @pytest.mark.broker
 def test_ingest_reconnects_after_a_broker_restart(tmp_path):
     with Mosquitto() as broker:
-        svc = _service(tmp_path, broker.url, "restart")
+        svc = mqtt_service(tmp_path, broker.url, "restart")
         try:
             assert svc.mqtt.healthy
             broker.stop()

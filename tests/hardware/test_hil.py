@@ -167,6 +167,12 @@ def test_matrix_file_errors_name_file_and_field(tmp_path, hil_packages):
     m.write_text('packages = ["missing.efpkg"]\n')
     with pytest.raises(MatrixError, match=r"packages: expected existing package"):
         load_matrix(m)
+    # Read and parse errors come from the profiles' TOML reader, as a MatrixError.
+    m.write_text("packages = [\n")
+    with pytest.raises(MatrixError, match=r"^m\.toml: not valid TOML"):
+        load_matrix(m)
+    with pytest.raises(MatrixError, match=r"gone\.toml: cannot read matrix file"):
+        load_matrix(tmp_path / "gone.toml")
 
 
 def test_cli_rejects_an_unknown_target(hil_packages, tmp_path):

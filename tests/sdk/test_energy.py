@@ -18,7 +18,8 @@ def _write(path: Path, text: str) -> Path:
 
 
 class Counter(threading.Thread):
-    """Advances an energy counter file at ``watts`` while running (a live sysfs counter)."""
+    """Advances an energy counter file at ``watts`` while running (a live sysfs counter);
+    ``with counter:`` runs it for the block."""
 
     def __init__(self, path: Path, watts: float, start_uj: int = 0, wrap_uj: int = 0):
         super().__init__(daemon=True)
@@ -39,6 +40,14 @@ class Counter(threading.Thread):
             tmp.write_text(f"{self.value}\n")
             os.replace(tmp, self.path)
 
+    def __enter__(self) -> Counter:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.join()
+
 
 def _measure(meter: EnergyMeter, seconds: float = 0.3):
     with meter.measure() as m:
@@ -56,12 +65,8 @@ def test_rapl_counter_packages_only_and_wraparound(tmp_path):
                       start_uj=262143328850 - 1_000_000, wrap_uj=262143328850)  # fmt: skip
     sources, skipped = find_power_sources(tmp_path)
     assert [s.name for s in sources] == ["package-0 (RAPL counter)"] and skipped == []
-    counter.start()
-    try:
+    with counter:
         reading = _measure(EnergyMeter(tmp_path))
-    finally:
-        counter.stop.set()
-        counter.join()
     assert reading.measured and reading.source == "package-0 (RAPL counter)"
     # 20 W for the measured interval, across the counter's wrap (1 J before it wraps).
     assert reading.joules == pytest.approx(20.0 * reading.seconds, rel=0.25)
@@ -94,12 +99,8 @@ def test_hwmon_power_and_energy(tmp_path):
     _write(tmp_path / "sys/class/hwmon/hwmon2/name", "pmic\n")
     sources, _ = find_power_sources(tmp_path)
     assert sources[0].name == "pmic energy (hwmon counter)"  # counters first
-    counter.start()
-    try:
+    with counter:
         reading = _measure(EnergyMeter(tmp_path))
-    finally:
-        counter.stop.set()
-        counter.join()
     assert reading.joules == pytest.approx(8.0 * reading.seconds, rel=0.25)
 
 

@@ -11,6 +11,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.support.processes import stop_process
+
 __all__ = ["Mosquitto", "free_port", "MOSQUITTO_BIN"]
 
 MOSQUITTO_BIN = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
@@ -94,13 +96,8 @@ class Mosquitto:
         raise RuntimeError(f"mosquitto did not listen on port {self.port} within {timeout}s")
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc:
+            stop_process(self.proc, 5)
         self.proc = None
         log_file = getattr(self, "_log", None)
         if log_file is not None:
