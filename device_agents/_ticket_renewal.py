@@ -1,4 +1,4 @@
-"""Renewing a download ticket (the fleet's side and the design: fleet/_tickets.py).
+"""Renewing a download ticket (the fleet's side and the design: fleet/_download_tickets.py).
 
 A deploy command's artifact URL carries a ticket that lives minutes. When the fleet
 refuses it (401/403: expired, e.g. a download resumed after a restart or a command queued

@@ -1,4 +1,4 @@
-"""The download-ticket part of the device <-> fleet contract (design: fleet/_tickets.py).
+"""The download-ticket part of the device <-> fleet contract (design: fleet/_download_tickets.py).
 
 A deploy command's ``artifact_url`` carries a short-lived ticket in its ``ticket`` query
 parameter; a device renews it by POSTing the signed command to :data:`TICKET_RENEW_PATH`
