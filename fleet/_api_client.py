@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from edgefleet.sdk import EdgefleetError
+from edgefleet.sdk import Closing, EdgefleetError
 
 from ._client_models import (
     AuditPage,
@@ -104,7 +104,7 @@ def _toml_str(s: str) -> str:
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-class FleetClient:
+class FleetClient(Closing):
     """The fleet's ``/api/v1`` API with an API token; methods return typed models.
 
     Reads are retried briefly (a busy or restarting fleet); writes are not (they may have
@@ -130,12 +130,6 @@ class FleetClient:
 
     def close(self) -> None:
         self._http.close()
-
-    def __enter__(self) -> FleetClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # ------------------------------------------------------------------ transport
 

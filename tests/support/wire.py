@@ -6,10 +6,12 @@ from __future__ import annotations
 import socket
 import threading
 
+from edgefleet.sdk import Closing
+
 __all__ = ["ByteCountingProxy"]
 
 
-class ByteCountingProxy:
+class ByteCountingProxy(Closing):
     """Listens on 127.0.0.1:<port> and forwards every connection to ``target``.
     ``down``: bytes sent from the target to clients; ``up``: the other way."""
 
@@ -72,9 +74,3 @@ class ByteCountingProxy:
         self._sock.close()
         for s in self._conns:
             s.close()
-
-    def __enter__(self) -> ByteCountingProxy:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
