@@ -24,15 +24,7 @@ import numpy as np
 if TYPE_CHECKING:
     from edgefleet.device_agents import Simulation
 
-__all__ = [
-    "DEMO_PROFILES",
-    "AppStats",
-    "DeviceApps",
-    "backends",
-    "demo_devices",
-    "digits_frames",
-    "local_models",
-]
+__all__ = ["DEMO_PROFILES", "AppStats", "DeviceApps", "demo_devices", "digits_frames"]
 
 log = logging.getLogger(__name__)
 
@@ -98,26 +90,6 @@ def demo_devices(
                 )
             )
     return Simulation(settings, workers=4)
-
-
-def local_models(sim: Simulation) -> dict[str, str | None]:
-    """device id -> ``name@version`` in its active slot, as the device's store says."""
-    out: dict[str, str | None] = {}
-    for a in sim.agents:
-        slot = a.store.active_slot()
-        info = a.store.slot_info(slot) if slot else None
-        out[a.device_id] = f"{info.package_name}@{info.package_version}" if info else None
-    return out
-
-
-def backends(agents: Sequence) -> dict[str, str]:
-    """profile -> the runtime (and artifact) its boards serve the active model on."""
-    out = {}
-    for a in agents:
-        loaded = a.active.loaded
-        if loaded is not None:
-            out[a.profile_name] = f"{loaded.info.backend} ({loaded.info.artifact.name})"
-    return out
 
 
 @dataclass

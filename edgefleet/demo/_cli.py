@@ -88,7 +88,7 @@ class RichUi:
 
 def _table(demo) -> Table:
     t = Table(title=f"edgefleet demo — dashboard {demo.fleet.url}/  (Ctrl-C to stop)")
-    from ._boards import local_models
+    from ._board_views import local_models
 
     gen = demo.opts.generative  # the boards' apps also have the LM write
     cols = ("device", "profile", "model", "runtime", "predictions", "accuracy", "cache")

@@ -9,11 +9,13 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from edgefleet.sdk import EdgefleetError
 
+from ._board_views import backends, local_models
+from ._local_fleet import wait_for
 from ._plan import rollout_body
 
 if TYPE_CHECKING:
@@ -21,13 +23,7 @@ if TYPE_CHECKING:
 
     from ._orchestrator import Demo
 
-__all__ = [
-    "StreamedAnswer",
-    "WaveFigures",
-    "generation_figures",
-    "roll_out_generative",
-    "stream_answer",
-]
+__all__ = ["StreamedAnswer", "WaveFigures", "run_generative", "stream_answer"]
 
 log = logging.getLogger(__name__)
 
@@ -188,3 +184,67 @@ def stream_answer(
         round(((first or end) - t0) * 1e3, 2),
         round(end - t0, 3),
     )
+
+
+def run_generative(demo: Demo, name: str, version: str) -> dict:
+    """The tiny LM to every board in gated waves, then one board's streamed answer; the
+    figures go into ``demo.summary["generative"]``."""
+    o = demo.opts
+    ref = f"{name}@{version}"
+    gen = demo.summary.setdefault("generative", {})
+    since = time.time()
+    t0 = time.perf_counter()
+    ro, waves = roll_out_generative(demo, name, version, since)
+    gen["rollout_s"] = round(time.perf_counter() - t0, 1)
+    board = demo.devices.agents[0]  # the smallest board of the demo: a Raspberry Pi 4
+    served = board.active.model.info
+    demo.ui.step(f"asking {board.device_id} over its local endpoint (SSE)")
+    with demo.ui.paused():
+        demo.ui.stream(f"\n{board.device_id} ({served.backend}, {served.artifact.name}) "
+                       f"POST /v1/completions, stream: true\n  {o.prompt}")  # fmt: skip
+        answer = stream_answer(
+            board.endpoint.address, board.device_id, o.prompt, o.answer_tokens,
+            demo.ui.stream,
+        )  # fmt: skip
+        demo.ui.stream("\n")
+    u = answer.usage
+    demo.ui.done(
+        f"usage: prompt_tokens {u.get('prompt_tokens')}, completion_tokens "
+        f"{u.get('completion_tokens')}, ttft {u.get('ttft_ms')} ms, decode "
+        f"{u.get('decode_tokens_per_s') or 0:.0f} tok/s; {answer.events} SSE events "
+        f"({answer.token_events} with text) in {answer.seconds * 1e3:.0f} ms"
+    )
+    demo.ui.step("waiting for the boards' generation telemetry at the fleet")
+    figures = wait_for(
+        lambda: (f := generation_figures(demo.client, ref, [None], since))[1] and f,
+        30,
+        "decode tokens/s in the fleet's telemetry",
+    )
+    fleet_devices = {d["id"]: d for d in demo.client.devices()}
+    local = local_models(demo.devices)
+    totals = demo.apps.totals()
+    gen.update(
+        model=ref,
+        rollout_state=ro["status"],
+        rollout_id=ro["id"],
+        waves=[w["size"] for w in ro["waves"]],
+        devices_active=sum(
+            1 for i in demo.devices.ids if fleet_devices.get(i, {}).get("active_model") == ref
+        ),
+        devices_active_local=sum(1 for r in local.values() if r == ref),
+        wave_gates=[asdict(w) for w in waves],
+        gates=dict(ro["gates"]),
+        fleet_requests=figures[0],
+        fleet_decode_tps=round(figures[1], 1),
+        fleet_ttft_p95_ms=round(figures[2], 3) if figures[2] is not None else None,
+        app_answers=totals.answers,
+        app_tokens=totals.tokens,
+        answer={"prompt": o.prompt, **asdict(answer)},
+        backends=backends(demo.devices.agents),
+    )
+    demo.ui.done(
+        f"fleet telemetry for {ref}: {figures[0]} requests, decode "
+        f"{figures[1]:.0f} tok/s, TTFT p95 {figures[2] or 0:.1f} ms; the board apps had "
+        f"{totals.answers} answers, {totals.tokens} tokens"
+    )
+    return gen

@@ -12,13 +12,14 @@ import socket
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from edgefleet.sdk import ConfigError
 
-from ._boards import DeviceApps, backends, demo_devices, local_models
+from ._board_views import backends
+from ._boards import DeviceApps, demo_devices
 from ._local_fleet import FleetApiError, FleetClient, LocalFleet, free_port, wait_for
 from ._packages import TrainedPackage, cached_or_trained, demo_keys
 from ._plan import DemoOptions, prepare_out, rollout_body
@@ -262,70 +263,6 @@ class Demo:
         self.summary = {**first, **self.summary}
         return self.summary
 
-    def generative(self, name: str, version: str) -> dict:
-        """The tiny LM to every board in gated waves, then one board's streamed answer."""
-        from ._generative import generation_figures, roll_out_generative, stream_answer
-
-        o = self.opts
-        ref = f"{name}@{version}"
-        gen = self.summary.setdefault("generative", {})
-        since = time.time()
-        t0 = time.perf_counter()
-        ro, waves = roll_out_generative(self, name, version, since)
-        gen["rollout_s"] = round(time.perf_counter() - t0, 1)
-        board = self.devices.agents[0]  # the smallest board of the demo: a Raspberry Pi 4
-        served = board.active.model.info
-        self.ui.step(f"asking {board.device_id} over its local endpoint (SSE)")
-        with self.ui.paused():
-            self.ui.stream(f"\n{board.device_id} ({served.backend}, {served.artifact.name}) "
-                           f"POST /v1/completions, stream: true\n  {o.prompt}")  # fmt: skip
-            answer = stream_answer(
-                board.endpoint.address, board.device_id, o.prompt, o.answer_tokens,
-                self.ui.stream,
-            )  # fmt: skip
-            self.ui.stream("\n")
-        u = answer.usage
-        self.ui.done(
-            f"usage: prompt_tokens {u.get('prompt_tokens')}, completion_tokens "
-            f"{u.get('completion_tokens')}, ttft {u.get('ttft_ms')} ms, decode "
-            f"{u.get('decode_tokens_per_s') or 0:.0f} tok/s; {answer.events} SSE events "
-            f"({answer.token_events} with text) in {answer.seconds * 1e3:.0f} ms"
-        )
-        self.ui.step("waiting for the boards' generation telemetry at the fleet")
-        figures = wait_for(
-            lambda: (f := generation_figures(self.client, ref, [None], since))[1] and f,
-            30,
-            "decode tokens/s in the fleet's telemetry",
-        )
-        fleet_devices = {d["id"]: d for d in self.client.devices()}
-        local = local_models(self.devices)
-        totals = self.apps.totals()
-        gen.update(
-            model=ref,
-            rollout_state=ro["status"],
-            rollout_id=ro["id"],
-            waves=[w["size"] for w in ro["waves"]],
-            devices_active=sum(
-                1 for i in self.devices.ids if fleet_devices.get(i, {}).get("active_model") == ref
-            ),
-            devices_active_local=sum(1 for r in local.values() if r == ref),
-            wave_gates=[asdict(w) for w in waves],
-            gates=dict(ro["gates"]),
-            fleet_requests=figures[0],
-            fleet_decode_tps=round(figures[1], 1),
-            fleet_ttft_p95_ms=round(figures[2], 3) if figures[2] is not None else None,
-            app_answers=totals.answers,
-            app_tokens=totals.tokens,
-            answer={"prompt": o.prompt, **asdict(answer)},
-            backends=backends(self.devices.agents),
-        )
-        self.ui.done(
-            f"fleet telemetry for {ref}: {figures[0]} requests, decode "
-            f"{figures[1]:.0f} tok/s, TTFT p95 {figures[2] or 0:.1f} ms; the board apps had "
-            f"{totals.answers} answers, {totals.tokens} tokens"
-        )
-        return gen
-
     def run(self, on_ready: Callable[[Demo], None] | None = None) -> dict:
         """Every step up to a completed rollout plus some traffic (then, with
         ``generative``, the LM's rollout and a streamed answer); returns the summary."""
@@ -344,7 +281,9 @@ class Demo:
         self.summary["wall_s"] = round(time.perf_counter() - self._t0, 1)
         self.collect(ro, name, version)
         if lm is not None:
-            self.generative(lm[2], lm[3])
+            from ._generative import run_generative
+
+            run_generative(self, lm[2], lm[3])
             self.summary["wall_s"] = round(time.perf_counter() - self._t0, 1)
         if on_ready is not None:
             on_ready(self)

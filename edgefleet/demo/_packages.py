@@ -14,6 +14,16 @@ __all__ = ["TrainedPackage", "cached_or_trained", "demo_keys"]
 log = logging.getLogger(__name__)
 
 
+def demo_keys(directory: Path) -> tuple[Path, Path]:
+    """The package signing key pair (created with the SDK on first use, then reused)."""
+    from edgefleet.sdk import generate_keypair
+
+    priv, pub = directory / "demo.key", directory / "demo.pub"
+    if priv.exists() and pub.exists():
+        return priv, pub
+    return generate_keypair(directory, "demo")
+
+
 @dataclass(frozen=True)
 class TrainedPackage:
     """What a training run made: the signed package and the figures the demo shows."""
@@ -23,16 +33,6 @@ class TrainedPackage:
     accuracy: float | None  # held-out accuracy / agreement of the shipped model
     artifacts: tuple[str, ...]  # "model.int8.onnx 22 KiB acc 0.98", ...
     failed: tuple[str, ...]  # formats that did not export, with the reason
-
-
-def demo_keys(directory: Path) -> tuple[Path, Path]:
-    """The package signing key pair (created with the SDK on first use, then reused)."""
-    from edgefleet.sdk import generate_keypair
-
-    priv, pub = directory / "demo.key", directory / "demo.pub"
-    if priv.exists() and pub.exists():
-        return priv, pub
-    return generate_keypair(directory, "demo")
 
 
 def cached_or_trained(
