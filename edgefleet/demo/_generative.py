@@ -115,8 +115,8 @@ def roll_out_generative(
             demo.ui.step(label)
 
     ro = demo.client.create_rollout(body)
+    # The poll that sees COMPLETED runs before wait_rollout returns: the last wave is shown.
     ro = demo.client.wait_rollout(ro["id"], timeout=demo.opts.timeout_s, on_poll=poll)
-    poll(ro)  # the last wave, when the poll that saw COMPLETED returned first
     seconds = round(time.perf_counter() - t0, 1)
     demo.ui.done(f"rollout {ro['id']} {ro['status']} in {seconds}s ({ro['wave_count']} waves)")
     return ro, figures
