@@ -132,6 +132,11 @@ def choose(
     partial package); others are not candidates. Explicit ``options[backend]`` win over
     the profile's options for that backend.
     """
+    if manifest.task == "text-generation":  # the generation runtimes, as load() picks them
+        from ._gen_load import _choose
+
+        b, art = _choose(manifest, backend, artifact, precision, profile)
+        return Choice(backend=b, artifact=art, options=None, group=(art,))
     candidates = list(manifest.artifacts)
     if present is not None:
         candidates = [a for a in candidates if a.name in present]

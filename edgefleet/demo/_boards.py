@@ -3,8 +3,9 @@
 The agents are real :class:`~edgefleet.device_agents.Agent` objects (MQTT, A/B store,
 signed commands, telemetry queue) that share one MQTT loop and one worker pool, like
 ``edgefleet agent simulate``. Each device app classifies digit images through its agent's
-active slot (the SDK with a result cache), so the agent's telemetry carries real
-inference figures to the fleet.
+active slot (the SDK with a result cache), or has a generative package write once the
+board runs one, so the agent's telemetry carries real inference (or generation) figures to
+the fleet.
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ log = logging.getLogger(__name__)
 
 DEMO_PROFILES = ("raspberry-pi-4", "jetson-orin-nano", "rockchip-rk3588")
 _SHORT = {"raspberry-pi-4": "rpi4", "jetson-orin-nano": "orin", "rockchip-rk3588": "rk3588"}
+# Openings of the sentences the tiny LM learnt (trainer/_llm_data.py generates its text).
+_COLORS = ("red", "blue", "green", "small", "big")
+_THINGS = ("robot", "drone", "camera", "sensor", "cat")
 
 
 def digits_frames(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -58,8 +62,10 @@ def demo_devices(
     cache_entries: int = 256,
     tags: Sequence[str] = ("demo",),
     mqtt_version: str = "5",
+    local_endpoint: str | None = None,
 ) -> Simulation:
-    """``per_profile`` agents for each profile, ids like ``rpi4-01``, serving their model."""
+    """``per_profile`` agents for each profile, ids like ``rpi4-01``, serving their model
+    (and on ``local_endpoint``, e.g. ``127.0.0.1:0``, over HTTP)."""
     from edgefleet.device_agents import AgentSettings, Simulation
 
     settings = []
@@ -79,7 +85,7 @@ def demo_devices(
                     tags=[*tags, profile],
                     telemetry_interval_s=telemetry_interval_s,
                     cache_entries=cache_entries,
-                    local_endpoint=None,
+                    local_endpoint=local_endpoint,
                     serve_model=True,
                 )
             )
@@ -92,6 +98,8 @@ class AppStats:
     correct: int = 0
     errors: int = 0
     waiting: int = 0  # calls made before the device had an active model
+    answers: int = 0  # requests a generative package answered
+    tokens: int = 0  # tokens it generated for them
 
     @property
     def accuracy(self) -> float | None:
@@ -102,9 +110,20 @@ class DeviceApps:
     """One thread playing the device app on every agent: each app takes a frame, scales it
     as the package's manifest says, and calls ``predict`` on its agent's active model."""
 
-    def __init__(self, agents: Sequence, rate_per_device: float = 20.0, seed: int = 0) -> None:
+    def __init__(
+        self,
+        agents: Sequence,
+        rate_per_device: float = 20.0,
+        seed: int = 0,
+        ask_rate: float = 2.0,
+        answer_tokens: int = 24,
+    ) -> None:
         self.agents = list(agents)
         self.rate = rate_per_device
+        # Generation costs far more than one classification: a board asks at its own pace.
+        self.ask_period = 1.0 / ask_rate
+        self.answer_tokens = answer_tokens
+        self._next_ask = {a.device_id: 0.0 for a in self.agents}
         self.frames, self.labels = digits_frames(seed=seed)
         self.stats = {a.device_id: AppStats() for a in self.agents}
         self._rng = random.Random(seed)
@@ -125,10 +144,8 @@ class DeviceApps:
     def totals(self) -> AppStats:
         t = AppStats()
         for s in self.stats.values():
-            t.predictions += s.predictions
-            t.correct += s.correct
-            t.errors += s.errors
-            t.waiting += s.waiting
+            for k, v in vars(s).items():
+                setattr(t, k, getattr(t, k) + v)
         return t
 
     def _frame(self) -> int:
@@ -146,6 +163,9 @@ class DeviceApps:
         except NoActiveModelError:
             st.waiting += 1
             return
+        if hasattr(model, "generate"):  # a generative package: the app is a chat client
+            self._ask(agent.device_id, model, st)
+            return
         pre = model.info.manifest.preprocessing
         scale = pre.scale if pre is not None and pre.scale else 1.0
         try:
@@ -157,6 +177,26 @@ class DeviceApps:
         logits = next(iter(out.values()))
         st.predictions += 1
         st.correct += int(int(np.argmax(logits[0])) == int(self.labels[i]))
+
+    def _ask(self, device_id: str, model, st: AppStats) -> None:
+        """One sentence for the tiny LM to go on with, sampled (so each request decodes;
+        a greedy repeat would be a result-cache hit)."""
+        from edgefleet.sdk import EdgefleetError
+
+        now = time.monotonic()
+        if now < self._next_ask[device_id]:
+            return
+        self._next_ask[device_id] = now + self.ask_period
+        prompt = f"the {self._rng.choice(_COLORS)} {self._rng.choice(_THINGS)}"
+        try:
+            stream = model.generate(prompt, max_new_tokens=self.answer_tokens, temperature=0.8)
+            stream.text()
+        except EdgefleetError as e:
+            st.errors += 1
+            self.last_error = f"{device_id}: {e}"
+            return
+        st.answers += 1
+        st.tokens += stream.usage.generated_tokens
 
     def _run(self) -> None:
         period = 1.0 / (self.rate * max(1, len(self.agents)))

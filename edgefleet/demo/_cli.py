@@ -61,6 +61,10 @@ class RichUi:
         finally:
             self.progress.start()
 
+    def stream(self, text: str) -> None:
+        self.console.file.write(text)
+        self.console.file.flush()
+
     def done(self, text: str) -> None:
         if self._task is not None:
             self.progress.remove_task(self._task)
@@ -84,22 +88,27 @@ class RichUi:
 
 def _table(demo) -> Table:
     t = Table(title=f"edgefleet demo — dashboard {demo.fleet.url}/  (Ctrl-C to stop)")
-    for col in ("device", "profile", "model", "runtime", "predictions", "accuracy", "cache"):
+    from ._board_views import local_models
+
+    gen = demo.opts.generative  # the boards' apps also have the LM write
+    cols = ("device", "profile", "model", "runtime", "predictions", "accuracy", "cache")
+    for col in cols + (("LM answers",) if gen else ()):
         t.add_column(col)
-    versions = demo.devices.versions()
+    models = local_models(demo.devices)
     for a in demo.devices.agents:
         st = demo.apps.stats[a.device_id]
         cache = a.active.cache.stats() if a.active.cache is not None else None
         hr = cache.hit_rate if cache is not None else None
-        t.add_row(
+        row = [
             a.device_id,
             a.profile_name or "?",
-            versions.get(a.device_id) or "-",
+            models.get(a.device_id) or "-",
             a.active.loaded.info.backend if a.active.loaded is not None else "-",
             str(st.predictions),
             f"{st.accuracy:.1%}" if st.accuracy is not None else "-",
             f"{hr:.0%}" if hr is not None else "-",
-        )
+        ]
+        t.add_row(*row, *((str(st.answers),) if gen else ()))
     return t
 
 
@@ -144,7 +153,16 @@ def demo(
         None, "--package", help="A signed digits .efpkg to use instead of training."
     ),
     package_key: Path | None = typer.Option(None, "--package-key", help="Its public key."),
-    timeout: float = typer.Option(300.0, "--timeout", help="Seconds allowed for the rollout."),
+    timeout_s: float = typer.Option(300.0, "--timeout", help="Seconds allowed for a rollout."),
+    generative: bool = typer.Option(
+        False,
+        "--generative",
+        help="Then also the tiny LM: train (cached in --out), roll out in gated waves, stream "
+        "one board's answer over SSE.",
+    ),
+    prompt: str = typer.Option(
+        "the small robot", "--prompt", help="With --generative: the text a board goes on with."
+    ),
 ) -> None:
     """Train, sign, start the fleet and simulated boards, roll out, run cached inference."""
     from edgefleet.sdk import EdgefleetError
@@ -165,20 +183,10 @@ def demo(
     if bad or not fmts:
         console.print(f"[red]error:[/red] --formats expects onnx,tflite,pte; got {formats!r}")
         raise typer.Exit(2)
-    opts = DemoOptions(
-        out=out.resolve(),
-        broker=broker,
-        db=db,
-        port=port,
-        per_profile=per_profile,
-        epochs=epochs,
-        formats=fmts,
-        retrain=retrain,
-        package=package,
-        package_key=package_key,
-        timeout_s=timeout,
-        quiet_training=headless,  # the trainer's own progress bars when someone watches
-    )
+    # The parameters are named after DemoOptions' fields; these three are converted.
+    opts = DemoOptions.from_values(
+        {**locals(), "out": out.resolve(), "formats": fmts, "quiet_training": headless}
+    )  # quiet_training: the trainer's own progress bars when someone watches
     # `kill` shuts down as cleanly as Ctrl-C; and Ctrl-C works even when started from a
     # shell that left SIGINT ignored (background jobs of non-interactive shells).
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -207,6 +215,8 @@ def demo(
             console.print(f"[bold]Admin API token:[/bold] {d.fleet.admin_token}")
             console.print(f"[bold]API:[/bold] {d.fleet.url}/docs   [dim]Ctrl-C stops it all[/dim]")
             console.print(_next_steps(d.fleet.url, d.fleet.admin_token, opts.out))
+            if opts.generative:
+                console.print(_ask_board(d.devices.agents[0]))
             _serve_forever(d, console)
         except KeyboardInterrupt:
             console.print("[yellow]stopping the demo[/yellow]")
@@ -218,6 +228,17 @@ def demo(
         else:
             _print_summary(console, summary)
     raise typer.Exit(code)
+
+
+def _ask_board(agent) -> str:
+    """The command that streams from a board's OpenAI-compatible endpoint, as the demo did
+    (``/v1/chat/completions`` takes ``messages`` the same way)."""
+    body = '{"prompt": "the red drone", "max_tokens": 40, "stream": true}'
+    return (
+        f"\n[bold]Ask {agent.device_id}[/bold] (any OpenAI client works offline too):\n"
+        f"  curl -N {agent.endpoint.address}/v1/completions "
+        f"-H 'Content-Type: application/json' -d '{body}'"
+    )
 
 
 def _print_summary(console: Console, summary: dict) -> None:

@@ -1,36 +1,18 @@
-"""The demo's first step: keys, then the trainer's built-in digits recipe, shortened so the
-whole demo fits in a few minutes on two cores (fewer epochs, fewer latency runs)."""
+"""The demo's classifier: the trainer's built-in digits recipe, shortened so the whole
+demo fits in a few minutes on two cores (fewer epochs, fewer latency runs)."""
 
 from __future__ import annotations
 
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["TrainedPackage", "demo_keys", "train_digits"]
+from ._packages import TrainedPackage
+
+__all__ = ["train_digits"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class TrainedPackage:
-    path: Path
-    seconds: float
-    accuracy: float | None  # held-out accuracy of the compressed torch model
-    artifacts: tuple[str, ...]  # "model.int8.onnx 22 KiB acc 0.98", ...
-    failed: tuple[str, ...]  # formats that did not export, with the reason
-
-
-def demo_keys(directory: Path) -> tuple[Path, Path]:
-    """The package signing key pair (created with the SDK on first use, then reused)."""
-    from edgefleet.sdk import generate_keypair
-
-    priv, pub = directory / "demo.key", directory / "demo.pub"
-    if priv.exists() and pub.exists():
-        return priv, pub
-    return generate_keypair(directory, "demo")
 
 
 def train_digits(

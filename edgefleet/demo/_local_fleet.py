@@ -40,12 +40,16 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: 
         time.sleep(interval)
 
 
+# LocalFleet's fields that are FleetSettings fields of the same name.
+_SETTINGS = ("data_dir", "trusted_package_keys", "port", "host", "broker_url", "database_url")
+
+
 @dataclass
 class LocalFleet:
     """A fleet service running in this process: FleetService + uvicorn on a thread."""
 
     data_dir: Path
-    package_keys: list[Path]
+    trusted_package_keys: list[Path]
     port: int = 0
     host: str = "127.0.0.1"
     broker_url: str = ""
@@ -64,13 +68,9 @@ class LocalFleet:
 
             generate_keypair(keys, "fleet")
         settings = FleetSettings(
-            data_dir=self.data_dir,
-            database_url=self.database_url,
-            host=self.host,
-            port=self.port,
-            broker_url=self.broker_url,
+            **{k: getattr(self, k) for k in _SETTINGS},
             embedded_broker_port=0,
-            trusted_package_keys=self.package_keys,
+            # Fast clocks, so a demo rollout and its telemetry move in seconds.
             tick_interval_s=0.25,
             telemetry_flush_interval_s=0.2,
         )

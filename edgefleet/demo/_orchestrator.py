@@ -8,7 +8,6 @@ cached inference on the active slots -> telemetry back to the fleet -> summary.
 from __future__ import annotations
 
 import logging
-import shutil
 import socket
 import time
 from collections.abc import Callable
@@ -19,8 +18,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from edgefleet.sdk import ConfigError
 
+from ._board_views import backends
 from ._boards import DeviceApps, demo_devices
 from ._local_fleet import FleetApiError, FleetClient, LocalFleet, free_port, wait_for
+from ._packages import TrainedPackage, cached_or_trained, demo_keys
 from ._plan import DemoOptions, prepare_out, rollout_body
 
 if TYPE_CHECKING:
@@ -53,6 +54,10 @@ class DemoUi(Protocol):
 
     def rollout(self, ro: dict) -> None: ...
 
+    def stream(self, text: str) -> None:
+        """Text as it arrives (a streamed answer), no newline added; inside ``paused``."""
+        ...
+
 
 @dataclass
 class Demo:
@@ -68,9 +73,7 @@ class Demo:
     # -- steps
     def package(self) -> tuple[Path, Path, str, str]:
         """(package, public key, name, version): the given one, a reused one, or trained."""
-        from edgefleet.sdk import TrustPolicy, load_public_key, open_package
-
-        from ._digits import demo_keys, train_digits
+        from ._digits import train_digits
 
         o = self.opts
         if o.package is not None:
@@ -79,34 +82,60 @@ class Demo:
             pkg, pub = o.package, o.package_key
         else:
             priv, pub = demo_keys(o.out / "keys")
-            found = sorted((o.out / "package").glob("digits-*.efpkg"))
-            if found and not o.retrain:
-                pkg = found[-1]
-                self.ui.done(f"reusing the trained package {pkg} (--retrain to train again)")
-            else:
-                shutil.rmtree(o.out / "package", ignore_errors=True)
-                self.ui.step("training digits CNN, pruning, low-rank, int8, export, sign")
-                with self.ui.paused():
-                    t = train_digits(
-                        o.out / "package",
-                        priv,
-                        epochs=o.epochs,
-                        formats=o.formats,
-                        quiet=o.quiet_training,
-                    )
-                pkg = t.path
-                self.summary["train_s"] = round(t.seconds, 1)
-                self.summary["model_accuracy"] = t.accuracy
-                self.summary["artifacts"] = list(t.artifacts)
-                if t.failed:
-                    self.summary["failed_exports"] = list(t.failed)
-                self.ui.done(
-                    f"trained + signed {pkg.name} in {t.seconds:.0f}s: " + ", ".join(t.artifacts)
-                )
-        with open_package(pkg, TrustPolicy.device(load_public_key(pub))) as p:
-            return pkg, pub, p.manifest.name, p.manifest.version
+            pkg = self._trained(
+                "package",
+                "training digits CNN, pruning, low-rank, int8, export, sign",
+                lambda d: train_digits(
+                    d, priv, epochs=o.epochs, formats=o.formats, quiet=o.quiet_training
+                ),
+                self.summary,
+                "model_accuracy",
+            )
+        return pkg, pub, *_name_version(pkg, pub)
 
-    def start_fleet(self, pub: Path) -> None:
+    def package_lm(self) -> tuple[Path, Path, str, str]:
+        """The tiny LM for ``--generative``, signed with the demo's key (reused or trained)."""
+        from ._tiny_lm import TINY_LM_RECIPE, train_tiny_lm
+
+        priv, pub = demo_keys(self.opts.out / "keys")
+        pkg = self._trained(
+            "package-lm",
+            f"training the tiny Llama LM ({TINY_LM_RECIPE} recipe), ONNX Runtime GenAI "
+            "fp32/int8/int4 export, verify, sign",
+            lambda d: train_tiny_lm(d, priv, quiet=self.opts.quiet_training),
+            self.summary.setdefault("generative", {}),
+            "next_token_agreement",
+        )
+        return pkg, pub, *_name_version(pkg, pub)
+
+    def _trained(
+        self,
+        sub: str,
+        what: str,
+        train: Callable[[Path], TrainedPackage],
+        into: dict[str, Any],
+        accuracy_key: str,
+    ) -> Path:
+        """A package from ``--out/sub`` (a previous run's) or trained now, its figures
+        recorded ``into`` the summary."""
+
+        def run(directory: Path) -> TrainedPackage:
+            self.ui.step(what)
+            with self.ui.paused():  # the trainer's own progress bars own the terminal
+                return train(directory)
+
+        pkg, t = cached_or_trained(self.opts.out / sub, self.opts.retrain, run)
+        if t is None:
+            self.ui.done(f"reusing the trained package {pkg} (--retrain to train again)")
+            return pkg
+        into.update({"train_s": round(t.seconds, 1), accuracy_key: t.accuracy,
+                     "artifacts": list(t.artifacts)})  # fmt: skip
+        if t.failed:
+            into["failed_exports"] = list(t.failed)
+        self.ui.done(f"trained + signed {pkg.name} in {t.seconds:.0f}s: " + ", ".join(t.artifacts))
+        return pkg
+
+    def start_fleet(self, pubs: list[Path]) -> None:
         o = self.opts
         port = o.port
         if port:
@@ -118,7 +147,7 @@ class Demo:
                 self.ui.done(f"port {o.port} is busy; the fleet uses {port}")
         self.ui.step("starting the fleet service")
         self.fleet = LocalFleet(
-            o.out / "fleet", [pub], port=port, broker_url=o.broker, database_url=o.db
+            o.out / "fleet", pubs, port=port, broker_url=o.broker, database_url=o.db
         ).start()
         self.client = FleetClient(self.fleet.url, self.fleet.admin_token)
         health = self.client.health()
@@ -139,7 +168,7 @@ class Demo:
                 raise
             self.ui.done(f"{pkg.name} is already registered in this fleet")
 
-    def start_devices(self, pub: Path) -> None:
+    def start_devices(self, pubs: list[Path]) -> None:
         o = self.opts
         n = o.per_profile * len(o.profiles)
         self.ui.step(f"starting {n} simulated devices ({', '.join(o.profiles)})")
@@ -147,11 +176,13 @@ class Demo:
             o.out / "devices",
             broker_url=self.fleet.mqtt_url,
             fleet_keys=[self.fleet.fleet_key],
-            package_keys=[pub],
+            package_keys=pubs,
             profiles=o.profiles,
             per_profile=o.per_profile,
             # amqtt (the embedded broker) speaks MQTT 3.1.1 only.
             mqtt_version="5" if o.broker else "3.1.1",
+            # Generation is served on each board's local OpenAI-compatible endpoint.
+            local_endpoint="127.0.0.1:0" if o.generative else None,
         ).start()
         wait_for(lambda: self.devices.online() == n, 60, f"{n} devices online on the broker")
         ids = set(self.devices.ids)
@@ -161,7 +192,9 @@ class Demo:
             return ids <= seen
 
         wait_for(registered, 60, "the fleet to register every device")
-        self.apps = DeviceApps(self.devices.agents, rate_per_device=o.rate).start()
+        self.apps = DeviceApps(
+            self.devices.agents, o.rate, ask_rate=o.ask_rate, answer_tokens=o.answer_tokens
+        ).start()
         self.ui.done(f"{n} devices online and registered; device apps started")
 
     def rollout(self, name: str, version: str) -> dict:
@@ -204,11 +237,6 @@ class Demo:
                 hits, misses = hits + st.hits, misses + st.misses
         metrics = self.client.metrics()
         fleet_calls, fleet_hit_rate = self.client.telemetry_totals(ref)
-        backends = {}
-        for a in self.devices.agents:
-            loaded = a.active.loaded
-            if loaded is not None:
-                backends[a.profile_name] = f"{loaded.info.backend} ({loaded.info.artifact.name})"
         self.summary.update(
             rollout_state=ro["status"],
             rollout_id=ro["id"],
@@ -226,7 +254,7 @@ class Demo:
             # The same inference as the fleet learnt it from telemetry (lags by one interval).
             fleet_seen_calls=fleet_calls,
             fleet_seen_cache_hit_rate=round(fleet_hit_rate, 4) if fleet_hit_rate else None,
-            backends=backends,
+            backends=backends(self.devices.agents),
             dashboard=f"{self.fleet.url}/",
             broker="external" if self.opts.broker else "embedded amqtt",
             database=self.client.health()["database"],
@@ -236,19 +264,30 @@ class Demo:
         return self.summary
 
     def run(self, on_ready: Callable[[Demo], None] | None = None) -> dict:
-        """Every step up to a completed rollout plus some traffic; returns the summary."""
-        prepare_out(self.opts.out, keep_fleet=bool(self.opts.db))
+        """Every step up to a completed rollout plus some traffic (then, with
+        ``generative``, the LM's rollout and a streamed answer); returns the summary."""
+        o = self.opts
+        prepare_out(o.out, keep_fleet=bool(o.db))
         pkg, pub, name, version = self.package()
-        self.start_fleet(pub)
+        lm = self.package_lm() if o.generative else None
+        pubs = list(dict.fromkeys([pub] + ([lm[1]] if lm else [])))
+        self.start_fleet(pubs)
         self.upload(pkg)
-        self.start_devices(pub)
+        if lm is not None:
+            self.upload(lm[0])
+        self.start_devices(pubs)
         ro = self.rollout(name, version)
-        self.traffic(self.opts.traffic_s)
+        self.traffic(o.traffic_s)
         self.summary["wall_s"] = round(time.perf_counter() - self._t0, 1)
-        out = self.collect(ro, name, version)
+        self.collect(ro, name, version)
+        if lm is not None:
+            from ._generative import run_generative
+
+            run_generative(self, lm[2], lm[3])
+            self.summary["wall_s"] = round(time.perf_counter() - self._t0, 1)
         if on_ready is not None:
             on_ready(self)
-        return out
+        return self.summary
 
     def close(self) -> None:
         """Stop everything this demo started, in reverse order; safe to call twice."""
@@ -265,3 +304,11 @@ class Demo:
             except Exception:  # keep shutting the rest down
                 log.exception("demo shutdown step failed")
         self.apps = self.devices = self.client = self.fleet = None
+
+
+def _name_version(pkg: Path, pub: Path) -> tuple[str, str]:
+    """The package's name and version, read through the signature check a device makes."""
+    from edgefleet.sdk import TrustPolicy, load_public_key, open_package
+
+    with open_package(pkg, TrustPolicy.device(load_public_key(pub))) as p:
+        return p.manifest.name, p.manifest.version

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import shutil
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from edgefleet.sdk import ConfigError
@@ -36,10 +37,26 @@ class DemoOptions:
     traffic_s: float = 6.0  # headless: inference after the rollout, so telemetry flows
     timeout_s: float = 300.0
     quiet_training: bool = True
+    # --generative: then the tiny LM, rolled out to the same boards, and one streamed answer.
+    generative: bool = False
+    prompt: str = "the small robot"
+    answer_tokens: int = 40
+    ask_rate: float = 2.0  # requests per second per board app once it runs the LM
+
+    @classmethod
+    def from_values(cls, values: Mapping[str, object]) -> DemoOptions:
+        """The options named in ``values`` (the CLI's parameters, named after these fields);
+        other keys are ignored."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in names})
 
 
-def rollout_body(name: str, version: str, device_ids: list[str], soak_s: float) -> dict:
-    """A canary (one device) then waves of 50 % and the rest, gated on telemetry."""
+def rollout_body(
+    name: str, version: str, device_ids: list[str], soak_s: float, generative: bool = False
+) -> dict:
+    """A canary (one device) then waves of 50 % and the rest, gated on telemetry; a
+    generative package also on decode tokens/s and TTFT p95 against the previous version."""
+    gates = {"max_decode_tps_regression": 0.5, "max_ttft_p95_regression": 1.0}
     return {
         "name": f"{name} {version}: canary then waves",
         "model": name,
@@ -55,6 +72,7 @@ def rollout_body(name: str, version: str, device_ids: list[str], soak_s: float) 
             "max_error_rate_increase": 0.05,
             "min_gate_calls": 1,
             "health_window_s": 1.0,
+            **(gates if generative else {}),
         },
         "start": True,
     }
