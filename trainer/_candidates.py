@@ -21,7 +21,7 @@ from edgefleet.sdk import ArtifactMetrics, MetricSpec, TensorSpec
 
 from . import _export
 from ._metrics import Evaluator, Predict, builtin_scores
-from ._onnx_quant import OnnxQuantOptions, quantize_onnx_each
+from ._onnx_quant import FP16_METHOD, OnnxQuantOptions, convert_fp16, quantize_onnx_each
 from ._signature import ModelIO, NamedIO
 from ._verify import fit_to_shape, host_name, latency_ms, open_session, session_predict
 
@@ -30,6 +30,9 @@ __all__ = ["Candidate", "plan_buckets", "export_candidates", "verify_candidate",
 log = logging.getLogger(__name__)
 
 _EXT = {"onnx": "onnx", "tflite": "tflite", "pte": "pte"}
+# fp16 serves GPU boards, which run ONNX (TensorRT/CUDA providers); LiteRT and ExecuTorch
+# targets here are CPUs, where fp16 is no gain (sdk ranks it last there).
+_FP16_ONNX_ONLY = "fp16 is exported as ONNX only (for ONNX Runtime's TensorRT/CUDA providers)"
 
 
 @dataclass
@@ -108,11 +111,15 @@ def export_candidates(
             calib = _export.calib_args(fit_to_shape(feeds, shapes, pad_values), names, calib_n)
             for prec in precisions:
                 group = f"model.{prec}.{_EXT[fmt]}" if bucket else None
-                c = Candidate(f"model.{prec}{tag}.{_EXT[fmt]}", fmt, prec,
-                              None if prec == "fp32" else _export.quant_method(fmt, family, prec),
+                method = (
+                    None if prec in ("fp32", "fp16") else _export.quant_method(fmt, family, prec)
+                )
+                c = Candidate(f"model.{prec}{tag}.{_EXT[fmt]}", fmt, prec, method,
                               input_shapes=shapes, bucket_group=group)  # fmt: skip
                 t0 = time.perf_counter()
                 try:
+                    if prec == "fp16":
+                        raise ValueError(_FP16_ONNX_ONLY)
                     c.path = _export.EXPORTERS[fmt](
                         wrapper, tuple(sample[n] for n in names), work / c.name,
                         int8=prec == "int8", int4=prec == "int4", calib=calib, family=family,
@@ -144,6 +151,17 @@ def _onnx(wrapper, io, feeds, work, precisions, methods, quant, opset, on_done) 
     if "fp32" in precisions or base.error:
         on_done(base)
     if base.error:
+        return
+    if "fp16" in precisions:
+        half = Candidate("model.fp16.onnx", "onnx", "fp16", FP16_METHOD)
+        t0 = time.perf_counter()
+        try:
+            half.path = convert_fp16(fp32, work / half.name)
+        except Exception as e:
+            half.error = _short(e)
+        half.seconds = time.perf_counter() - t0
+        on_done(half)
+    if not {"int8", "int4"} & set(precisions):
         return
     if "int8" not in precisions:
         m8: tuple | None = ()

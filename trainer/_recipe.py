@@ -138,7 +138,9 @@ class ExportSpec(_Strict):
     formats: list[Literal["onnx", "tflite", "pte"]] = Field(
         default_factory=lambda: ["onnx", "tflite", "pte"], min_length=1
     )
-    precisions: list[Literal["fp32", "int8", "int4"]] = Field(
+    # fp16: ONNX only, fp32 inputs/outputs kept, for GPU boards (the SDK picks it only
+    # where a TensorRT/CUDA provider is present).
+    precisions: list[Literal["fp32", "fp16", "int8", "int4"]] = Field(
         default_factory=lambda: ["fp32", "int8"], min_length=1
     )
     opset: int = Field(17, ge=13, le=21)

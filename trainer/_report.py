@@ -9,9 +9,17 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from ._pipeline import CompressResult
 
-__all__ = ["write_report"]
+__all__ = ["write_report", "FP16_NOTE"]
 
 log = logging.getLogger(__name__)
+
+
+FP16_NOTE = (
+    "fp16 figures were measured on ONNX Runtime's CPU provider on this host: ONNX Runtime "
+    "runs ops without an fp16 CPU kernel through casts to fp32, so they measure fp16 weights "
+    "and activations at op boundaries; fp16 arithmetic on a GPU (TensorRT/CUDA) was not "
+    "measured here."
+)
 
 
 def _fmt(v: float | None, spec: str) -> str:
@@ -103,6 +111,8 @@ def write_report(result: CompressResult, out_dir: Path) -> tuple[Path, Path]:
             + "".join(f"{_fmt(s.scores.get(k), '.4g')} | " for k in extra)
             + f"{_fmt(s.latency_ms_p50, '.3f')} | {r.seconds:.1f} | {status} |"
         )
+    if any(r.precision == "fp16" and r.metrics is not None for r in result.exports):
+        lines += ["", FP16_NOTE]
     failed = [r for r in result.exports if r.error is not None]
     lines += ["", "## Failed exports", ""]
     lines += [f"- {r.format} {r.precision}: {r.error}" for r in failed] or ["(none)"]
