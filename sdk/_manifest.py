@@ -19,6 +19,7 @@ from ._manifest_fields import (
     FileEntry,
     GenerationSpec,
     MetricSpec,
+    PerturbationScore,
     RejectedArtifact,
     TextPreprocessing,
     _Model,
@@ -134,6 +135,8 @@ class ArtifactMetrics(_Model):
     value: float | None = None
     reference_value: float | None = None
     scores: dict[str, float] = Field(default_factory=dict)
+    # the metric under input perturbations (robustness), one entry per perturbation
+    robustness: list[PerturbationScore] = Field(default_factory=list)
 
 
 class Artifact(_Model):

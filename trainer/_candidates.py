@@ -22,6 +22,7 @@ from edgefleet.sdk import ArtifactMetrics, MetricSpec, TensorSpec
 from . import _export
 from ._metrics import Evaluator, Predict, builtin_scores
 from ._onnx_quant import FP16_METHOD, OnnxQuantOptions, convert_fp16, quantize_onnx_each
+from ._robustness import RobustnessProbe
 from ._signature import ModelIO, NamedIO
 from ._verify import fit_to_shape, host_name, latency_ms, open_session, session_predict
 
@@ -203,8 +204,11 @@ def verify_candidate(
     *,
     latency_runs: int,
     pad_values: Mapping[str, float],
+    robustness: tuple[RobustnessProbe, list[float]] | None = None,
 ) -> None:
-    """Score ``c`` on its runtime; fills metrics, passed and parity_error."""
+    """Score ``c`` on its runtime; fills metrics, passed and parity_error. ``robustness``:
+    the probe and the reference model's figures under its perturbations (then the
+    artifact's figures are measured, recorded and gated too)."""
     inputs, outputs = io.inputs, io.outputs
     if c.input_shapes:
         inputs = [TensorSpec(name=s.name, dtype=s.dtype, shape=c.input_shapes[s.name])
@@ -216,6 +220,8 @@ def verify_candidate(
             return raw(fit_to_shape(feeds, c.input_shapes, pad_values))
 
         value, scores, outs = evaluator.score(predict)
+        probe, robust_ref = robustness or (None, [])
+        robust = probe.scores(probe.measure(predict, evaluator), robust_ref) if probe else []
         one = {k: v[:1] for k, v in fit_to_shape(evaluator.feeds, c.input_shapes,
                                                   pad_values).items()}  # fmt: skip
         lat = latency_ms(session, one, latency_runs)
@@ -235,10 +241,16 @@ def verify_candidate(
         top1_agreement=parity.get("top1_agreement"),
         max_abs_error=parity["max_abs_error"],
         latency_ms_p50=lat, host=host_name(), metric=spec.name, value=value,
-        reference_value=reference_value, scores=scores,
+        reference_value=reference_value, scores=scores, robustness=robust,
     )  # fmt: skip
-    if not c.passed:
-        c.reason = _gate_reason(spec, value, reference_value)
+    reasons = [] if c.passed else [_gate_reason(spec, value, reference_value)]
+    miss = probe.failure(robust) if probe else None
+    if miss is not None:
+        c.passed = False
+        reasons.append(probe.reason(miss))
+        c.extra["rejected_figure"] = (f"{spec.name} under {miss.name}", miss.value,
+                                      miss.reference_value)  # fmt: skip
+    c.reason = "; ".join(reasons) or None
 
 
 def _gate_reason(spec: MetricSpec, value: float, ref: float) -> str:
