@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 _EXT = {"onnx": "onnx", "tflite": "tflite", "pte": "pte"}
 # fp16 serves GPU boards, which run ONNX (TensorRT/CUDA providers); LiteRT and ExecuTorch
 # targets here are CPUs, where fp16 is no gain (sdk ranks it last there).
+_FP16_HOST = "; fp16 run by ONNX Runtime's CPU provider, GPU fp16 arithmetic not measured here"
 _FP16_ONNX_ONLY = "fp16 is exported as ONNX only (for ONNX Runtime's TensorRT/CUDA providers)"
 
 
@@ -240,7 +241,8 @@ def verify_candidate(
         reference_accuracy=reference_value if spec.name == "accuracy" else None,
         top1_agreement=parity.get("top1_agreement"),
         max_abs_error=parity["max_abs_error"],
-        latency_ms_p50=lat, host=host_name(), metric=spec.name, value=value,
+        latency_ms_p50=lat, host=host_name() + (_FP16_HOST if c.precision == "fp16" else ""),
+        metric=spec.name, value=value,
         reference_value=reference_value, scores=scores, robustness=robust,
     )  # fmt: skip
     reasons = [] if c.passed else [_gate_reason(spec, value, reference_value)]

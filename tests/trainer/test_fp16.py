@@ -57,6 +57,8 @@ def test_digits_cnn_fp16_is_measured_gated_and_chosen_only_by_name(tmp_path, sig
         arts = {a.name: a for a in pkg.manifest.artifacts}
         assert arts["model.fp16.onnx"].precision == "fp16"
         assert arts["model.fp16.onnx"].metrics.metric == "cosine"
+        # the signed manifest says where the figure comes from
+        assert "GPU fp16 arithmetic not measured here" in arts["model.fp16.onnx"].metrics.host
         # fp32 inputs and outputs kept, fp16 weights inside
         assert _onnx_io(pkg.root / arts["model.fp16.onnx"].path) == (["FLOAT"], ["FLOAT"])
         assert _fp16_initializers(pkg.root / arts["model.fp16.onnx"].path) > 0
