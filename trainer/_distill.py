@@ -116,8 +116,9 @@ class LossPlan:
         return loss
 
     def describe(self, temperature: float, alpha: float) -> str:
-        soft = (f"KL on softened {self.primary!r} (T={temperature:g})" if self.classifier
-                else "normalised MSE") + " + normalised MSE on other float outputs"  # fmt: skip
+        soft = (f"KL on softened {self.primary!r} (T={temperature:g}) + normalised MSE on "
+                "the other float outputs" if self.classifier
+                else "normalised MSE on every float output")  # fmt: skip
         hard = ("the user's loss" if self.user is not None
                 else "cross-entropy on labels" if self.has_labels else None)  # fmt: skip
         if hard is None:

@@ -124,3 +124,20 @@ def test_distill_with_a_users_loss_and_without_a_student_is_a_clear_error(tmp_pa
     res = compress(teacher, _data(16, 0), options=opts, train_data=_data(64, 0), out=tmp_path)
     assert seen and all(s == (["box", "logits"], None) for s in seen)
     assert "0.3 x the user's loss" in res.steps[0].detail
+
+
+def test_teacher_matching_is_kl_on_classifier_logits_and_scale_free_mse_elsewhere():
+    from edgefleet.trainer._distill import match_teacher
+
+    g = torch.Generator().manual_seed(0)
+    t = {"logits": torch.randn(8, 5, generator=g), "box": 100 * torch.randn(8, 4, generator=g)}
+    shifted = {"logits": t["logits"] + 3.0, "box": t["box"]}
+    # softmax ignores a constant shift of the logits: KL sees no difference, MSE does
+    assert float(match_teacher(shifted, t, classifier_output="logits")) < 1e-6
+    assert float(match_teacher(shifted, t, classifier_output=None)) > 1.0
+    # a 10% error weighs the same on an output of scale 100 as on one of scale 1
+    big = match_teacher({"box": t["box"] * 1.1}, {"box": t["box"]}, classifier_output=None)
+    small = match_teacher({"box": t["box"] / 100 * 1.1}, {"box": t["box"] / 100},
+                          classifier_output=None)  # fmt: skip
+    assert float(big) == pytest.approx(float(small), rel=1e-4)
+    assert float(big) == pytest.approx(0.01, rel=1e-3)
