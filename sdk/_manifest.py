@@ -19,13 +19,13 @@ from ._manifest_fields import (
     FileEntry,
     GenerationSpec,
     MetricSpec,
-    PerturbationScore,
     RejectedArtifact,
     TextPreprocessing,
     _Model,
     check_relpath,
     signed_view,
 )
+from ._manifest_fields import PerturbationScore as PerturbationScore  # robustness figures
 
 __all__ = [
     "MANIFEST_SCHEMA_VERSION",
