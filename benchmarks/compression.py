@@ -420,13 +420,18 @@ def main() -> int:
         "pipeline's speed-up comes from the smaller network. On this host the pipeline's "
         "fp32 artifact (pipeline_fp32_ms, same package) is faster still than its int8 one; "
         "int8 pays on VNNI x86 and ARM dot-product cores",
-        "host": _host(),
-        "load_avg_1min": round(os.getloadavg()[0], 2),
         "setup": f"onnxruntime CPU, 1 intra-op thread, ORT_ENABLE_ALL unless named, batch 1, "
         f"MobileNetV2 width {args.width} 3x{args.size}x{args.size} 1000 classes, random "
         f"seeded weights, {args.runs} interleaved rounds after 10 warm-up runs, medians",
     }
-    if not args.json:
+    return emit(result, args.json)
+
+
+def emit(result: dict, as_json: bool) -> int:
+    """Add the host line and load, print the figures (aligned on stderr unless ``as_json``)
+    and the JSON object as the last stdout line; the exit code."""
+    result = {**result, "host": _host(), "load_avg_1min": round(os.getloadavg()[0], 2)}
+    if not as_json:
         for k, v in result.items():
             print(f"{k:>30}: {v}", file=sys.stderr)
     print(json.dumps(result))

@@ -29,6 +29,7 @@ from ._manifest_fields import (
     _Model,
     signed_view,
 )
+from ._manifest_fields import PerturbationScore as PerturbationScore  # robustness figures
 
 __all__ = [
     "MANIFEST_SCHEMA_VERSION",
@@ -132,6 +133,8 @@ class ArtifactMetrics(_Model):
     value: float | None = None
     reference_value: float | None = None
     scores: dict[str, float] = Field(default_factory=dict)
+    # the metric under input perturbations (robustness), one entry per perturbation
+    robustness: list[PerturbationScore] = Field(default_factory=list)
 
 
 class Artifact(_Model):

@@ -26,6 +26,7 @@ __all__ = [
     "FileEntry",
     "MetricSpec",
     "RejectedArtifact",
+    "PerturbationScore",
     "TextPreprocessing",
     "GenerationSpec",
     "check_relpath",
@@ -146,6 +147,19 @@ class RejectedArtifact(_Model):
     value: float | None = None
     reference_value: float | None = None
     reason: str
+
+
+class PerturbationScore(_Model):
+    """An artifact's metric (its ``ArtifactMetrics.metric``) on held-out inputs under one
+    input perturbation, scored against the reference model's outputs on the clean inputs;
+    ``reference_value``: the reference model under the same perturbation."""
+
+    name: str = Field(description="e.g. image_noise, brightness, snr_20db, token_substitution")
+    kind: Literal["image", "snr", "tokens"]
+    inputs: list[str] = Field(description="the inputs it perturbed (the others stay clean)")
+    setting: str = Field(description="what was done, in words with its figures")
+    value: float | None = None
+    reference_value: float | None = None
 
 
 class TextPreprocessing(_Model):

@@ -57,6 +57,7 @@ if TYPE_CHECKING:
         QuantizeSpec,
         Recipe,
         RecipeError,
+        RobustnessSpec,
         TrainSpec,
         VerifySpec,
         builtin_recipe,
@@ -113,7 +114,8 @@ _LAZY = {
         n: "._recipe"
         for n in (
             "CompressStep DataSpec Distill ExportSpec LowRank MagnitudePrune ModelSpec "
-            "PruneChannels QuantizeSpec Recipe RecipeError TrainSpec VerifySpec builtin_recipe "
+            "PruneChannels QuantizeSpec Recipe RecipeError RobustnessSpec TrainSpec VerifySpec "
+            "builtin_recipe "
             "load_recipe parse_recipe recipe_digest"
         ).split()
     },
@@ -168,6 +170,7 @@ __all__ = [
     "RankChoice",
     "Recipe",
     "RecipeError",
+    "RobustnessSpec",
     "TrainSpec",
     "VerifySpec",
     "build_model",

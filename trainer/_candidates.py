@@ -21,7 +21,8 @@ from edgefleet.sdk import ArtifactMetrics, MetricSpec, TensorSpec
 
 from . import _export
 from ._metrics import Evaluator, Predict, builtin_scores
-from ._onnx_quant import OnnxQuantOptions, quantize_onnx_each
+from ._onnx_quant import FP16_METHOD, OnnxQuantOptions, convert_fp16, quantize_onnx_each
+from ._robustness import RobustnessProbe
 from ._signature import ModelIO, NamedIO
 from ._verify import fit_to_shape, host_name, latency_ms, open_session, session_predict
 
@@ -30,6 +31,10 @@ __all__ = ["Candidate", "plan_buckets", "export_candidates", "verify_candidate",
 log = logging.getLogger(__name__)
 
 _EXT = {"onnx": "onnx", "tflite": "tflite", "pte": "pte"}
+# fp16 serves GPU boards, which run ONNX (TensorRT/CUDA providers); LiteRT and ExecuTorch
+# targets here are CPUs, where fp16 is no gain (sdk ranks it last there).
+_FP16_HOST = "; fp16 run by ONNX Runtime's CPU provider, GPU fp16 arithmetic not measured here"
+_FP16_ONNX_ONLY = "fp16 is exported as ONNX only (for ONNX Runtime's TensorRT/CUDA providers)"
 
 
 @dataclass
@@ -108,11 +113,15 @@ def export_candidates(
             calib = _export.calib_args(fit_to_shape(feeds, shapes, pad_values), names, calib_n)
             for prec in precisions:
                 group = f"model.{prec}.{_EXT[fmt]}" if bucket else None
-                c = Candidate(f"model.{prec}{tag}.{_EXT[fmt]}", fmt, prec,
-                              None if prec == "fp32" else _export.quant_method(fmt, family, prec),
+                method = (
+                    None if prec in ("fp32", "fp16") else _export.quant_method(fmt, family, prec)
+                )
+                c = Candidate(f"model.{prec}{tag}.{_EXT[fmt]}", fmt, prec, method,
                               input_shapes=shapes, bucket_group=group)  # fmt: skip
                 t0 = time.perf_counter()
                 try:
+                    if prec == "fp16":
+                        raise ValueError(_FP16_ONNX_ONLY)
                     c.path = _export.EXPORTERS[fmt](
                         wrapper, tuple(sample[n] for n in names), work / c.name,
                         int8=prec == "int8", int4=prec == "int4", calib=calib, family=family,
@@ -144,6 +153,17 @@ def _onnx(wrapper, io, feeds, work, precisions, methods, quant, opset, on_done) 
     if "fp32" in precisions or base.error:
         on_done(base)
     if base.error:
+        return
+    if "fp16" in precisions:
+        half = Candidate("model.fp16.onnx", "onnx", "fp16", FP16_METHOD)
+        t0 = time.perf_counter()
+        try:
+            half.path = convert_fp16(fp32, work / half.name)
+        except Exception as e:
+            half.error = _short(e)
+        half.seconds = time.perf_counter() - t0
+        on_done(half)
+    if not {"int8", "int4"} & set(precisions):
         return
     if "int8" not in precisions:
         m8: tuple | None = ()
@@ -185,8 +205,11 @@ def verify_candidate(
     *,
     latency_runs: int,
     pad_values: Mapping[str, float],
+    robustness: tuple[RobustnessProbe, list[float]] | None = None,
 ) -> None:
-    """Score ``c`` on its runtime; fills metrics, passed and parity_error."""
+    """Score ``c`` on its runtime; fills metrics, passed and parity_error. ``robustness``:
+    the probe and the reference model's figures under its perturbations (then the
+    artifact's figures are measured, recorded and gated too)."""
     inputs, outputs = io.inputs, io.outputs
     if c.input_shapes:
         inputs = [TensorSpec(name=s.name, dtype=s.dtype, shape=c.input_shapes[s.name])
@@ -198,6 +221,8 @@ def verify_candidate(
             return raw(fit_to_shape(feeds, c.input_shapes, pad_values))
 
         value, scores, outs = evaluator.score(predict)
+        probe, robust_ref = robustness or (None, [])
+        robust = probe.scores(probe.measure(predict, evaluator), robust_ref) if probe else []
         one = {k: v[:1] for k, v in fit_to_shape(evaluator.feeds, c.input_shapes,
                                                   pad_values).items()}  # fmt: skip
         lat = latency_ms(session, one, latency_runs)
@@ -216,11 +241,18 @@ def verify_candidate(
         reference_accuracy=reference_value if spec.name == "accuracy" else None,
         top1_agreement=parity.get("top1_agreement"),
         max_abs_error=parity["max_abs_error"],
-        latency_ms_p50=lat, host=host_name(), metric=spec.name, value=value,
-        reference_value=reference_value, scores=scores,
+        latency_ms_p50=lat, host=host_name() + (_FP16_HOST if c.precision == "fp16" else ""),
+        metric=spec.name, value=value,
+        reference_value=reference_value, scores=scores, robustness=robust,
     )  # fmt: skip
-    if not c.passed:
-        c.reason = _gate_reason(spec, value, reference_value)
+    reasons = [] if c.passed else [_gate_reason(spec, value, reference_value)]
+    miss = probe.failure(robust) if probe else None
+    if miss is not None:
+        c.passed = False
+        reasons.append(probe.reason(miss))
+        c.extra["rejected_figure"] = (f"{spec.name} under {miss.name}", miss.value,
+                                      miss.reference_value)  # fmt: skip
+    c.reason = "; ".join(reasons) or None
 
 
 def _gate_reason(spec: MetricSpec, value: float, ref: float) -> str:

@@ -20,6 +20,7 @@ import logging
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import TypedDict, Unpack
 
 import numpy as np
 import torch
@@ -35,13 +36,33 @@ __all__ = [
     "quant_method",
     "EXPORTERS",
     "Exporter",
+    "TorchQuant",
 ]
 
 log = logging.getLogger(__name__)
 
-# (module, example args tuple, out path, *, int8/int4, calib=[args tuples], on_item) -> path
+# (module, example args tuple, out path, **TorchQuant) -> path
 Exporter = Callable[..., Path]
 Args = tuple[torch.Tensor, ...]
+Sample = np.ndarray | Sequence[np.ndarray] | Args
+
+
+class TorchQuant(TypedDict, total=False):
+    """Keyword options of the torch-side exporters (all optional)."""
+
+    int8: bool
+    int4: bool
+    calib: Sequence[Args] | None  # batch-1 args tuples for static (PT2E) calibration
+    on_item: Callable[[], None] | None  # called per calibration item (progress)
+    family: str | None  # cnn / transformer; None: ``model_family(model)``
+
+
+def _prepare(model: nn.Module, sample: Sample, q: TorchQuant
+             ) -> tuple[nn.Module, Args, str, bool, bool]:  # fmt: skip
+    """(a copy of the model in eval mode, example args, family, int8, int4)."""
+    model = copy.deepcopy(model).eval()
+    family = q.get("family") or model_family(model)
+    return model, _args(sample), family, bool(q.get("int8")), bool(q.get("int4"))
 
 
 @contextlib.contextmanager
@@ -68,15 +89,15 @@ def quant_method(fmt: str, family: str, precision: str) -> str:
     return "8da8w-per-channel" if fmt == "pte" else "dynamic-range-int8"
 
 
-def _args(sample: np.ndarray | Sequence[np.ndarray] | Args) -> Args:
+def _args(sample: Sample) -> Args:
     items = [sample] if isinstance(sample, np.ndarray | torch.Tensor) else list(sample)
     return tuple(torch.from_numpy(a) if isinstance(a, np.ndarray) else a for a in items)
 
 
 def export_onnx(
-    model: nn.Module, sample: np.ndarray | Sequence[np.ndarray] | Args, out: Path,
-    opset: int = 17, *, input_names: Sequence[str] = ("input",),
-    output_names: Sequence[str] = ("logits",), dims: Dims | None = None,
+    model: nn.Module, sample: Sample, out: Path, opset: int = 17, *,
+    input_names: Sequence[str] = ("input",), output_names: Sequence[str] = ("logits",),
+    dims: Dims | None = None,
 ) -> Path:  # fmt: skip
     """Classic TorchScript-based exporter (``dynamo=False``): its graphs go through ORT's
     quantizer; ``dims`` ({tensor name: {axis: symbol}}) become dynamic axes (default:
@@ -121,18 +142,13 @@ def _torchao_dynamic(model: nn.Module, bits: int) -> nn.Module:
     return model
 
 
-def export_tflite(
-    model: nn.Module, sample: np.ndarray | Sequence[np.ndarray] | Args, out: Path, *,
-    int8: bool = False, int4: bool = False, calib: Sequence[Args] | None = None,
-    on_item: Callable[[], None] | None = None, family: str | None = None,
-) -> Path:  # fmt: skip
+def export_tflite(model: nn.Module, sample: Sample, out: Path, **q: Unpack[TorchQuant]) -> Path:
     """LiteRT via litert-torch (no TensorFlow), 64-bit I/O kept (int64 ids stay int64).
     CNN int8: litert-torch's PT2E quantizer, per-channel symmetric, static activations
     calibrated on ``calib``. Others: ai-edge-quantizer dynamic-range int8 (int4) weights
     on the fp32 flatbuffer."""
-    args = _args(sample)
-    model = copy.deepcopy(model).eval()
-    family = family or model_family(model)
+    model, args, family, int8, int4 = _prepare(model, sample, q)
+    calib, on_item = q.get("calib"), q.get("on_item")
     quantized = int8 or int4
     with _quiet():
         import litert_torch
@@ -175,16 +191,11 @@ def export_tflite(
     return out
 
 
-def export_pte(
-    model: nn.Module, sample: np.ndarray | Sequence[np.ndarray] | Args, out: Path, *,
-    int8: bool = False, int4: bool = False, calib: Sequence[Args] | None = None,
-    on_item: Callable[[], None] | None = None, family: str | None = None,
-) -> Path:  # fmt: skip
+def export_pte(model: nn.Module, sample: Sample, out: Path, **q: Unpack[TorchQuant]) -> Path:
     """ExecuTorch .pte lowered to XNNPACK. CNN int8: PT2E with the XNNPACK quantizer
     (calibrated). Others: torchao 8da8w / 8da4w on Linear layers."""
-    args = _args(sample)
-    model = copy.deepcopy(model).eval()
-    family = family or model_family(model)
+    model, args, family, int8, int4 = _prepare(model, sample, q)
+    calib, on_item = q.get("calib"), q.get("on_item")
     with _quiet():
         from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
         from executorch.exir import to_edge_transform_and_lower

@@ -15,12 +15,22 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class RankChoice:
+    """One Linear layer's rank: ``shape`` is its weight's (out, in); ``energy`` the fraction
+    of sum(S^2) the kept singular values carry; ``factorized`` whether that saved weights."""
+
     layer: str
-    in_features: int
-    out_features: int
+    shape: tuple[int, int]
     rank: int
-    energy: float  # fraction of sum(S^2) the kept singular values carry
+    energy: float
     factorized: bool
+
+    @property
+    def out_features(self) -> int:
+        return self.shape[0]
+
+    @property
+    def in_features(self) -> int:
+        return self.shape[1]
 
 
 def choose_rank(singular_values: torch.Tensor, energy: float) -> int:
@@ -44,7 +54,7 @@ def factorize_linears(model: nn.Module, energy: float, min_features: int = 32) -
         r = choose_rank(s, energy)
         kept = float((s[:r] ** 2).sum() / (s**2).sum())
         worth = r * (lin.in_features + lin.out_features) < lin.in_features * lin.out_features
-        choices.append(RankChoice(name, lin.in_features, lin.out_features, r, kept, worth))
+        choices.append(RankChoice(name, (lin.out_features, lin.in_features), r, kept, worth))
         if not worth:
             continue
         root = s[:r].sqrt()

@@ -12,6 +12,9 @@ Per-family defaults, chosen by what the graph holds (``detect_family``):
   Static QDQ over attention gave cosine 0.43 on a BERT-like encoder, dynamic 0.97-0.9999
   (see shared FACTS). ``int4`` adds weight-only 4-bit MatMuls (``MatMulNBits``).
 
+``convert_fp16`` writes the half-precision graph for GPU boards (TensorRT/CUDA), with
+fp32 inputs and outputs kept (``keep_io_types``), so devices feed the same arrays.
+
 ``reduce_range`` (7-bit weights): x86 AVX2 without VNNI multiplies u8 x s8 with
 ``vpmaddubsw``, whose int16 sums saturate with full 8-bit weights (ORT docs); VNNI and
 ARM dot-product instructions do not, so there full-range weights keep more precision.
@@ -44,6 +47,8 @@ __all__ = [
     "quantize_static_qdq",
     "quantize_dynamic_int8",
     "quantize_weight_only_int4",
+    "convert_fp16",
+    "FP16_METHOD",
 ]
 
 log = logging.getLogger(__name__)
@@ -217,6 +222,24 @@ def quantize_weight_only_int4(fp32_onnx: Path, out: Path, *, block_size: int = 3
     return out
 
 
+# Recorded as Artifact.quantization for the fp16 ONNX artifact.
+FP16_METHOD = "float16-fp32-io"
+
+
+def convert_fp16(fp32_onnx: Path, out: Path, *, keep_io_types: bool = True) -> Path:
+    """fp16 weights and activations; with ``keep_io_types`` the graph casts its fp32 inputs
+    and outputs at the edges. ONNX Runtime's copy of onnxconverter-common's converter (no
+    extra dependency); ORT's CPU provider runs such a graph (ops without an fp16 CPU kernel
+    get casts inserted), so its parity can be measured on a host without a GPU."""
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    with _quiet():
+        model = convert_float_to_float16(onnx.load(str(fp32_onnx)), keep_io_types=keep_io_types)
+    onnx.save(model, str(out))
+    return out
+
+
 def _methods(family: Family, opts: OnnxQuantOptions, have_calib: bool) -> list[Method]:
     if opts.methods is not None:
         methods = list(opts.methods)
@@ -231,20 +254,12 @@ def _methods(family: Family, opts: OnnxQuantOptions, have_calib: bool) -> list[M
     return methods
 
 
-def quantize_onnx(
-    fp32_onnx: str | os.PathLike,
-    out_dir: str | os.PathLike,
-    calib: Iterable[Mapping[str, np.ndarray]] | None = None,
-    options: OnnxQuantOptions | None = None,
-    *,
-    on_item: Callable[[], None] | None = None,
-) -> list[QuantCandidate]:
-    """Write every quantized candidate of ``fp32_onnx`` into ``out_dir``.
-
-    ``calib``: batches as {input name: array} (static QDQ needs it). A method that fails
-    raises; callers that try several wrap each (see ``quantize_onnx_each``)."""
-    return [c for c, err in quantize_onnx_each(fp32_onnx, out_dir, calib, options,
-                                               on_item=on_item, raise_errors=True)]  # fmt: skip
+def quantize_onnx(fp32_onnx: str | os.PathLike, out_dir: str | os.PathLike, *args, **kw
+                  ) -> list[QuantCandidate]:  # fmt: skip
+    """Write every quantized candidate of ``fp32_onnx`` into ``out_dir``; the arguments of
+    ``quantize_onnx_each`` (``calib``: batches as {input name: array}, which static QDQ
+    needs; ``options``; ``on_item``). A method that fails raises."""
+    return [c for c, _ in quantize_onnx_each(fp32_onnx, out_dir, *args, raise_errors=True, **kw)]
 
 
 def quantize_onnx_each(

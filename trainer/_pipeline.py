@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import logging
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -40,6 +40,7 @@ from ._candidates import (
     torch_predict,
     verify_candidate,
 )
+from ._distill import LossPlan, UserLoss
 from ._export import model_family
 from ._hf import is_hf_model, load_hf
 from ._metrics import EvalFn, Evaluator, default_metric
@@ -47,6 +48,7 @@ from ._onnx_quant import OnnxQuantOptions
 from ._progress import Reporter
 from ._prune import count_params
 from ._recipe import CompressStep, ExportSpec, QuantizeSpec, TrainSpec, VerifySpec
+from ._robustness import RobustnessProbe, plan_perturbations
 from ._signature import NamedIO, as_feeds, describe_io, take_rows
 from ._steps import StepGate, StepResult, apply_steps
 from ._verify import fit_to_shape, golden_tolerance
@@ -61,9 +63,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-# user fine-tuning loss: (outputs {name: tensor}, labels or None) -> scalar tensor
-UserLoss = Callable[[dict[str, torch.Tensor], torch.Tensor | None], torch.Tensor]
 
 
 class AccuracyGateError(PackageError):
@@ -98,7 +97,10 @@ class CompressOptions:
     pad_values: Mapping[str, float] | None = None
     task: str | None = None  # manifest task; None: classification with labels, else embedding
     primary_output: str | None = None  # the output built-in metrics read (default: first)
+    # fine-tuning/distillation loss: (outputs {name: tensor}, labels or None) -> scalar;
+    # None: cross-entropy with labels, else matching the teacher's outputs (``_distill``)
     loss_fn: UserLoss | None = None
+    student: nn.Module | None = None  # the student of a Distill step (else the step's spec)
     # transformers models: tokenizer (object or local folder), max_length, pooling
     tokenizer: Any = None
     max_length: int | None = None
@@ -137,6 +139,7 @@ class CompressResult:
     package: Path | None = None
     report: Path | None = None
     plot: Path | None = None
+    robustness: dict | None = None  # perturbations measured, samples, the gate (or None)
 
     @property
     def baseline_accuracy(self) -> float | None:
@@ -169,6 +172,7 @@ class CompressResult:
             "package": str(self.package) if self.package else None,
             "package_bytes": self.package.stat().st_size if self.package else None,
             "steps": [s.__dict__ for s in self.steps],
+            "robustness": self.robustness,
             "artifacts": [
                 {
                     "name": r.name,
@@ -199,35 +203,6 @@ def _split(data: Any) -> tuple[Any, Any]:
     if isinstance(data, tuple) and len(data) == 2:
         return data
     return data, None
-
-
-def _loss_factory(wrapper_of: Callable[[nn.Module], NamedIO], user: UserLoss | None,
-                  primary: str, has_labels: bool) -> Callable[[nn.Module], Any]:  # fmt: skip
-    """Fine-tuning loss per step: the user's; else cross-entropy on labels; else match the
-    pre-step (teacher) model's float outputs (MSE), so unlabeled models can fine-tune."""
-
-    def named(m: nn.Module, xb) -> dict[str, torch.Tensor]:
-        w = wrapper_of(m)
-        args = [xb[k] for k in w.input_names] if isinstance(xb, Mapping) else [xb]
-        return w.named(*args)
-
-    def factory(teacher: nn.Module):
-        if user is not None:
-            return lambda m, xb, yb: user(named(m, xb), yb)
-        if has_labels:
-            return lambda m, xb, yb: nn.functional.cross_entropy(named(m, xb)[primary], yb)
-
-        def match(m, xb, yb):
-            with torch.no_grad():
-                target = named(teacher, xb)
-            out = named(m, xb)
-            losses = [nn.functional.mse_loss(out[k], target[k]) for k in out
-                      if out[k].is_floating_point()]  # fmt: skip
-            return torch.stack(losses).sum()
-
-        return match
-
-    return factory
 
 
 def compress(
@@ -331,11 +306,12 @@ def _compress(
             # One input: a plain array, which the recipe steps' own losses (distill) take.
             train = (tf[names[0]] if len(names) == 1 else tf, _labels(ty))
         has_labels = train is not None and train[1] is not None and classifier
-        loss_for = _loss_factory(lambda m: NamedIO(m, names, opts.output_names), opts.loss_fn,
-                                 primary, has_labels)  # fmt: skip
+        losses = LossPlan.for_io(names, opts.output_names, primary=primary,
+                                 classifier=classifier, has_labels=has_labels,
+                                 user=opts.loss_fn)  # fmt: skip
         compressed, steps = apply_steps(
-            module, opts.steps, train_spec=opts.train, train=train, gate=gate, loss_for=loss_for,
-            reporter=reporter, seed=opts.seed,
+            module, opts.steps, train_spec=opts.train, train=train, gate=gate, losses=losses,
+            student=opts.student, reporter=reporter, seed=opts.seed,
         )  # fmt: skip
         cwrap = NamedIO(compressed, names, opts.output_names)
         result = CompressResult(
@@ -363,11 +339,18 @@ def _export_and_package(result, cwrap, io, feeds, eval_feeds, evaluator, ref_wra
     quant = OnnxQuantOptions(per_channel=opts.quantize.per_channel,
                              reduce_range=opts.quantize.reduce_range,
                              calibration_samples=opts.quantize.calibration_samples)  # fmt: skip
-    evaluators: dict[str, tuple[Evaluator, dict, float]] = {}
+    evaluators: dict[str, tuple[Evaluator, dict, float, list[float]]] = {}
+    plan = plan_perturbations(io.inputs, evaluator.feeds, opts.verify.robustness, pad_values)
+    probe = RobustnessProbe(plan, opts.verify.robustness, evaluator.metric) if plan else None
+    gate = probe.gate if probe else None
+    result.robustness = {"perturbations": [p.name for p in plan],
+                         "samples": opts.verify.robustness.samples,
+                         "gate": gate.model_dump() if gate else None}  # fmt: skip
 
-    def for_shape(shapes) -> tuple[Evaluator, dict, float]:
-        """The evaluator, parity reference and reference metric for inputs fitted to a
-        bucket (the reference model sees the same padded/cut inputs as the artifact)."""
+    def for_shape(shapes) -> tuple[Evaluator, dict, float, list[float]]:
+        """The evaluator, parity reference, reference metric and the reference's figures
+        under each perturbation, for inputs fitted to a bucket (the reference model sees the
+        same padded/cut inputs as the artifact)."""
         key = repr(shapes)
         if key not in evaluators:
             if not shapes:
@@ -377,7 +360,8 @@ def _export_and_package(result, cwrap, io, feeds, eval_feeds, evaluator, ref_wra
                 ev = copy.copy(evaluator)
                 ev.feeds, ev.reference = fx, torch_predict(ref_wrapper)(fx)
                 ref_value = ev.score(torch_predict(ref_wrapper))[0]
-            evaluators[key] = (ev, exported_ref(ev.feeds), ref_value)
+            robust_ref = probe.measure(torch_predict(ref_wrapper), ev) if probe else []
+            evaluators[key] = (ev, exported_ref(ev.feeds), ref_value, robust_ref)
         return evaluators[key]
 
     cands: list[Candidate] = []
@@ -388,13 +372,18 @@ def _export_and_package(result, cwrap, io, feeds, eval_feeds, evaluator, ref_wra
         def done(c: Candidate) -> None:
             cands.append(c)
             if c.error is None:
-                ev, parity_ref, ref_value = for_shape(c.input_shapes)
+                ev, parity_ref, ref_value, robust_ref = for_shape(c.input_shapes)
                 try:
                     verify_candidate(c, io, ev, parity_ref, ref_value,
                                      latency_runs=opts.verify.latency_runs,
-                                     pad_values=pad_values)  # fmt: skip
+                                     pad_values=pad_values,
+                                     robustness=(probe, robust_ref) if probe else None)  # fmt: skip
                 except Exception as e:
-                    c.error = f"verification failed: {type(e).__name__}: {e}"[:400]
+                    # Never a guessed figure: an artifact this host cannot run is not shipped.
+                    what = ("not measured here: this host's ONNX Runtime CPU provider could "
+                            "not run the fp16 graph" if c.precision == "fp16"
+                            else "verification failed")  # fmt: skip
+                    c.error = f"{what}: {type(e).__name__}: {e}"[:400]
                     log.warning("verifying %s failed", c.name, exc_info=True)
             figure = f"{c.metrics.metric} {c.metrics.value:.4f}" if c.metrics else c.error
             advance(info=f"{c.name}: {figure}")
@@ -414,9 +403,10 @@ def _export_and_package(result, cwrap, io, feeds, eval_feeds, evaluator, ref_wra
         shipped = [c for c in cands if c.status == "shipped"]
         if not shipped:
             lines = [f"{c.name}: {c.reason or c.error}" for c in cands]
+            robust = " and the robustness gate" if probe and probe.gate else ""
             raise AccuracyGateError(
-                f"no artifact passed the accuracy gate ({evaluator.metric.name}, reference "
-                f"{baseline:.4g}):\n  " + "\n  ".join(lines)
+                f"no artifact passed the accuracy gate{robust} ({evaluator.metric.name}, "
+                f"reference {baseline:.4g}):\n  " + "\n  ".join(lines)
             )
         _package(result, shipped, cands, io, golden_x, exported_ref, opts, out, signing_key,
                  pad_values, task, preprocessing, files, evaluator.metric)  # fmt: skip
@@ -440,10 +430,13 @@ def _package(result, shipped, cands, io, golden_x, exported_ref, opts, out, sign
                 builder.add_failed_export(c.format, c.precision, c.error or "failed")
             elif c.status == "rejected":
                 m = c.metrics
+                # the figure that rejected it: the gate's, or the worst one under perturbation
+                fig = c.extra.get("rejected_figure") or (
+                    (m.metric, m.value, m.reference_value) if m else (None, None, None)
+                )
                 builder.reject(RejectedArtifact(
-                    name=c.name, format=c.format, precision=c.precision,
-                    metric=m.metric if m else None, value=m.value if m else None,
-                    reference_value=m.reference_value if m else None, reason=c.reason or "",
+                    name=c.name, format=c.format, precision=c.precision, metric=fig[0],
+                    value=fig[1], reference_value=fig[2], reason=c.reason or "",
                 ))  # fmt: skip
         for c in shipped:
             # Golden outputs come from the reference torch model (the exported one), on the

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 __all__ = [
     "RecipeError",
     "Recipe",
+    "RecipeHeader",
     "ModelSpec",
     "DataSpec",
     "TrainSpec",
@@ -29,6 +30,7 @@ __all__ = [
     "QuantizeSpec",
     "ExportSpec",
     "VerifySpec",
+    "RobustnessSpec",
     "load_recipe",
     "parse_recipe",
     "builtin_recipe",
@@ -97,10 +99,14 @@ class MagnitudePrune(_Strict):
 
 
 class Distill(_Strict):
-    """Train a smaller student on the teacher's softened outputs plus the labels."""
+    """Train a smaller student on the teacher's outputs: KL on softened logits for a
+    classifier, normalised MSE on other float outputs, plus cross-entropy on labels (or the
+    user's loss) weighted 1 - ``alpha``; without labels, the teacher's outputs alone.
+    ``student``: a built-in model; ``compress`` may pass any module instead
+    (``CompressOptions.student``)."""
 
     step: Literal["distill"]
-    student: ModelSpec
+    student: ModelSpec | None = None
     epochs: int = Field(6, ge=1)
     temperature: float = Field(4.0, gt=0.0)
     alpha: float = Field(0.7, ge=0.0, le=1.0)
@@ -138,10 +144,34 @@ class ExportSpec(_Strict):
     formats: list[Literal["onnx", "tflite", "pte"]] = Field(
         default_factory=lambda: ["onnx", "tflite", "pte"], min_length=1
     )
-    precisions: list[Literal["fp32", "int8", "int4"]] = Field(
+    # fp16: ONNX only, fp32 inputs/outputs kept, for GPU boards (the SDK picks it only
+    # where a TensorRT/CUDA provider is present).
+    precisions: list[Literal["fp32", "fp16", "int8", "int4"]] = Field(
         default_factory=lambda: ["fp32", "int8"], min_length=1
     )
     opset: int = Field(17, ge=13, le=21)
+
+
+class RobustnessSpec(_Strict):
+    """The gate's metric under input perturbations, per input kind (``_robustness``):
+    images (float, rank 4): Gaussian noise, brightness, contrast, translation; other float
+    tensors: noise at each SNR; integer ids: token substitution (0/1 masks and bool inputs
+    stay clean). ``perturbations=[]`` turns it off; a ``floor`` / ``max_drop`` (against the
+    reference model under the same perturbation) rejects an artifact whose worst figure
+    misses it."""
+
+    perturbations: list[Literal["image_noise", "brightness", "contrast", "translate", "snr",
+                                "token_substitution"]] | None = None  # fmt: skip
+    samples: int = Field(32, ge=1, description="held-out samples per perturbation")
+    image_noise: float = Field(0.05, gt=0.0, description="sigma, fraction of the value range")
+    brightness: float = Field(0.1, description="shift, fraction of the value range")
+    contrast: float = Field(0.7, gt=0.0, description="factor about each image's mean")
+    translate: int = Field(1, ge=1, description="pixels, right and down")
+    snr_db: list[float] = Field(default_factory=lambda: [30.0, 20.0, 10.0], min_length=1)
+    token_rate: float = Field(0.05, ge=0.0, le=1.0, description="0: ids stay clean")
+    floor: float | None = None
+    max_drop: float | None = Field(None, ge=0.0)
+    seed: int = 0
 
 
 class VerifySpec(_Strict):
@@ -154,21 +184,17 @@ class VerifySpec(_Strict):
     direction: Literal["higher", "lower"] = "higher"
     floor: float | None = None
     max_drop: float | None = Field(None, ge=0.0)
+    robustness: RobustnessSpec = Field(default_factory=RobustnessSpec)
 
 
-class Recipe(_Strict):
+class RecipeHeader(_Strict):
+    """What every recipe starts with: its package name and version, seed and targets."""
+
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
     version: str = "1.0.0"
     description: str = ""
     seed: int = 0
     targets: list[str] = Field(default_factory=list)
-    model: ModelSpec = Field(default_factory=ModelSpec)
-    data: DataSpec = Field(default_factory=DataSpec)
-    train: TrainSpec = Field(default_factory=TrainSpec)
-    compress: list[CompressStep] = Field(default_factory=list)
-    quantize: QuantizeSpec = Field(default_factory=QuantizeSpec)
-    export: ExportSpec = Field(default_factory=ExportSpec)
-    verify: VerifySpec = Field(default_factory=VerifySpec)
 
     @field_validator("targets")
     @classmethod
@@ -177,6 +203,16 @@ class Recipe(_Strict):
             if not t or not t.replace("-", "").replace("_", "").isalnum():
                 raise ValueError(f"expected profile names like 'raspberry-pi-4', got {t!r}")
         return v
+
+
+class Recipe(RecipeHeader):
+    model: ModelSpec = Field(default_factory=ModelSpec)
+    data: DataSpec = Field(default_factory=DataSpec)
+    train: TrainSpec = Field(default_factory=TrainSpec)
+    compress: list[CompressStep] = Field(default_factory=list)
+    quantize: QuantizeSpec = Field(default_factory=QuantizeSpec)
+    export: ExportSpec = Field(default_factory=ExportSpec)
+    verify: VerifySpec = Field(default_factory=VerifySpec)
 
 
 def _describe(err: ValidationError, source: str) -> str:

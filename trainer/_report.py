@@ -9,13 +9,27 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from ._pipeline import CompressResult
 
-__all__ = ["write_report"]
+__all__ = ["write_report", "FP16_NOTE"]
 
 log = logging.getLogger(__name__)
 
 
+FP16_NOTE = (
+    "fp16 figures were measured on ONNX Runtime's CPU provider on this host: ONNX Runtime "
+    "runs ops without an fp16 CPU kernel through casts to fp32, so they measure fp16 weights "
+    "and activations at op boundaries; fp16 arithmetic on a GPU (TensorRT/CUDA) was not "
+    "measured here."
+)
+
+
 def _fmt(v: float | None, spec: str) -> str:
     return "-" if v is None else format(v, spec)
+
+
+def _limits(floor: float | None, max_drop: float | None) -> str:
+    parts = [f"floor {floor:g}" if floor is not None else "",
+             f"max drop {max_drop:g}" if max_drop is not None else ""]  # fmt: skip
+    return ", ".join(p for p in parts if p)
 
 
 def _plot(result: CompressResult, png: Path) -> None:
@@ -53,16 +67,38 @@ def _plot(result: CompressResult, png: Path) -> None:
     plt.close(fig)
 
 
+def _robustness(result: CompressResult) -> list[str]:
+    """Per artifact: the metric under each perturbation (the reference's in brackets)."""
+    rows = [r for r in result.exports if r.metrics is not None and r.metrics.robustness]
+    if not rows:
+        return []
+    rob = result.robustness or {}
+    gate = rob.get("gate") or {}
+    perts = rows[0].metrics.robustness
+    lines = [
+        "", "## Robustness", "",
+        f"{result.metric.name} on {rob.get('samples', '?')} held-out samples under each input "
+        "perturbation, against the reference model's outputs on the clean inputs; in brackets "
+        f"the reference model under the same perturbation. Gate: "
+        f"{_limits(gate.get('floor'), gate.get('max_drop')) or 'none'}.", "",
+        *(f"- {p.name} ({', '.join(p.inputs)}): {p.setting}" for p in perts), "",
+        "| artifact | " + "".join(f"{p.name} | " for p in perts) + "status |",
+        "|---|" + "---:|" * len(perts) + "---|",
+    ]  # fmt: skip
+    for r in rows:
+        cells = "".join(f"{_fmt(p.value, '.4f')} ({_fmt(p.reference_value, '.4f')}) | "
+                        for p in r.metrics.robustness)  # fmt: skip
+        lines.append(f"| {r.name} | {cells}{r.status} |")
+    return lines
+
+
 def write_report(result: CompressResult, out_dir: Path) -> tuple[Path, Path]:
     """Write ``report.md`` and ``report.png`` into ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     md, png = out_dir / "report.md", out_dir / "report.png"
     _plot(result, png)
     m = result.metric
-    gate = ", ".join(
-        p for p in (f"floor {m.floor:g}" if m.floor is not None else "",
-                    f"max drop {m.max_drop:g}" if m.max_drop is not None else "") if p
-    ) or "no floor"  # fmt: skip
+    gate = _limits(m.floor, m.max_drop) or "no floor"
     lines = [
         f"# {result.name} {result.version}",
         "",
@@ -103,6 +139,9 @@ def write_report(result: CompressResult, out_dir: Path) -> tuple[Path, Path]:
             + "".join(f"{_fmt(s.scores.get(k), '.4g')} | " for k in extra)
             + f"{_fmt(s.latency_ms_p50, '.3f')} | {r.seconds:.1f} | {status} |"
         )
+    if any(r.precision == "fp16" and r.metrics is not None for r in result.exports):
+        lines += ["", FP16_NOTE]
+    lines += _robustness(result)
     failed = [r for r in result.exports if r.error is not None]
     lines += ["", "## Failed exports", ""]
     lines += [f"- {r.format} {r.precision}: {r.error}" for r in failed] or ["(none)"]

@@ -11,13 +11,13 @@ import numpy as np
 from edgefleet.sdk import ConfigError
 from torch import nn
 
-from ._distill import distill
+from ._distill import LossPlan, distill
 from ._lowrank import factorize_linears
 from ._models import build_model
 from ._progress import Reporter
 from ._prune import count_params, magnitude_prune, prune_channels, sparsity
 from ._recipe import CompressStep, Distill, LowRank, MagnitudePrune, PruneChannels, TrainSpec
-from ._train import LossFn, fit
+from ._train import fit
 
 __all__ = ["StepResult", "StepGate", "apply_steps", "ENERGY_LADDER"]
 
@@ -64,24 +64,28 @@ def apply_steps(
     train: tuple[np.ndarray | dict, np.ndarray | None] | None,
     accuracy_fn=None,
     gate: StepGate | None = None,
-    loss_for: Callable[[nn.Module], LossFn | None] | None = None,
+    losses: LossPlan | None = None,
+    student: nn.Module | None = None,
     reporter: Reporter | None = None,
     seed: int = 0,
 ) -> tuple[nn.Module, list[StepResult]]:
     """Return the compressed model (the input is not modified) and what each step did.
 
     With a ``gate``, a step whose result misses it is undone and reported as skipped, and
-    LowRank searches its rank until the gate holds. ``loss_for(teacher)`` gives the
-    fine-tuning loss (a user loss, or matching the pre-step model's outputs when there are
-    no labels); None means cross-entropy on labels."""
+    LowRank searches its rank until the gate holds. ``losses`` says how to fine-tune and
+    distil (the user's loss, cross-entropy on labels, or matching the pre-step model's
+    outputs when there are no labels); None: a logits classifier (the built-in models).
+    ``student``: the model a Distill step trains (else the step's own ``student`` spec)."""
     reporter = reporter or Reporter(quiet=True)
+    if losses is None:
+        losses = LossPlan.logits(train is not None and train[1] is not None)
     model = copy.deepcopy(model).eval()
     results = []
     score_fn = gate.score if gate else accuracy_fn
     for i, step in enumerate(steps):
         before = count_params(model)
         prev = copy.deepcopy(model)
-        loss = loss_for(prev) if loss_for else None
+        loss = losses.finetune(prev)
         if isinstance(step, PruneChannels):
             _need_data(step.step, train, step.finetune_epochs)
             teacher = copy.deepcopy(model) if step.distill and step.finetune_epochs else None
@@ -92,7 +96,7 @@ def apply_steps(
             if teacher is not None:
                 distill(teacher, model, *train, train_spec, epochs=step.finetune_epochs,
                         temperature=step.temperature, alpha=step.alpha, reporter=reporter,
-                        seed=seed)  # fmt: skip
+                        seed=seed, plan=losses)  # fmt: skip
             elif step.finetune_epochs:
                 fit(model, *train, train_spec, epochs=step.finetune_epochs, reporter=reporter,
                     description="fine-tune (pruned)", seed=seed, loss_fn=loss)  # fmt: skip
@@ -113,11 +117,12 @@ def apply_steps(
             model, detail = _lowrank(model, step, gate, train, train_spec, loss, reporter, seed)
         elif isinstance(step, Distill):
             _need_data(step.step, train, step.epochs)
-            student = build_model(step.student.name, **step.student.args)
-            model = distill(model, student, *train, train_spec, epochs=step.epochs,
+            pupil, what = _student(i, step, student)
+            model = distill(model, pupil, *train, train_spec, epochs=step.epochs,
                             temperature=step.temperature, alpha=step.alpha,
-                            reporter=reporter, seed=seed)  # fmt: skip
-            detail = f"student {step.student.name} {dict(step.student.args)}"
+                            reporter=reporter, seed=seed, plan=losses)  # fmt: skip
+            detail = (f"student {what}, {step.epochs} epochs; loss: "
+                      f"{losses.describe(step.temperature, step.alpha)}")  # fmt: skip
         else:  # pragma: no cover - the recipe union is closed
             raise ConfigError(f"unknown compression step {step!r}")
         model.eval()
@@ -134,6 +139,19 @@ def apply_steps(
         results.append(res)
     log.debug("final weight sparsity %.3f", sparsity(model))
     return model, results
+
+
+def _student(i: int, step: Distill, given: nn.Module | None) -> tuple[nn.Module, str]:
+    """(a fresh student, its description): the one passed to compress, else the step's."""
+    if given is not None:
+        return copy.deepcopy(given).train(), type(given).__name__
+    if step.student is None:
+        raise ConfigError(f"compress.{i}: a distill step needs a student: name a built-in "
+                          "model in the step (student = {name = ...}) or pass "
+                          "CompressOptions(student=<nn.Module>)")  # fmt: skip
+    return build_model(step.student.name, **step.student.args), (
+        f"{step.student.name} {dict(step.student.args)}"
+    )
 
 
 def _lowrank(model, step: LowRank, gate: StepGate | None, train, train_spec, loss, reporter,

@@ -63,9 +63,16 @@ def test_compress_a_user_mlp_with_an_eval_fn(tmp_path, signing_keys):
     statuses = sorted(r.status for r in res.exports)
     assert statuses == ["rejected", "shipped", "shipped"]
     # eval_fn scored the baseline, the low-rank candidates (the rank search), the compressed
-    # model and every artifact through its runtime
+    # model and every artifact through its runtime; then the reference model and every
+    # artifact under each input perturbation (float input: noise at 3 SNRs)
     searched = res.steps[0].detail.count("energy ") or 1
-    assert len(calls) == 1 + searched + 1 + 1 + 3
+    assert res.robustness["perturbations"] == ["snr_30db", "snr_20db", "snr_10db"]
+    assert len(calls) == 1 + searched + 1 + 1 + 3 + 3 * (1 + 3)
+    # the eval_fn's own inputs were perturbed: its accuracy moves under noise
+    for r in res.shipped:
+        rob = {p.name: p for p in r.metrics.robustness}
+        assert rob["snr_10db"].reference_value != res.baseline_accuracy
+        assert rob["snr_10db"].value == pytest.approx(rob["snr_10db"].reference_value, abs=0.05)
     with open_package(res.package, TrustPolicy.device(pub)) as pkg:
         assert pkg.manifest.inputs[0].shape == ["batch", 64]
         assert pkg.manifest.metric.name == "accuracy"
