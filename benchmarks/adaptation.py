@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--interval", type=float, default=0.25, help="adapter sampling period, s")
     ap.add_argument("--hold", type=float, default=3.0, help="seconds in each phase")
     args = ap.parse_args(argv)
-    from compression import _host
+    from _harness import host_line as _host
     from edgefleet.device_agents import ActiveModel, Adapter, AdaptOptions, LocalEndpoint
     from edgefleet.device_agents import ModelStore as Store
     from edgefleet.sdk import ResourcePolicy, TrustPolicy

@@ -33,6 +33,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+from _harness import host_line, interleaved_medians  # the script's folder is on sys.path
 
 _LEVELS = {"all": "ORT_ENABLE_ALL", "extended": "ORT_ENABLE_EXTENDED", "basic": "ORT_ENABLE_BASIC"}
 
@@ -54,24 +55,8 @@ def _sessions(paths: dict[str, Path | tuple[Path, str]]):
 
 
 def _interleaved(paths: dict[str, Path | tuple[Path, str]], x: np.ndarray, runs: int):
-    """Median wall ms and median thread-CPU ms per model; each round runs every model once
-    so load drift hits all alike. With one intra-op thread ORT runs in the calling thread,
-    so its CPU time excludes time the shared host's other jobs took from us."""
-    sessions = _sessions(paths)
-    feed = {"input": x}
-    for s in sessions.values():
-        for _ in range(10):
-            s.run(None, feed)
-    wall: dict[str, list[float]] = {k: [] for k in sessions}
-    cpu: dict[str, list[float]] = {k: [] for k in sessions}
-    for _ in range(runs):
-        for k, s in sessions.items():
-            t0, c0 = time.perf_counter(), time.thread_time()
-            s.run(None, feed)
-            cpu[k].append((time.thread_time() - c0) * 1000)
-            wall[k].append((time.perf_counter() - t0) * 1000)
-    med = statistics.median
-    return {k: med(v) for k, v in wall.items()}, {k: med(v) for k, v in cpu.items()}
+    """Median wall ms and median thread-CPU ms per model (see ``interleaved_medians``)."""
+    return interleaved_medians(_sessions(paths), {"input": x}, runs, warmup=10)
 
 
 def _recipe_steps(finetune_epochs: int | None) -> tuple:
@@ -290,23 +275,6 @@ def _gemm_ceiling(runs: int) -> dict[str, float]:
     return out
 
 
-def _host() -> str:
-    import platform
-
-    import onnxruntime as ort
-
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-        flags = set(next(ln for ln in text.splitlines() if ln.startswith("flags")).split())
-        model = next(ln for ln in text.splitlines() if ln.startswith("model name"))
-        model = model.split(":", 1)[1].strip()
-    except (OSError, StopIteration):
-        flags, model = set(), platform.processor()
-    simd = sorted(f for f in flags if f in {"avx2", "avx_vnni", "avx512f", "avx512_vnni",
-                                              "amx_int8"})  # fmt: skip
-    return f"{model}, {'+'.join(simd) or 'no avx2'}, onnxruntime {ort.__version__}"
-
-
 def _describe(steps: tuple) -> str:
     return "; ".join(
         st.step + " " + ", ".join(f"{k}={v}" for k, v in st.model_dump().items() if k != "step")
@@ -430,7 +398,7 @@ def main() -> int:
 def emit(result: dict, as_json: bool) -> int:
     """Add the host line and load, print the figures (aligned on stderr unless ``as_json``)
     and the JSON object as the last stdout line; the exit code."""
-    result = {**result, "host": _host(), "load_avg_1min": round(os.getloadavg()[0], 2)}
+    result = {**result, "host": host_line(), "load_avg_1min": round(os.getloadavg()[0], 2)}
     if not as_json:
         for k, v in result.items():
             print(f"{k:>30}: {v}", file=sys.stderr)

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from compression import _host
+from _harness import host_line as _host
 
 SPEED = dict(hidden_size=512, intermediate_size=1408, layers=8, heads=8, kv_heads=4,
              context_length=1024)  # fmt: skip

@@ -249,7 +249,7 @@ def run_tiny(blocks: int, per_block: int) -> dict:
 
 def _host() -> str:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from compression import _host as host
+    from _harness import host_line as host
 
     return host()
 
