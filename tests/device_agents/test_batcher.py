@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import threading
 import time
@@ -106,6 +107,19 @@ def _post(url: str, feed: dict[str, np.ndarray]) -> tuple[int, dict, dict]:
         return e.code, json.loads(e.read()), dict(e.headers)
 
 
+def _post_npz(url: str, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """A binary request and answer (application/x-npz), as a C or Go client would send."""
+    buf = io.BytesIO()
+    np.savez(buf, **feed)
+    kind = "application/x-npz"
+    req = urllib.request.Request(f"{url}/v1/predict", buf.getvalue(),
+                                 {"Content-Type": kind, "Accept": kind}, method="POST")  # fmt: skip
+    with urllib.request.urlopen(req, timeout=30) as r:
+        assert r.headers["Content-Type"] == kind
+        with np.load(io.BytesIO(r.read())) as z:
+            return {k: z[k] for k in z.files}
+
+
 def test_concurrent_clients_get_their_own_rows_from_shared_batches(pool_store):
     """12 clients at once, sequence lengths 4 and 7 (never mixed in one batch), a long
     deadline so batches really form: each answer equals that client's own reference."""
@@ -124,6 +138,34 @@ def test_concurrent_clients_get_their_own_rows_from_shared_batches(pool_store):
         stats = ep.batcher.stats()
         assert stats["batched_rows"] == sum(f["ids"].shape[0] for f in feeds)
         assert stats["batches"] < 12 and stats["mean_batch"] > 1.5, stats
+    finally:
+        ep.stop()
+        active.close()
+
+
+def test_binary_clients_share_batches_and_keep_their_dtypes(pool_store):
+    """.npz bodies (int64 ids, a bool mask, float32 scale) batch like JSON ones; each
+    client gets its own rows back with the model's output dtypes."""
+    active = ActiveModel(pool_store, trust=TrustPolicy.workstation())
+    ep = LocalEndpoint(active, "127.0.0.1:0", BatchingOptions(max_batch=8, max_delay_us=200_000))
+    ep.start()
+    feeds = [_feed(1 + i % 3, 6, seed=40 + i) for i in range(8)]
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(lambda f: _post_npz(ep.address, f), feeds))
+        for feed, got in zip(feeds, answers, strict=True):
+            want = _reference(feed)
+            assert got["count"].dtype == np.int64 and got["pooled"].dtype == np.float32
+            np.testing.assert_array_equal(got["count"], want["count"])
+            np.testing.assert_allclose(got["pooled"], want["pooled"], rtol=1e-6)
+        assert ep.batcher.stats()["batches"] < len(feeds), ep.batcher.stats()
+        buf = io.BytesIO()
+        np.save(buf, feeds[0]["ids"])  # one array for a model of three inputs
+        req = urllib.request.Request(f"{ep.address}/v1/predict", buf.getvalue(),
+                                     {"Content-Type": "application/x-npy"})  # fmt: skip
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(req, timeout=30)
+        assert e.value.code == 400 and "send application/x-npz" in e.value.read().decode()
     finally:
         ep.stop()
         active.close()

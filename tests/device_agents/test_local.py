@@ -128,6 +128,83 @@ def test_local_endpoint(store, signing_keys):
         active.close()
 
 
+def _npy(a) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, a, allow_pickle=True)
+    return buf.getvalue()
+
+
+def _post_binary(url, body: bytes, kind: str, accept: str = "") -> tuple[int, str, bytes]:
+    headers = {"Content-Type": kind} | ({"Accept": accept} if accept else {})
+    req = urllib.request.Request(f"{url}/v1/predict", body, headers, method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, r.headers["Content-Type"], r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers["Content-Type"], e.read()
+
+
+def test_local_endpoint_binary_bodies(store, signing_keys):
+    """.npy/.npz requests and answers give the JSON path's numbers; a malformed body is a
+    400 naming the format expected, never a 500."""
+    import io
+    import socket
+    import zipfile
+
+    active = ActiveModel(store, trust=TrustPolicy.device(signing_keys[1]))
+    ep = LocalEndpoint(active, "127.0.0.1:0").start()
+    npy, npz = "application/x-npy", "application/x-npz"
+    x = tiny_inputs(3, seed=5)
+    want = tiny_reference(x, 0)
+    try:
+        code, kind, data = _post_binary(ep.address, _npy(x), npy)  # JSON answer by default
+        assert (code, kind) == (200, "application/json")
+        assert np.allclose(json.loads(data)["outputs"]["logits"], want, atol=1e-4)
+        code, kind, data = _post_binary(ep.address, _npy(np.asfortranarray(x)), npy, npy)
+        assert (code, kind) == (200, npy)
+        assert np.allclose(np.load(io.BytesIO(data)), want, atol=1e-4)
+        buf = io.BytesIO()
+        np.savez_compressed(buf, input=x)
+        code, kind, data = _post_binary(ep.address, buf.getvalue(), npz, npz)
+        assert (code, kind) == (200, npz)
+        with np.load(io.BytesIO(data)) as z:
+            assert z.files == ["logits"] and np.allclose(z["logits"], want, atol=1e-4)
+
+        bad = {
+            (b"not a tensor", npy): "expected a .npy body",
+            (_npy(x)[:-4], npy): "bytes, got",
+            (_npy(x) + b"\0", npy): "bytes, got",
+            (_npy(np.array([{"a": 1}], dtype=object)), npy): "pickles",
+            (_npy(x.astype(np.int64)), npy): "expected dtype float32",
+            (_npy(x[0]), npy): "input",
+            (b"PK junk", npz): "expected a .npz body",
+            (_npy(x), npz): "expected a .npz body",
+        }
+        for (body, kind), reason in bad.items():
+            code, ctype, data = _post_binary(ep.address, body, kind)
+            assert code == 400 and ctype == "application/json", (reason, code, data)
+            assert reason in json.loads(data)["error"], data
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as zf:
+            zf.writestr("input.txt", "1 2 3")
+        code, _, data = _post_binary(ep.address, buf.getvalue(), npz)
+        assert code == 400 and "not .npy arrays" in json.loads(data)["error"]
+        # a body shorter than its Content-Length (the client hung up half-way)
+        host, port = ep.address.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port))) as s:
+            s.sendall(b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: " + npy.encode()
+                      + b"\r\nContent-Length: 1000\r\n\r\n" + _npy(x)[:100])  # fmt: skip
+            s.shutdown(socket.SHUT_WR)
+            reply = s.makefile("rb").read()
+        assert reply.startswith(b"HTTP/1.0 400") and b"ended after 100" in reply, reply
+        assert ep.traffic() == (3, 0)
+    finally:
+        ep.stop()
+        active.close()
+
+
 def test_local_endpoint_on_unix_socket(store, tmp_path):
     import http.client
     import socket
