@@ -241,8 +241,10 @@ class _SlowModel:
         )()
         self.gate = threading.Event()
         self.calls: list[int] = []
+        self.running = threading.Semaphore(0)  # released as each call starts
 
     def predict(self, feed):
+        self.running.release()
         self.gate.wait(10)
         self.calls.append(feed["x"].shape[0])
         if (feed["x"] < 0).any():
@@ -291,6 +293,27 @@ def test_a_full_queue_sheds_instead_of_queueing():
         batcher.stop()
 
 
+def test_workers_run_batches_at_once():
+    """Two workers: while one batch is inside the runtime the next one runs too, and
+    every request still gets its own rows."""
+    model = _SlowModel()
+    batcher = MicroBatcher(BatchingOptions(max_batch=2, max_delay_us=100_000, workers=2))
+    rows = [np.full((1, 2), v, dtype=np.float32) for v in range(4)]
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            futures = [pool.submit(batcher.submit, model, {"x": r}) for r in rows]
+            assert model.running.acquire(timeout=10) and model.running.acquire(timeout=10)
+            model.gate.set()  # both batches were in predict at once before this
+            for v, f in enumerate(futures):
+                assert f.result(10)["x"].tolist() == [[2.0 * v, 2.0 * v]]
+        assert sorted(model.calls) == [2, 2], model.calls
+        assert batcher.stats()["batched_rows"] == 4
+    finally:
+        batcher.stop()
+
+
 def test_batching_options_are_checked():
     with pytest.raises(ConfigError, match="max_queue >= 1"):
         BatchingOptions(max_queue=0)
+    with pytest.raises(ConfigError, match="workers >= 1"):
+        BatchingOptions(workers=0)
