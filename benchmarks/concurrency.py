@@ -66,21 +66,28 @@ def build_store(work: Path, size: int, classes: int) -> Path:
 
 
 def runtime_ceiling(onnx_path: Path, size: int, batch: int, seconds: float = 1.5) -> dict:
-    """What batching can win on this host, raw ONNX Runtime (default session options, as
-    the agent loads it), no HTTP: images/s of batch-``batch`` calls, of batch-1 calls one
-    after the other, and of ``batch`` threads making batch-1 calls at once on the one
-    session (what the endpoint without batching does). Interleaved, medians of 3."""
+    """What batching can win on this host, raw ONNX Runtime, no HTTP: images/s of
+    batch-``batch`` calls and of batch-1 calls one after the other, with the session's
+    default intra-op threads (as the agent loads it) and with one thread (the compute
+    ceiling alone, no thread pool), and of ``batch`` threads making batch-1 calls at once
+    on the default session (what the endpoint without batching does). Interleaved,
+    medians of 3."""
     import onnxruntime as ort
 
-    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    one = ort.SessionOptions()
+    one.intra_op_num_threads = 1
+    cpu = ["CPUExecutionProvider"]
+    sess = ort.InferenceSession(str(onnx_path), providers=cpu)
+    sess1 = ort.InferenceSession(str(onnx_path), one, providers=cpu)
     x1 = np.zeros((1, 3, size, size), np.float32)
     xb = np.zeros((batch, 3, size, size), np.float32)
     sess.run(None, {"input": xb})
+    sess1.run(None, {"input": xb})
 
-    def sequential(x: np.ndarray) -> float:
+    def sequential(s, x: np.ndarray) -> float:
         n, t0 = 0, time.perf_counter()
         while time.perf_counter() - t0 < seconds:
-            sess.run(None, {"input": x})
+            s.run(None, {"input": x})
             n += x.shape[0]
         return n / (time.perf_counter() - t0)
 
@@ -100,21 +107,32 @@ def runtime_ceiling(onnx_path: Path, size: int, batch: int, seconds: float = 1.5
             t.join()
         return sum(n) / seconds
 
-    runs: dict[str, list[float]] = {"batch": [], "one": [], "concurrent": []}
+    runs: dict[str, list[float]] = {k: [] for k in ("b", "1", "b_1t", "1_1t", "conc")}
     for _ in range(3):
-        runs["batch"].append(sequential(xb))
-        runs["one"].append(sequential(x1))
-        runs["concurrent"].append(concurrent())
+        runs["b"].append(sequential(sess, xb))
+        runs["1"].append(sequential(sess, x1))
+        runs["b_1t"].append(sequential(sess1, xb))
+        runs["1_1t"].append(sequential(sess1, x1))
+        runs["conc"].append(concurrent())
     med = {k: statistics.median(v) for k, v in runs.items()}
     return {
-        f"ort_batch{batch}_ips": round(med["batch"], 1),
-        "ort_batch1_ips": round(med["one"], 1),
-        f"ort_concurrent{batch}_ips": round(med["concurrent"], 1),
+        f"ort_batch{batch}_ips": round(med["b"], 1),
+        "ort_batch1_ips": round(med["1"], 1),
+        f"ort_batch{batch}_1thread_ips": round(med["b_1t"], 1),
+        "ort_batch1_1thread_ips": round(med["1_1t"], 1),
+        f"ort_concurrent{batch}_ips": round(med["conc"], 1),
         # per-image gain of one batch over batch-1 calls in turn: batching's own ceiling
-        "runtime_batch_ceiling": round(med["batch"] / med["one"], 3),
-        # batch-N calls vs N concurrent batch-1 calls on the one session
-        "runtime_batch_gain": round(med["batch"] / med["concurrent"], 3),
+        "runtime_batch_ceiling": round(med["b"] / med["1"], 3),
+        "runtime_batch_ceiling_1thread": round(med["b_1t"] / med["1_1t"], 3),
+        # batch-N calls vs N concurrent batch-1 calls on the one (default) session
+        "runtime_batch_gain": round(med["b"] / med["conc"], 3),
     }
+
+
+def _cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def serve(store: str, max_batch: int, delay_us: int, workers: int, threads: int) -> None:
@@ -210,11 +228,14 @@ def measure(args: argparse.Namespace, size: int, say) -> dict:
             tput: dict[str, list[float]] = {m: [] for m in addr}
             lats: dict[str, list[float]] = {m: [] for m in addr}
             errors = dict.fromkeys(addr, 0)
+            cpu = dict.fromkeys(addr, 0.0)
             for i in range(rounds):
                 # rotate the order so load from other jobs on the host hits every mode alike
-                order = list(addr)[i % len(addr):] + list(addr)[: i % len(addr)]
+                order = list(addr)[i % len(addr) :] + list(addr)[: i % len(addr)]
                 for mode in order:
+                    c0 = _cpu_s(procs[mode].pid)
                     n, lat, err = _round(addr[mode], bodies, kind, seconds)
+                    cpu[mode] += _cpu_s(procs[mode].pid) - c0
                     tput[mode].append(n / seconds)
                     lats[mode] += lat
                     errors[mode] += err
@@ -239,9 +260,14 @@ def measure(args: argparse.Namespace, size: int, say) -> dict:
         "vs_1thread_throughput_ratio": round(med["batched"] / med["unbatched_1thread"], 3),
         "vs_1thread_p95_latency_ratio": round(p95["batched"] / p95["unbatched_1thread"], 3),
     }
+    # Server CPU per answered request: what each mode costs, whatever share of the CPUs
+    # other jobs on the host leave it (a mode with more runnable threads gets more).
+    cpu_ms = {m: 1000 * cpu[m] / max(1, len(lats[m])) for m in addr}
+    out["cpu_per_request_ratio"] = round(cpu_ms["unbatched"] / cpu_ms["batched"], 3)
     for m in addr:
         out |= {f"{m}_rps": round(med[m], 1), f"{m}_p50_ms": round(p50[m], 2),
-                f"{m}_p95_ms": round(p95[m], 2)}  # fmt: skip
+                f"{m}_p95_ms": round(p95[m], 2),
+                f"{m}_cpu_ms_per_req": round(cpu_ms[m], 2)}  # fmt: skip
     return out | {"errors": errors} | ceiling
 
 
@@ -261,10 +287,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--classes", type=int, default=1000)
     ap.add_argument("--max-batch", type=int, default=16)
     ap.add_argument("--delay-us", type=int, default=2000)
-    ap.add_argument("--batch-workers", type=int, default=os.cpu_count() or 1,
-                    help="batches running at once (default: one per core)")
-    ap.add_argument("--batch-threads", type=int, default=1,
-                    help="ONNX Runtime intra-op threads per batched call (0: default)")
+    ap.add_argument(
+        "--batch-workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="batches running at once (default: one per core)",
+    )
+    ap.add_argument(
+        "--batch-threads",
+        type=int,
+        default=1,
+        help="ONNX Runtime intra-op threads per batched call (0: default)",
+    )
     ap.add_argument("--body", choices=("npy", "json"), default="npy",
                     help="request body: application/x-npy (default) or JSON")  # fmt: skip
     ap.add_argument("--rounds", type=int, default=5, help="rounds per mode, rotating")

@@ -100,6 +100,7 @@ class MicroBatcher:
         self._cond = threading.Condition()
         self._queue: deque[_Request] = deque()
         self._stopped = False
+        self._forming = 0  # workers in _take: rows queued together are shared among them
         self.batches = self.rows = self.fallbacks = 0
         self._threads = [
             threading.Thread(target=self._loop, name=f"edgefleet-batcher-{i}", daemon=True)
@@ -144,35 +145,46 @@ class MicroBatcher:
         }
 
     def _take(self) -> list[_Request] | None:
-        """Wait for a batch: the first request's deadline or max_batch rows."""
-        opts = self.options
         with self._cond:
-            while True:
-                while not self._queue and not self._stopped:
-                    self._cond.wait()
-                if not self._queue:
-                    return None
-                first = self._queue[0]
-                deadline = first.arrived + opts.max_delay_us / 1e6
-                while not self._stopped and self._queue and self._queue[0] is first:
-                    rows = sum(r.rows for r in self._queue if r.key == first.key)
-                    left = deadline - time.monotonic()
-                    if rows >= opts.max_batch or left <= 0:
-                        break
-                    self._cond.wait(left)
-                if self._queue and self._queue[0] is first:
-                    break  # else another worker took this batch while we waited: start over
-            batch, rows, keep = [], 0, deque()
-            for r in self._queue:
-                if r.key == first.key and rows + r.rows <= opts.max_batch:
-                    batch.append(r)
-                    rows += r.rows
-                else:
-                    keep.append(r)
-            self._queue = keep
-            if keep:
-                self._cond.notify()  # what is left may make a batch for an idle worker
-            return batch
+            self._forming += 1
+            try:
+                return self._form()
+            finally:
+                self._forming -= 1
+
+    def _form(self) -> list[_Request] | None:
+        """Wait for a batch: the first request's deadline or max_batch rows. Rows that
+        came together are split evenly among the idle workers (16 queued, 2 idle: 8
+        each) rather than one taking all while the other's core idles."""
+        opts = self.options
+        while True:
+            while not self._queue and not self._stopped:
+                self._cond.wait()
+            if not self._queue:
+                return None
+            first = self._queue[0]
+            deadline = first.arrived + opts.max_delay_us / 1e6
+            while not self._stopped and self._queue and self._queue[0] is first:
+                rows = sum(r.rows for r in self._queue if r.key == first.key)
+                left = deadline - time.monotonic()
+                if rows >= opts.max_batch or left <= 0:
+                    break
+                self._cond.wait(left)
+            if self._queue and self._queue[0] is first:
+                break  # else another worker took this batch while we waited: start over
+        same = sum(r.rows for r in self._queue if r.key == first.key)
+        cap = min(opts.max_batch, -(-same // self._forming))
+        batch, rows, keep = [], 0, deque()
+        for r in self._queue:
+            if r.key == first.key and (not batch or rows + r.rows <= cap):
+                batch.append(r)
+                rows += r.rows
+            else:
+                keep.append(r)
+        self._queue = keep
+        if keep:
+            self._cond.notify()  # what is left may make a batch for an idle worker
+        return batch
 
     def _loop(self) -> None:
         while True:

@@ -306,8 +306,26 @@ def test_workers_run_batches_at_once():
             model.gate.set()  # both batches were in predict at once before this
             for v, f in enumerate(futures):
                 assert f.result(10)["x"].tolist() == [[2.0 * v, 2.0 * v]]
-        assert sorted(model.calls) == [2, 2], model.calls
-        assert batcher.stats()["batched_rows"] == 4
+        assert sum(model.calls) == 4 and batcher.stats()["batched_rows"] == 4
+    finally:
+        batcher.stop()
+
+
+def test_rows_that_came_together_are_shared_by_the_idle_workers():
+    """8 rows queued at once, 2 idle workers, max_batch 16: 4 each (one taking all 8 would
+    leave the other's core idle)."""
+    model = _SlowModel()
+    batcher = MicroBatcher(BatchingOptions(max_batch=16, max_delay_us=500_000, workers=2))
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            futures = [
+                pool.submit(batcher.submit, model, {"x": np.full((1, 2), v, np.float32)})
+                for v in range(8)
+            ]
+            assert model.running.acquire(timeout=10) and model.running.acquire(timeout=10)
+            model.gate.set()
+            assert [f.result(10)["x"][0, 0] for f in futures] == [2.0 * v for v in range(8)]
+        assert sorted(model.calls) == [4, 4], model.calls
     finally:
         batcher.stop()
 
