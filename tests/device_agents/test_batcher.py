@@ -6,8 +6,6 @@ import io
 import json
 import threading
 import time
-import urllib.error
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from tempfile import TemporaryDirectory
@@ -24,6 +22,8 @@ from edgefleet.device_agents import (
 )
 from edgefleet.device_agents._batcher import batchable
 from edgefleet.sdk import ConfigError, TrustPolicy, load
+
+from tests.support.endpoint import npy_bytes, post_inputs, post_tensor
 
 
 def _pooling_package(out: Path) -> Path:
@@ -97,27 +97,15 @@ def pool_store(tmp_path_factory):
     return store
 
 
-def _post(url: str, feed: dict[str, np.ndarray]) -> tuple[int, dict, dict]:
-    body = json.dumps({"inputs": {k: v.tolist() for k, v in feed.items()}}).encode()
-    req = urllib.request.Request(f"{url}/v1/predict", body, method="POST")
-    try:
-        with urllib.request.urlopen(req, timeout=30) as r:
-            return r.status, json.loads(r.read()), dict(r.headers)
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read()), dict(e.headers)
-
-
 def _post_npz(url: str, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """A binary request and answer (application/x-npz), as a C or Go client would send."""
     buf = io.BytesIO()
     np.savez(buf, **feed)
     kind = "application/x-npz"
-    req = urllib.request.Request(f"{url}/v1/predict", buf.getvalue(),
-                                 {"Content-Type": kind, "Accept": kind}, method="POST")  # fmt: skip
-    with urllib.request.urlopen(req, timeout=30) as r:
-        assert r.headers["Content-Type"] == kind
-        with np.load(io.BytesIO(r.read())) as z:
-            return {k: z[k] for k in z.files}
+    code, answer_kind, data = post_tensor(url, buf.getvalue(), kind, kind)
+    assert (code, answer_kind) == (200, kind), data
+    with np.load(io.BytesIO(data)) as z:
+        return {k: z[k] for k in z.files}
 
 
 def test_concurrent_clients_get_their_own_rows_from_shared_batches(pool_store):
@@ -129,7 +117,7 @@ def test_concurrent_clients_get_their_own_rows_from_shared_batches(pool_store):
     feeds = [_feed(1 + i % 2, 4 if i % 3 else 7, seed=i + 1) for i in range(12)]
     try:
         with ThreadPoolExecutor(12) as pool:
-            answers = list(pool.map(lambda f: _post(ep.address, f), feeds))
+            answers = list(pool.map(lambda f: post_inputs(ep.address, f), feeds))
         for feed, (code, body, _) in zip(feeds, answers, strict=True):
             assert code == 200, body
             want = _reference(feed)
@@ -159,13 +147,9 @@ def test_binary_clients_share_batches_and_keep_their_dtypes(pool_store):
             np.testing.assert_array_equal(got["count"], want["count"])
             np.testing.assert_allclose(got["pooled"], want["pooled"], rtol=1e-6)
         assert ep.batcher.stats()["batches"] < len(feeds), ep.batcher.stats()
-        buf = io.BytesIO()
-        np.save(buf, feeds[0]["ids"])  # one array for a model of three inputs
-        req = urllib.request.Request(f"{ep.address}/v1/predict", buf.getvalue(),
-                                     {"Content-Type": "application/x-npy"})  # fmt: skip
-        with pytest.raises(urllib.error.HTTPError) as e:
-            urllib.request.urlopen(req, timeout=30)
-        assert e.value.code == 400 and "send application/x-npz" in e.value.read().decode()
+        # one array for a model of three inputs
+        code, _, data = post_tensor(ep.address, npy_bytes(feeds[0]["ids"]), "application/x-npy")
+        assert code == 400 and "send application/x-npz" in json.loads(data)["error"]
     finally:
         ep.stop()
         active.close()
@@ -180,7 +164,7 @@ def test_a_bad_request_in_a_batch_costs_only_its_own_answer(pool_store):
     bad["scale"] = np.ones((1, 3), dtype=np.float32)  # declared [batch, 1]
     try:
         with ThreadPoolExecutor(4) as pool:
-            answers = list(pool.map(lambda f: _post(ep.address, f), [*good, bad]))
+            answers = list(pool.map(lambda f: post_inputs(ep.address, f), [*good, bad]))
         for feed, (code, body, _) in zip(good, answers[:3], strict=True):
             assert code == 200, body
             assert body["outputs"]["count"] == _reference(feed)["count"].tolist()

@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import urllib.error
-import urllib.request
 
 import numpy as np
 import pytest
@@ -20,6 +16,8 @@ from edgefleet.device_agents import (
 )
 from edgefleet.sdk import ConfigError, PackageError, TrustPolicy
 
+from tests.support.endpoint import call, npy_bytes, post_inputs, post_tensor
+from tests.support.imports import imported_by
 from tests.support.packages import tiny_inputs, tiny_reference
 
 
@@ -93,57 +91,28 @@ def test_load_active_follows_activation(store, packages, signing_keys):
         empty.predict(x)
 
 
-def _call(url, body=None):
-    data = (
-        None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
-    )
-    req = urllib.request.Request(url, data, method="POST" if data is not None else "GET")
-    try:
-        with urllib.request.urlopen(req, timeout=10) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read())
-
-
 def test_local_endpoint(store, signing_keys):
     active = ActiveModel(store, trust=TrustPolicy.device(signing_keys[1]))
     ep = LocalEndpoint(active, "127.0.0.1:0").start()
     try:
         x = tiny_inputs(2, seed=4)
-        code, body = _call(f"{ep.address}/v1/predict", {"inputs": {"input": x.tolist()}})
+        code, body, _ = post_inputs(ep.address, {"input": x})
         assert code == 200
         assert np.allclose(body["outputs"]["logits"], tiny_reference(x, 0), atol=1e-4)
-        assert _call(f"{ep.address}/v1/health") == (200, {"status": "ok", "model": "tiny@1.0.0"})
-        code, info = _call(f"{ep.address}/v1/model")
+        health = call(f"{ep.address}/v1/health")[:2]
+        assert health == (200, {"status": "ok", "model": "tiny@1.0.0"})
+        code, info, _ = call(f"{ep.address}/v1/model")
         assert code == 200 and info["inputs"][0]["name"] == "input"
-        code, body = _call(f"{ep.address}/v1/predict", {"inputs": {"input": [[1.0, 2.0]]}})
+        code, body, _ = call(f"{ep.address}/v1/predict", {"inputs": {"input": [[1.0, 2.0]]}})
         assert code == 400 and "input" in body["error"]
-        assert _call(f"{ep.address}/v1/predict", b"not json")[0] == 400
-        assert _call(f"{ep.address}/v1/predict", {"nope": 1})[0] == 400
-        assert _call(f"{ep.address}/v1/nothing")[0] == 404
-        assert _call(f"{ep.address}/v1/metrics")[1]["calls"] >= 2
+        assert call(f"{ep.address}/v1/predict", b"not json")[0] == 400
+        assert call(f"{ep.address}/v1/predict", {"nope": 1})[0] == 400
+        assert call(f"{ep.address}/v1/nothing")[0] == 404
+        assert call(f"{ep.address}/v1/metrics")[1]["calls"] >= 2
         assert ep.traffic() == (1, 0)  # only successful/ runtime-failed calls count
     finally:
         ep.stop()
         active.close()
-
-
-def _npy(a) -> bytes:
-    import io
-
-    buf = io.BytesIO()
-    np.save(buf, a, allow_pickle=True)
-    return buf.getvalue()
-
-
-def _post_binary(url, body: bytes, kind: str, accept: str = "") -> tuple[int, str, bytes]:
-    headers = {"Content-Type": kind} | ({"Accept": accept} if accept else {})
-    req = urllib.request.Request(f"{url}/v1/predict", body, headers, method="POST")
-    try:
-        with urllib.request.urlopen(req, timeout=10) as r:
-            return r.status, r.headers["Content-Type"], r.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.headers["Content-Type"], e.read()
 
 
 def test_local_endpoint_binary_bodies(store, signing_keys):
@@ -159,43 +128,43 @@ def test_local_endpoint_binary_bodies(store, signing_keys):
     x = tiny_inputs(3, seed=5)
     want = tiny_reference(x, 0)
     try:
-        code, kind, data = _post_binary(ep.address, _npy(x), npy)  # JSON answer by default
+        code, kind, data = post_tensor(ep.address, npy_bytes(x), npy)  # JSON answer by default
         assert (code, kind) == (200, "application/json")
         assert np.allclose(json.loads(data)["outputs"]["logits"], want, atol=1e-4)
-        code, kind, data = _post_binary(ep.address, _npy(np.asfortranarray(x)), npy, npy)
+        code, kind, data = post_tensor(ep.address, npy_bytes(np.asfortranarray(x)), npy, npy)
         assert (code, kind) == (200, npy)
         assert np.allclose(np.load(io.BytesIO(data)), want, atol=1e-4)
         buf = io.BytesIO()
         np.savez_compressed(buf, input=x)
-        code, kind, data = _post_binary(ep.address, buf.getvalue(), npz, npz)
+        code, kind, data = post_tensor(ep.address, buf.getvalue(), npz, npz)
         assert (code, kind) == (200, npz)
         with np.load(io.BytesIO(data)) as z:
             assert z.files == ["logits"] and np.allclose(z["logits"], want, atol=1e-4)
 
         bad = {
             (b"not a tensor", npy): "expected a .npy body",
-            (_npy(x)[:-4], npy): "bytes, got",
-            (_npy(x) + b"\0", npy): "bytes, got",
-            (_npy(np.array([{"a": 1}], dtype=object)), npy): "pickles",
-            (_npy(x.astype(np.int64)), npy): "expected dtype float32",
-            (_npy(x[0]), npy): "input",
+            (npy_bytes(x)[:-4], npy): "bytes, got",
+            (npy_bytes(x) + b"\0", npy): "bytes, got",
+            (npy_bytes(np.array([{"a": 1}], dtype=object)), npy): "pickles",
+            (npy_bytes(x.astype(np.int64)), npy): "expected dtype float32",
+            (npy_bytes(x[0]), npy): "input",
             (b"PK junk", npz): "expected a .npz body",
-            (_npy(x), npz): "expected a .npz body",
+            (npy_bytes(x), npz): "expected a .npz body",
         }
         for (body, kind), reason in bad.items():
-            code, ctype, data = _post_binary(ep.address, body, kind)
+            code, ctype, data = post_tensor(ep.address, body, kind)
             assert code == 400 and ctype == "application/json", (reason, code, data)
             assert reason in json.loads(data)["error"], data
         buf = io.BytesIO()
         with zipfile.ZipFile(buf, "w") as zf:
             zf.writestr("input.txt", "1 2 3")
-        code, _, data = _post_binary(ep.address, buf.getvalue(), npz)
+        code, _, data = post_tensor(ep.address, buf.getvalue(), npz)
         assert code == 400 and "not .npy arrays" in json.loads(data)["error"]
         # a body shorter than its Content-Length (the client hung up half-way)
         host, port = ep.address.removeprefix("http://").split(":")
         with socket.create_connection((host, int(port))) as s:
             s.sendall(b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: " + npy.encode()
-                      + b"\r\nContent-Length: 1000\r\n\r\n" + _npy(x)[:100])  # fmt: skip
+                      + b"\r\nContent-Length: 1000\r\n\r\n" + npy_bytes(x)[:100])  # fmt: skip
             s.shutdown(socket.SHUT_WR)
             reply = s.makefile("rb").read()
         assert reply.startswith(b"HTTP/1.0 400") and b"ended after 100" in reply, reply
@@ -231,13 +200,11 @@ def test_local_endpoint_on_unix_socket(store, tmp_path):
 
 
 def test_agent_imports_no_torch_fastapi_sqlalchemy():
-    code = (
-        "import sys, edgefleet.device_agents, edgefleet.device_agents._cli; "
-        "from edgefleet.device_agents import _agent, _simulate, _endpoint; "
-        "print(sorted(m for m in ('torch', 'fastapi', 'sqlalchemy') if m in sys.modules))"
+    statement = (
+        "import edgefleet.device_agents, edgefleet.device_agents._cli\n"
+        "from edgefleet.device_agents import _agent, _simulate, _endpoint, _tensor_body"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
+    assert imported_by(statement, ("torch", "fastapi", "sqlalchemy")) == []
 
 
 def test_systemd_unit_is_shipped_and_runs_the_agent():
