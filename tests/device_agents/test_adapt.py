@@ -13,6 +13,7 @@ import pytest
 from edgefleet.device_agents import ActiveModel, Adapter, AdaptOptions, LocalEndpoint, ModelStore
 from edgefleet.sdk import ResourcePolicy, TrustPolicy
 
+from tests.device_agents.support import installed_store
 from tests.support.adaptive_package import two_size_package
 from tests.support.endpoint import post_inputs
 from tests.support.fake_board import FakeBoard
@@ -22,9 +23,7 @@ from tests.support.packages import tiny_inputs, tiny_reference
 @pytest.fixture(scope="module")
 def adaptive_store(tmp_path_factory):
     d = tmp_path_factory.mktemp("adaptive")
-    store = ModelStore(d / "store")
-    store.install(two_size_package(d / "adaptive.efpkg"), TrustPolicy.workstation())
-    return store
+    return installed_store(d, two_size_package(d / "adaptive.efpkg"))
 
 
 def test_pressure_switches_artifact_threads_sheds_and_comes_back(adaptive_store, tmp_path):

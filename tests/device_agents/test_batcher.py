@@ -17,12 +17,12 @@ from edgefleet.device_agents import (
     BatchingOptions,
     LocalEndpoint,
     MicroBatcher,
-    ModelStore,
     Overloaded,
 )
 from edgefleet.device_agents._batcher import batchable
 from edgefleet.sdk import ConfigError, TrustPolicy, load
 
+from tests.device_agents.support import installed_store
 from tests.support.endpoint import npy_bytes, post_inputs, post_tensor
 
 
@@ -92,9 +92,7 @@ def _reference(feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 @pytest.fixture(scope="module")
 def pool_store(tmp_path_factory):
     d = tmp_path_factory.mktemp("pool")
-    store = ModelStore(d / "store")
-    store.install(_pooling_package(d / "pool.efpkg"), TrustPolicy.workstation())
-    return store
+    return installed_store(d, _pooling_package(d / "pool.efpkg"))
 
 
 def _post_npz(url: str, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
