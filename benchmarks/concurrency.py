@@ -1,16 +1,30 @@
 """Concurrency on the agent's local endpoint: dynamic micro-batching on vs off, one run.
 
-A MobileNetV2 (no torchvision; random weights; dynamic batch dim) is exported to ONNX and
-installed in a device store. Two endpoint processes serve it (the agent's LocalEndpoint +
-ActiveModel, as `edgefleet agent` runs them): one with batching (``--max-batch`` rows or
-``--delay-us``), one without. 16 closed-loop HTTP clients (each sends its next request when
-the previous answer came back) hit one endpoint, then the other, alternating rounds so load
-from other jobs on the host hits both alike.
+A MobileNetV2 (no torchvision; random weights; dynamic batch dim; 224x224 and, with
+``--small-size``, a smaller input) is exported to ONNX and installed in a device store.
+Three endpoint processes serve it (the agent's LocalEndpoint + ActiveModel, as `edgefleet
+agent` runs them):
+
+- batched: micro-batching (``--max-batch`` rows or ``--delay-us``), ``--batch-workers``
+  batches at once (default one per core), each with ``--batch-threads`` ONNX Runtime
+  intra-op threads (default 1: one core per batch);
+- unbatched: the same agent with batching off and the default session (the issue's
+  baseline);
+- unbatched_1thread: batching off, 1 intra-op thread per call (the best unbatched setting
+  found here), so batching is also compared with a tuned baseline.
+
+16 closed-loop HTTP clients (each sends its next request when the previous answer came
+back) hit one endpoint, then the next, rotating the order each round so load from other
+jobs on the host hits every mode alike. Bodies are application/x-npy by default
+(``--body json`` for the JSON path). Before that, raw ONNX Runtime (no HTTP) measures the
+ceiling: per-image throughput of batch-16 calls over batch-1 calls.
 
     python benchmarks/concurrency.py --json
 
 Figures: batched_throughput_ratio = median round throughput with batching / without (goal
->= 2.0), p95_latency_ratio = p95 request latency with / without (goal <= 1.5).
+>= 2.0), p95_latency_ratio = p95 request latency with / without (goal <= 1.5);
+cpu_per_request_ratio = server CPU per answer without / with batching (what batching saves,
+whatever CPU share other jobs leave each mode); ``small``: the same for the smaller input.
 """
 
 from __future__ import annotations

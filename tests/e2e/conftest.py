@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import signal
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -14,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.mosquitto import Mosquitto, free_port
+from tests.support.processes import terminate
 
 EDGEFLEET = [sys.executable, "-m", "edgefleet"]
 
@@ -43,13 +43,7 @@ class Procs:
         return "\n".join(f"--- {n}.log\n{self.log(n)}" for n, _ in self.started)
 
     def stop(self, proc: subprocess.Popen, timeout: float = 15.0) -> int:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        terminate(proc, timeout)
         return proc.returncode
 
     def stop_all(self) -> None:
