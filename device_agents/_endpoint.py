@@ -87,29 +87,31 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(404, {"error": f"unknown path {self.path}; POST one of {paths}"})
             return
         kind = self.headers.get_content_type()
-        binary = kind in TENSOR_TYPES and self.path == "/v1/predict"
-        body = self._body("a " + (kind if binary else "JSON") + " body")
-        if body is None:
+        if kind in TENSOR_TYPES and self.path == "/v1/predict":
+            tensors = self._body(f"a {kind} body")
+            if tensors is not None:
+                self._predict(kind, tensors)
             return
-        if not binary:
-            try:
-                body = json.loads(body)
-            except ValueError as e:
-                self._send(400, {"error": f"expected a JSON body (or {' or '.join(TENSOR_TYPES)} "
-                                          f"on /v1/predict): {e}"})  # fmt: skip
-                return
+        raw = self._body("a JSON body")
+        if raw is None:
+            return
+        try:
+            body = json.loads(raw)
+        except ValueError as e:
+            self._send(400, {"error": f"expected a JSON body (or {' or '.join(TENSOR_TYPES)} "
+                                      f"on /v1/predict): {e}"})  # fmt: skip
+            return
         if self.path in GEN_PATHS:
             self._generate(body)
             return
-        if not binary:
-            try:
-                inputs = body["inputs"]
-                if not isinstance(inputs, dict):
-                    raise TypeError("inputs must be an object of name -> nested list")
-            except (KeyError, TypeError) as e:
-                self._send(400, {"error": f'expected {{"inputs": {{name: nested list}}}}: {e}'})
-                return
-        self._predict(kind if binary else None, body if binary else inputs)
+        try:
+            inputs = body["inputs"]
+            if not isinstance(inputs, dict):
+                raise TypeError("inputs must be an object of name -> nested list")
+        except (KeyError, TypeError) as e:
+            self._send(400, {"error": f'expected {{"inputs": {{name: nested list}}}}: {e}'})
+            return
+        self._predict(None, inputs)
 
     def _body(self, what: str) -> bytearray | None:
         """The request body in a buffer of its own (a binary tensor is a view of it), or
@@ -134,6 +136,7 @@ class _Handler(BaseHTTPRequestHandler):
         return buf
 
     def _predict(self, kind: str | None, body) -> None:
+        """``kind`` None: ``body`` is the JSON inputs object; else a binary body."""
         ep = self.endpoint
         try:
             model = ep.active.model
