@@ -317,3 +317,19 @@ def test_batching_options_are_checked():
         BatchingOptions(max_queue=0)
     with pytest.raises(ConfigError, match="workers >= 1"):
         BatchingOptions(workers=0)
+
+
+def test_agent_settings_configure_the_endpoint_batcher(make_agent):
+    """batch_* settings reach the running agent's endpoint, which batches real requests."""
+    from tests.support.packages import tiny_inputs, tiny_reference
+
+    agent = make_agent(batch_max_size=8, batch_max_delay_us=100_000, batch_workers=2)
+    batcher = agent.endpoint.batcher
+    assert batcher.options == BatchingOptions(8, 100_000, workers=2)
+    xs = [tiny_inputs(1, seed=s) for s in range(6)]
+    with ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(lambda x: post_inputs(agent.endpoint.address, {"input": x}), xs))
+    for x, (code, body, _) in zip(xs, answers, strict=True):
+        assert code == 200, body
+        np.testing.assert_allclose(body["outputs"]["logits"], tiny_reference(x), atol=1e-4)
+    assert batcher.stats()["batched_rows"] == 6 and batcher.stats()["batches"] < 6
