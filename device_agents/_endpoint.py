@@ -42,6 +42,10 @@ MAX_BODY = 16 * 1024 * 1024
 
 class _Handler(BaseHTTPRequestHandler):
     server_version = "edgefleet-agent"
+    # HTTP/1.1 keep-alive: a client's requests reuse one connection (and one handler
+    # thread) instead of a TCP handshake and a new thread each.
+    protocol_version = "HTTP/1.1"
+    timeout = 30  # an idle kept-alive connection is closed after this many seconds
     endpoint: LocalEndpoint
 
     def log_message(self, fmt: str, *args: object) -> None:
@@ -57,6 +61,10 @@ class _Handler(BaseHTTPRequestHandler):
         self, code: int, kind: str, data: bytes, headers: dict[str, str] | None = None
     ) -> None:
         self.send_response(code)
+        if self.endpoint.stopping:
+            self.close_connection = True
+        if self.close_connection:
+            self.send_header("Connection", "close")
         for k, v in (headers or {}).items():
             self.send_header(k, v)
         self.send_header("Content-Type", kind)
@@ -84,6 +92,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         if self.path != "/v1/predict" and self.path not in GEN_PATHS:
             paths = ", ".join(("/v1/predict", *GEN_PATHS))
+            self.close_connection = True  # its body was not read
             self._send(404, {"error": f"unknown path {self.path}; POST one of {paths}"})
             return
         kind = self.headers.get_content_type()
@@ -121,6 +130,7 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             length = -1
         if not 0 < length <= MAX_BODY:
+            self.close_connection = True  # where this body ends is unknown or not read
             self._send(400, {"error": f"expected {what} of 1..{MAX_BODY} bytes (Content-Length), "
                                       f"got {self.headers.get('Content-Length')}"})  # fmt: skip
             return None
@@ -129,6 +139,7 @@ class _Handler(BaseHTTPRequestHandler):
         while got < length:
             n = self.rfile.readinto(view[got:])
             if not n:
+                self.close_connection = True
                 self._send(400, {"error": f"expected {length} bytes (Content-Length), "
                                           f"the body ended after {got}"})  # fmt: skip
                 return None
@@ -226,6 +237,7 @@ class LocalEndpoint:
         self.active = active
         self.batcher = MicroBatcher(batching) if batching and batching.max_batch > 1 else None
         self.admit = admit
+        self.stopping = False
         self.calls = self.errors = 0
         self._lock = threading.Lock()
         handler = type("Handler", (_Handler,), {"endpoint": self})
@@ -265,6 +277,7 @@ class LocalEndpoint:
         return self
 
     def stop(self) -> None:
+        self.stopping = True  # kept-alive connections close after their current request
         self.server.shutdown()
         self.server.server_close()
         if self.batcher is not None:

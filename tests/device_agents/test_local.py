@@ -167,9 +167,39 @@ def test_local_endpoint_binary_bodies(store, signing_keys):
                       + b"\r\nContent-Length: 1000\r\n\r\n" + npy_bytes(x)[:100])  # fmt: skip
             s.shutdown(socket.SHUT_WR)
             reply = s.makefile("rb").read()
-        assert reply.startswith(b"HTTP/1.0 400") and b"ended after 100" in reply, reply
+        assert reply.startswith(b"HTTP/1.1 400") and b"ended after 100" in reply, reply
         assert ep.traffic() == (3, 0)
     finally:
+        ep.stop()
+        active.close()
+
+
+def test_local_endpoint_keeps_connections_alive(store):
+    """HTTP/1.1: one connection carries many requests; a request whose body the endpoint
+    did not read (unknown path) closes it, so those bytes are never parsed as a request."""
+    import http.client
+
+    active = ActiveModel(store, trust=TrustPolicy.workstation())
+    ep = LocalEndpoint(active, "127.0.0.1:0").start()
+    host, port = ep.address.removeprefix("http://").split(":")
+    x = tiny_inputs(1, seed=6)
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        for _ in range(3):
+            conn.request("POST", "/v1/predict", npy_bytes(x), {"Content-Type": "application/x-npy"})
+            r = conn.getresponse()
+            assert r.status == 200 and r.getheader("Connection") is None
+            np.testing.assert_allclose(
+                json.loads(r.read())["outputs"]["logits"], tiny_reference(x, 0), atol=1e-4
+            )
+        sock = conn.sock
+        conn.request("POST", "/v1/nowhere", b"GET /v1/health HTTP/1.1\r\n\r\n")
+        r = conn.getresponse()
+        assert (r.status, r.getheader("Connection")) == (404, "close")
+        r.read()
+        assert sock is not None and conn.sock is None  # closed, not reused
+    finally:
+        conn.close()
         ep.stop()
         active.close()
 
