@@ -259,13 +259,15 @@ def measure(args: argparse.Namespace, size: int, say) -> dict:
             lats: dict[str, list[float]] = {m: [] for m in addr}
             errors = dict.fromkeys(addr, 0)
             cpu = dict.fromkeys(addr, 0.0)
+            client_cpu = dict.fromkeys(addr, 0.0)  # the 16 clients' own process
             for i in range(rounds):
                 # rotate the order so load from other jobs on the host hits every mode alike
                 order = list(addr)[i % len(addr) :] + list(addr)[: i % len(addr)]
                 for mode in order:
-                    c0 = _cpu_s(procs[mode].pid)
+                    c0, k0 = _cpu_s(procs[mode].pid), _cpu_s(os.getpid())
                     n, lat, err = _round(addr[mode], bodies, kind, seconds)
                     cpu[mode] += _cpu_s(procs[mode].pid) - c0
+                    client_cpu[mode] += _cpu_s(os.getpid()) - k0
                     tput[mode].append(n / seconds)
                     lats[mode] += lat
                     errors[mode] += err
@@ -297,7 +299,9 @@ def measure(args: argparse.Namespace, size: int, say) -> dict:
     for m in addr:
         out |= {f"{m}_rps": round(med[m], 1), f"{m}_p50_ms": round(p50[m], 2),
                 f"{m}_p95_ms": round(p95[m], 2),
-                f"{m}_cpu_ms_per_req": round(cpu_ms[m], 2)}  # fmt: skip
+                f"{m}_cpu_ms_per_req": round(cpu_ms[m], 2),
+                f"{m}_client_cpu_ms_per_req":
+                    round(1000 * client_cpu[m] / max(1, len(lats[m])), 2)}  # fmt: skip
     return out | {"errors": errors} | ceiling
 
 
