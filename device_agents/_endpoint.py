@@ -72,7 +72,16 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def _stopping(self) -> bool:
+        """A request on a kept-alive connection after stop(): 503, never a model reload."""
+        if self.endpoint.stopping:
+            self.close_connection = True
+            self._send(503, {"error": "the endpoint is stopping"})
+        return self.endpoint.stopping
+
     def do_GET(self) -> None:
+        if self._stopping():
+            return
         active = self.endpoint.active
         try:
             if self.path == "/v1/health":
@@ -90,6 +99,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(503, {"error": str(e)})
 
     def do_POST(self) -> None:
+        if self._stopping():
+            return
         if self.path != "/v1/predict" and self.path not in GEN_PATHS:
             paths = ", ".join(("/v1/predict", *GEN_PATHS))
             self.close_connection = True  # its body was not read

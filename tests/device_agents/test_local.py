@@ -198,6 +198,15 @@ def test_local_endpoint_keeps_connections_alive(store):
         assert (r.status, r.getheader("Connection")) == (404, "close")
         r.read()
         assert sock is not None and conn.sock is None  # closed, not reused
+        # a connection kept open across stop() gets a 503, not a reloaded model
+        conn.request("GET", "/v1/health")
+        assert conn.getresponse().read() and conn.sock is not None
+        ep.stop()
+        active.close()
+        conn.request("GET", "/v1/health")
+        r = conn.getresponse()
+        assert (r.status, json.loads(r.read())) == (503, {"error": "the endpoint is stopping"})
+        assert active.loaded is None
     finally:
         conn.close()
         ep.stop()
