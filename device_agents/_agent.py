@@ -185,7 +185,9 @@ class Agent:
             from ._batcher import BatchingOptions
             from ._endpoint import LocalEndpoint
 
-            batching = BatchingOptions(s.batch_max_size, s.batch_max_delay_us)
+            batching = BatchingOptions(
+                s.batch_max_size, s.batch_max_delay_us, workers=s.batch_workers
+            )
             if s.adapt:
                 from ._adapt import start_adapter
 

@@ -4,7 +4,9 @@ Concurrent requests for a model whose inputs and outputs have a dynamic batch di
 most ``max_delay_us`` after the first of them arrives, or until ``max_batch`` rows are
 queued, and run as one batch; each caller gets its own rows back. Requests whose
 non-batch shapes or dtypes differ are never mixed. If a batch fails, its requests are run
-one by one, so one bad request costs only its own answer.
+one by one, so one bad request costs only its own answer. The batch is one copy of the
+requests' rows (one contiguous input for one runtime call); each caller gets views of the
+batch's outputs.
 """
 
 from __future__ import annotations
@@ -43,12 +45,18 @@ class BatchingOptions:
     max_delay_us: int = 2000
     # Requests waiting at most; beyond it the endpoint answers 429 instead of queueing.
     max_queue: int = 256
+    # Batches running at once, each one runtime call. 1 suits a runtime that spreads one
+    # call over the cores (ONNX Runtime's default intra-op threads); with one worker per
+    # core, give each call one intra-op thread: no thread-pool handoffs inside a call, and
+    # a core another process takes stalls one batch instead of every call's helpers.
+    workers: int = 1
 
     def __post_init__(self) -> None:
-        if self.max_batch < 0 or self.max_delay_us < 0 or self.max_queue < 1:
+        if self.max_batch < 0 or self.max_delay_us < 0 or self.max_queue < 1 or self.workers < 1:
             raise ConfigError(
-                "batching: expected max_batch >= 0, max_delay_us >= 0 and max_queue >= 1, "
-                f"got {self.max_batch}, {self.max_delay_us}, {self.max_queue}"
+                "batching: expected max_batch >= 0, max_delay_us >= 0, max_queue >= 1 and "
+                f"workers >= 1, got {self.max_batch}, {self.max_delay_us}, {self.max_queue}, "
+                f"{self.workers}"
             )
 
 
@@ -84,16 +92,22 @@ def _key(model: Any, feed: dict[str, np.ndarray]) -> tuple[tuple, int] | None:
 
 
 class MicroBatcher:
-    """One worker thread forms and runs the batches; ``submit`` blocks for its answer."""
+    """``options.workers`` threads form and run the batches; ``submit`` blocks for its
+    answer."""
 
     def __init__(self, options: BatchingOptions = BatchingOptions()) -> None:
         self.options = options
         self._cond = threading.Condition()
         self._queue: deque[_Request] = deque()
         self._stopped = False
+        self._forming = 0  # workers in _take: rows queued together are shared among them
         self.batches = self.rows = self.fallbacks = 0
-        self._thread = threading.Thread(target=self._loop, name="edgefleet-batcher", daemon=True)
-        self._thread.start()
+        self._threads = [
+            threading.Thread(target=self._loop, name=f"edgefleet-batcher-{i}", daemon=True)
+            for i in range(options.workers)
+        ]
+        for t in self._threads:
+            t.start()
 
     @property
     def enabled(self) -> bool:
@@ -131,30 +145,46 @@ class MicroBatcher:
         }
 
     def _take(self) -> list[_Request] | None:
-        """Wait for a batch: the first request's deadline or max_batch rows."""
-        opts = self.options
         with self._cond:
+            self._forming += 1
+            try:
+                return self._form()
+            finally:
+                self._forming -= 1
+
+    def _form(self) -> list[_Request] | None:
+        """Wait for a batch: the first request's deadline or max_batch rows. Rows that
+        came together are split evenly among the idle workers (16 queued, 2 idle: 8
+        each) rather than one taking all while the other's core idles."""
+        opts = self.options
+        while True:
             while not self._queue and not self._stopped:
                 self._cond.wait()
             if not self._queue:
                 return None
             first = self._queue[0]
             deadline = first.arrived + opts.max_delay_us / 1e6
-            while not self._stopped:
+            while not self._stopped and self._queue and self._queue[0] is first:
                 rows = sum(r.rows for r in self._queue if r.key == first.key)
                 left = deadline - time.monotonic()
                 if rows >= opts.max_batch or left <= 0:
                     break
                 self._cond.wait(left)
-            batch, rows, keep = [], 0, deque()
-            for r in self._queue:
-                if r.key == first.key and rows + r.rows <= opts.max_batch:
-                    batch.append(r)
-                    rows += r.rows
-                else:
-                    keep.append(r)
-            self._queue = keep
-            return batch
+            if self._queue and self._queue[0] is first:
+                break  # else another worker took this batch while we waited: start over
+        same = sum(r.rows for r in self._queue if r.key == first.key)
+        cap = min(opts.max_batch, -(-same // self._forming))
+        batch, rows, keep = [], 0, deque()
+        for r in self._queue:
+            if r.key == first.key and (not batch or rows + r.rows <= cap):
+                batch.append(r)
+                rows += r.rows
+            else:
+                keep.append(r)
+        self._queue = keep
+        if keep:
+            self._cond.notify()  # what is left may make a batch for an idle worker
+        return batch
 
     def _loop(self) -> None:
         while True:
@@ -174,29 +204,34 @@ class MicroBatcher:
                 total = sum(r.rows for r in batch)
                 if all(v.ndim >= 1 and v.shape[0] == total for v in out.values()):
                     start = 0
-                    for r in batch:
+                    for r in batch:  # views of the batch's outputs, no copies
                         r.result = {k: v[start : start + r.rows] for k, v in out.items()}
                         start += r.rows
                         r.done.set()
-                    self.batches += 1
-                    self.rows += total
+                    self._count(1, total)
                     return
                 log.warning("batched outputs of %s lack the batch dim; running one by one",
                             model.info.name)  # fmt: skip
             except Exception as e:
                 log.debug("batch of %d failed (%s); running one by one", len(batch), e)
-            self.fallbacks += 1
+            self._count(0, 0, fallback=True)
         for r in batch:  # one by one: each request gets its own answer or error
             try:
                 r.result = model.predict(r.feed)
             except BaseException as e:
                 r.error = e
-            self.batches += 1
-            self.rows += r.rows
+            self._count(1, r.rows)
             r.done.set()
+
+    def _count(self, batches: int, rows: int, fallback: bool = False) -> None:
+        with self._cond:
+            self.batches += batches
+            self.rows += rows
+            self.fallbacks += fallback
 
     def stop(self) -> None:
         with self._cond:
             self._stopped = True
             self._cond.notify_all()
-        self._thread.join(timeout=5)
+        for t in self._threads:
+            t.join(timeout=5)

@@ -6,6 +6,9 @@ Binds to localhost (``host:port``) or a Unix socket (``unix:/run/edgefleet.sock`
     GET  /v1/model     name, version, backend, input/output specs
     GET  /v1/metrics   the SDK metrics snapshot of the served model
     POST /v1/predict   {"inputs": {"input": [[...]]}} -> {"outputs": {"logits": [[...]]}}
+                       or a binary body: Content-Type application/x-npy (one input) or
+                       application/x-npz (name -> array); ``Accept`` one of them for a
+                       binary answer (see ``_tensor_body``)
     POST /v1/chat/completions, /v1/completions   generative packages (OpenAI-compatible
                        subset, SSE streaming; see ``_gen_routes``)
 
@@ -29,6 +32,7 @@ from edgefleet.sdk import EdgefleetError, InputError
 from ._active import ActiveModel, NoActiveModelError
 from ._batcher import BatchingOptions, MicroBatcher, Overloaded
 from ._gen_routes import GEN_PATHS, handle_generation, is_generative, model_description
+from ._tensor_body import TENSOR_TYPES, answer_type, decode_tensors, encode_tensors
 
 __all__ = ["LocalEndpoint", "MAX_BODY"]
 
@@ -38,6 +42,10 @@ MAX_BODY = 16 * 1024 * 1024
 
 class _Handler(BaseHTTPRequestHandler):
     server_version = "edgefleet-agent"
+    # HTTP/1.1 keep-alive: a client's requests reuse one connection (and one handler
+    # thread) instead of a TCP handshake and a new thread each.
+    protocol_version = "HTTP/1.1"
+    timeout = 30  # an idle kept-alive connection is closed after this many seconds
     endpoint: LocalEndpoint
 
     def log_message(self, fmt: str, *args: object) -> None:
@@ -47,37 +55,41 @@ class _Handler(BaseHTTPRequestHandler):
         return str(self.client_address or "unix")
 
     def _send(self, code: int, body: dict, headers: dict[str, str] | None = None) -> None:
-        data = json.dumps(body).encode()
+        self._send_bytes(code, "application/json", json.dumps(body).encode(), headers)
+
+    def _send_bytes(
+        self, code: int, kind: str, data: bytes, headers: dict[str, str] | None = None
+    ) -> None:
         self.send_response(code)
+        if self.endpoint.stopping:
+            self.close_connection = True
+        if self.close_connection:
+            self.send_header("Connection", "close")
         for k, v in (headers or {}).items():
             self.send_header(k, v)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", kind)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
 
+    def _stopping(self) -> bool:
+        """A request on a kept-alive connection after stop(): 503, never a model reload."""
+        if self.endpoint.stopping:
+            self.close_connection = True
+            self._send(503, {"error": "the endpoint is stopping"})
+        return self.endpoint.stopping
+
     def do_GET(self) -> None:
+        if self._stopping():
+            return
         active = self.endpoint.active
         try:
             if self.path == "/v1/health":
                 m = active.refresh()
                 label = f"{m.info.name}@{m.info.version}" if m else None
                 self._send(200 if m else 503, {"status": "ok" if m else "no model", "model": label})
-            elif self.path == "/v1/model" and is_generative(active.model):
-                self._send(200, model_description(active.model))
             elif self.path == "/v1/model":
-                i = active.info
-                self._send(
-                    200,
-                    {
-                        "name": i.name,
-                        "version": i.version,
-                        "backend": i.backend,
-                        "digest": i.digest,
-                        "inputs": [s.model_dump() for s in i.inputs],
-                        "outputs": [s.model_dump() for s in i.outputs],
-                    },
-                )
+                self._send(200, model_description(active.model))
             elif self.path == "/v1/metrics":
                 m = active.model
                 self._send(200, m.metrics.snapshot().to_dict())
@@ -87,23 +99,27 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(503, {"error": str(e)})
 
     def do_POST(self) -> None:
-
+        if self._stopping():
+            return
         if self.path != "/v1/predict" and self.path not in GEN_PATHS:
             paths = ", ".join(("/v1/predict", *GEN_PATHS))
+            self.close_connection = True  # its body was not read
             self._send(404, {"error": f"unknown path {self.path}; POST one of {paths}"})
             return
-        try:
-            length = int(self.headers.get("Content-Length", "0"))
-        except ValueError:
-            length = -1
-        if not 0 < length <= MAX_BODY:
-            self._send(400, {"error": f"expected a JSON body of 1..{MAX_BODY} bytes"})
+        kind = self.headers.get_content_type()
+        if kind in TENSOR_TYPES and self.path == "/v1/predict":
+            tensors = self._body(f"a {kind} body")
+            if tensors is not None:
+                self._predict(kind, tensors)
             return
-        ep = self.endpoint
+        raw = self._body("a JSON body")
+        if raw is None:
+            return
         try:
-            body = json.loads(self.rfile.read(length))
+            body = json.loads(raw)
         except ValueError as e:
-            self._send(400, {"error": f"expected a JSON body: {e}"})
+            self._send(400, {"error": f"expected a JSON body (or {' or '.join(TENSOR_TYPES)} "
+                                      f"on /v1/predict): {e}"})  # fmt: skip
             return
         if self.path in GEN_PATHS:
             self._generate(body)
@@ -115,11 +131,45 @@ class _Handler(BaseHTTPRequestHandler):
         except (KeyError, TypeError) as e:
             self._send(400, {"error": f'expected {{"inputs": {{name: nested list}}}}: {e}'})
             return
+        self._predict(None, inputs)
+
+    def _body(self, what: str) -> bytearray | None:
+        """The request body in a buffer of its own (a binary tensor is a view of it), or
+        None after answering 400."""
+        try:
+            length = int(self.headers.get("Content-Length", "0"))
+        except ValueError:
+            length = -1
+        if not 0 < length <= MAX_BODY:
+            self.close_connection = True  # where this body ends is unknown or not read
+            self._send(400, {"error": f"expected {what} of 1..{MAX_BODY} bytes (Content-Length), "
+                                      f"got {self.headers.get('Content-Length')}"})  # fmt: skip
+            return None
+        buf = bytearray(length)
+        view, got = memoryview(buf), 0
+        while got < length:
+            n = self.rfile.readinto(view[got:])
+            if not n:
+                self.close_connection = True
+                self._send(400, {"error": f"expected {length} bytes (Content-Length), "
+                                          f"the body ended after {got}"})  # fmt: skip
+                return None
+            got += n
+        return buf
+
+    def _predict(self, kind: str | None, body) -> None:
+        """``kind`` None: ``body`` is the JSON inputs object; else a binary body."""
+        ep = self.endpoint
         try:
             model = ep.active.model
             if is_generative(model):
                 raise InputError(f"{model.info.name} is generative; POST one of {GEN_PATHS}")
-            out = ep.run(model, _feed(model.info.inputs, inputs))
+            specs = model.info.inputs
+            if kind is None:
+                feed = _feed(specs, body)
+            else:
+                feed = decode_tensors(kind, body, [s.name for s in specs])
+            out = ep.run(model, feed)
         except NoActiveModelError as e:
             self._send(503, {"error": str(e)})
             return
@@ -135,7 +185,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(500, {"error": f"model failed: {e}"})
             return
         ep.count(error=False)
-        self._send(200, {"outputs": {k: v.tolist() for k, v in out.items()}})
+        answer = answer_type(self.headers.get("Accept", ""), len(out))
+        if answer is None:
+            self._send(200, {"outputs": {k: v.tolist() for k, v in out.items()}})
+        else:
+            self._send_bytes(200, answer, encode_tensors(answer, out))
 
     def _generate(self, body: object) -> None:
         ep = self.endpoint
@@ -194,6 +248,7 @@ class LocalEndpoint:
         self.active = active
         self.batcher = MicroBatcher(batching) if batching and batching.max_batch > 1 else None
         self.admit = admit
+        self.stopping = False
         self.calls = self.errors = 0
         self._lock = threading.Lock()
         handler = type("Handler", (_Handler,), {"endpoint": self})
@@ -233,6 +288,7 @@ class LocalEndpoint:
         return self
 
     def stop(self) -> None:
+        self.stopping = True  # kept-alive connections close after their current request
         self.server.shutdown()
         self.server.server_close()
         if self.batcher is not None:

@@ -34,13 +34,16 @@ def is_generative(model: Any) -> bool:
 
 
 def model_description(model: Any) -> dict:
-    """``GET /v1/model`` for a generative model."""
+    """``GET /v1/model``: identity, then the input/output specs (or, for a generative
+    model, its task, artifact and context)."""
     i = model.info
-    return {
-        "name": i.name,
-        "version": i.version,
-        "backend": i.backend,
-        "digest": i.digest,
+    about = {"name": i.name, "version": i.version, "backend": i.backend, "digest": i.digest}
+    if not is_generative(model):
+        return about | {
+            "inputs": [s.model_dump() for s in i.inputs],
+            "outputs": [s.model_dump() for s in i.outputs],
+        }
+    return about | {
         "task": "text-generation",
         "artifact": i.artifact.name,
         "precision": i.artifact.precision,

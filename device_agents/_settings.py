@@ -104,6 +104,8 @@ class AgentSettings(BaseModel):
     # Dynamic micro-batching on the local endpoint (0/1 = off), for dynamic-batch models.
     batch_max_size: int = Field(default=0, ge=0, le=1024)
     batch_max_delay_us: int = Field(default=2000, ge=0, le=1_000_000)
+    # Batches running at once (see BatchingOptions.workers).
+    batch_workers: int = Field(default=1, ge=1, le=64)
     # Adapt serving to memory/pressure/heat/load (fewer threads, smaller artifact, 429s).
     adapt: bool = False
     adapt_interval_s: float = Field(default=0.5, gt=0)

@@ -139,36 +139,29 @@ def _temperature_c() -> float | None:
     return None
 
 
+# TelemetrySample field <- snapshot attribute. A generative model's requests count as
+# calls, its TTFT as latency.
+_PREDICT_FIELDS = {"calls": "calls", "errors": "errors", "latency_p50_ms": "p50_ms",
+                   "latency_p95_ms": "p95_ms", "latency_p99_ms": "p99_ms",
+                   "cache_hits": "cache_hits", "cache_misses": "cache_misses"}  # fmt: skip
+_GENERATE_FIELDS = {"calls": "requests", "errors": "errors", "latency_p50_ms": "ttft_p50_ms",
+                    "latency_p95_ms": "ttft_p95_ms"}  # fmt: skip
+
+
+def _snapshot_fields(s) -> dict:
+    if s is None:
+        return {}
+    if not hasattr(s, "tokens_generated"):  # an SDK MetricsSnapshot
+        return {k: getattr(s, a) for k, a in _PREDICT_FIELDS.items()}
+    # a GenerationSnapshot: GenerationTelemetry names its figures as the snapshot does
+    generation = GenerationTelemetry(**{f: getattr(s, f) for f in GenerationTelemetry.model_fields})
+    return {k: getattr(s, a) for k, a in _GENERATE_FIELDS.items()} | {"generation": generation}
+
+
 def system_sample(process, snapshot, model: str | None) -> TelemetrySample:
     """A sample from an SDK MetricsSnapshot or GenerationSnapshot (or None) and a
-    psutil.Process. A generative model's requests count as calls, its TTFT as latency."""
-    s = snapshot
-    fields: dict = {}
-    if s is not None and hasattr(s, "tokens_generated"):  # a GenerationSnapshot
-        fields = dict(
-            calls=s.requests,
-            errors=s.errors,
-            latency_p50_ms=s.ttft_p50_ms,
-            latency_p95_ms=s.ttft_p95_ms,
-            generation=GenerationTelemetry(
-                ttft_p50_ms=s.ttft_p50_ms,
-                ttft_p95_ms=s.ttft_p95_ms,
-                decode_tokens_per_s=s.decode_tokens_per_s,
-                tokens_generated=s.tokens_generated,
-                prefix_cache_hits=s.prefix_cache_hits,
-                prefix_cache_misses=s.prefix_cache_misses,
-            ),
-        )
-    elif s is not None:
-        fields = dict(
-            calls=s.calls,
-            errors=s.errors,
-            latency_p50_ms=s.p50_ms,
-            latency_p95_ms=s.p95_ms,
-            latency_p99_ms=s.p99_ms,
-            cache_hits=s.cache_hits,
-            cache_misses=s.cache_misses,
-        )
+    psutil.Process."""
+    fields = _snapshot_fields(snapshot)
     return TelemetrySample(
         ts=datetime.now(UTC),
         model=model,

@@ -10,11 +10,12 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from edgefleet.sdk import TrustPolicy
 from edgefleet.sdk import protocol as p
 
 from tests.support.waiting import wait_until
 
-__all__ = ["ArtifactServer", "Collector", "deploy_cmd"]
+__all__ = ["ArtifactServer", "Collector", "deploy_cmd", "installed_store"]
 
 
 @dataclass
@@ -178,3 +179,13 @@ def deploy_cmd(
         health_window_s=health_window_s,
     )
     return p.sign_command(cmd, key) if key is not None else cmd
+
+
+def installed_store(root: Path, package: Path):
+    """A device store in ``root/store`` serving ``package`` (installed with workstation
+    trust, so an unsigned test package is accepted)."""
+    from edgefleet.device_agents import ModelStore
+
+    store = ModelStore(root / "store")
+    store.install(package, TrustPolicy.workstation())
+    return store

@@ -7,15 +7,15 @@ import json
 import subprocess
 import sys
 import textwrap
-import urllib.error
-import urllib.request
 
 import numpy as np
 import pytest
 from edgefleet.device_agents import ActiveModel, Adapter, AdaptOptions, LocalEndpoint, ModelStore
 from edgefleet.sdk import ResourcePolicy, TrustPolicy
 
+from tests.device_agents.support import installed_store
 from tests.support.adaptive_package import two_size_package
+from tests.support.endpoint import post_inputs
 from tests.support.fake_board import FakeBoard
 from tests.support.packages import tiny_inputs, tiny_reference
 
@@ -23,19 +23,7 @@ from tests.support.packages import tiny_inputs, tiny_reference
 @pytest.fixture(scope="module")
 def adaptive_store(tmp_path_factory):
     d = tmp_path_factory.mktemp("adaptive")
-    store = ModelStore(d / "store")
-    store.install(two_size_package(d / "adaptive.efpkg"), TrustPolicy.workstation())
-    return store
-
-
-def _post(url: str, x: np.ndarray) -> tuple[int, dict, dict]:
-    body = json.dumps({"inputs": {"input": x.tolist()}}).encode()
-    req = urllib.request.Request(f"{url}/v1/predict", body, method="POST")
-    try:
-        with urllib.request.urlopen(req, timeout=30) as r:
-            return r.status, json.loads(r.read()), dict(r.headers)
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read()), dict(e.headers)
+    return installed_store(d, two_size_package(d / "adaptive.efpkg"))
 
 
 def test_pressure_switches_artifact_threads_sheds_and_comes_back(adaptive_store, tmp_path):
@@ -50,7 +38,7 @@ def test_pressure_switches_artifact_threads_sheds_and_comes_back(adaptive_store,
     ep = LocalEndpoint(active, "127.0.0.1:0", admit=adapter.admit).start()
     x = tiny_inputs(2, seed=7)
     try:
-        assert _post(ep.address, x)[0] == 200
+        assert post_inputs(ep.address, {"input": x})[0] == 200
         assert active.loaded.info.artifact.name == "model.onnx"  # the preferred one
         assert adapter.step() is None  # cool board: nothing to do
 
@@ -62,13 +50,13 @@ def test_pressure_switches_artifact_threads_sheds_and_comes_back(adaptive_store,
         model = active.loaded
         assert model.info.artifact.name == "model.small.onnx"
         assert model._session._sess.get_session_options().intra_op_num_threads == 1
-        code, body, _ = _post(ep.address, x)
+        code, body, _ = post_inputs(ep.address, {"input": x})
         assert code == 200
         np.testing.assert_allclose(body["outputs"]["logits"], tiny_reference(x), atol=1e-4)
 
         board.set(temps=(92.0, 50.0))  # critical heat: shed instead of queueing
         assert adapter.step().level == "critical"
-        code, body, headers = _post(ep.address, x)
+        code, body, headers = post_inputs(ep.address, {"input": x})
         assert code == 429 and "temperature 92 >= critical 90" in body["error"]
         assert headers["Retry-After"] == "2"
         assert adapter.telemetry()["shed"] == 1 and adapter.telemetry()["adaptation_level"] == 2
@@ -78,7 +66,7 @@ def test_pressure_switches_artifact_threads_sheds_and_comes_back(adaptive_store,
         assert (back.previous, back.level) == ("critical", "normal")
         assert back.artifact == "model.onnx"
         assert active.loaded.info.artifact.name == "model.onnx"
-        assert _post(ep.address, x)[0] == 200
+        assert post_inputs(ep.address, {"input": x})[0] == 200
         assert [s.level for s in seen] == ["constrained", "critical", "normal"]
         assert adapter.telemetry()["memory_used"] == 0.5
     finally:

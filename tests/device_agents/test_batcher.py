@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
 import threading
 import time
-import urllib.error
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from tempfile import TemporaryDirectory
@@ -18,11 +17,13 @@ from edgefleet.device_agents import (
     BatchingOptions,
     LocalEndpoint,
     MicroBatcher,
-    ModelStore,
     Overloaded,
 )
 from edgefleet.device_agents._batcher import batchable
 from edgefleet.sdk import ConfigError, TrustPolicy, load
+
+from tests.device_agents.support import installed_store
+from tests.support.endpoint import npy_bytes, post_inputs, post_tensor
 
 
 def _pooling_package(out: Path) -> Path:
@@ -91,19 +92,18 @@ def _reference(feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 @pytest.fixture(scope="module")
 def pool_store(tmp_path_factory):
     d = tmp_path_factory.mktemp("pool")
-    store = ModelStore(d / "store")
-    store.install(_pooling_package(d / "pool.efpkg"), TrustPolicy.workstation())
-    return store
+    return installed_store(d, _pooling_package(d / "pool.efpkg"))
 
 
-def _post(url: str, feed: dict[str, np.ndarray]) -> tuple[int, dict, dict]:
-    body = json.dumps({"inputs": {k: v.tolist() for k, v in feed.items()}}).encode()
-    req = urllib.request.Request(f"{url}/v1/predict", body, method="POST")
-    try:
-        with urllib.request.urlopen(req, timeout=30) as r:
-            return r.status, json.loads(r.read()), dict(r.headers)
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read()), dict(e.headers)
+def _post_npz(url: str, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """A binary request and answer (application/x-npz), as a C or Go client would send."""
+    buf = io.BytesIO()
+    np.savez(buf, **feed)
+    kind = "application/x-npz"
+    code, answer_kind, data = post_tensor(url, buf.getvalue(), kind, kind)
+    assert (code, answer_kind) == (200, kind), data
+    with np.load(io.BytesIO(data)) as z:
+        return {k: z[k] for k in z.files}
 
 
 def test_concurrent_clients_get_their_own_rows_from_shared_batches(pool_store):
@@ -115,7 +115,7 @@ def test_concurrent_clients_get_their_own_rows_from_shared_batches(pool_store):
     feeds = [_feed(1 + i % 2, 4 if i % 3 else 7, seed=i + 1) for i in range(12)]
     try:
         with ThreadPoolExecutor(12) as pool:
-            answers = list(pool.map(lambda f: _post(ep.address, f), feeds))
+            answers = list(pool.map(lambda f: post_inputs(ep.address, f), feeds))
         for feed, (code, body, _) in zip(feeds, answers, strict=True):
             assert code == 200, body
             want = _reference(feed)
@@ -124,6 +124,30 @@ def test_concurrent_clients_get_their_own_rows_from_shared_batches(pool_store):
         stats = ep.batcher.stats()
         assert stats["batched_rows"] == sum(f["ids"].shape[0] for f in feeds)
         assert stats["batches"] < 12 and stats["mean_batch"] > 1.5, stats
+    finally:
+        ep.stop()
+        active.close()
+
+
+def test_binary_clients_share_batches_and_keep_their_dtypes(pool_store):
+    """.npz bodies (int64 ids, a bool mask, float32 scale) batch like JSON ones; each
+    client gets its own rows back with the model's output dtypes."""
+    active = ActiveModel(pool_store, trust=TrustPolicy.workstation())
+    ep = LocalEndpoint(active, "127.0.0.1:0", BatchingOptions(max_batch=8, max_delay_us=200_000))
+    ep.start()
+    feeds = [_feed(1 + i % 3, 6, seed=40 + i) for i in range(8)]
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(lambda f: _post_npz(ep.address, f), feeds))
+        for feed, got in zip(feeds, answers, strict=True):
+            want = _reference(feed)
+            assert got["count"].dtype == np.int64 and got["pooled"].dtype == np.float32
+            np.testing.assert_array_equal(got["count"], want["count"])
+            np.testing.assert_allclose(got["pooled"], want["pooled"], rtol=1e-6)
+        assert ep.batcher.stats()["batches"] < len(feeds), ep.batcher.stats()
+        # one array for a model of three inputs
+        code, _, data = post_tensor(ep.address, npy_bytes(feeds[0]["ids"]), "application/x-npy")
+        assert code == 400 and "send application/x-npz" in json.loads(data)["error"]
     finally:
         ep.stop()
         active.close()
@@ -138,7 +162,7 @@ def test_a_bad_request_in_a_batch_costs_only_its_own_answer(pool_store):
     bad["scale"] = np.ones((1, 3), dtype=np.float32)  # declared [batch, 1]
     try:
         with ThreadPoolExecutor(4) as pool:
-            answers = list(pool.map(lambda f: _post(ep.address, f), [*good, bad]))
+            answers = list(pool.map(lambda f: post_inputs(ep.address, f), [*good, bad]))
         for feed, (code, body, _) in zip(good, answers[:3], strict=True):
             assert code == 200, body
             assert body["outputs"]["count"] == _reference(feed)["count"].tolist()
@@ -199,8 +223,10 @@ class _SlowModel:
         )()
         self.gate = threading.Event()
         self.calls: list[int] = []
+        self.running = threading.Semaphore(0)  # released as each call starts
 
     def predict(self, feed):
+        self.running.release()
         self.gate.wait(10)
         self.calls.append(feed["x"].shape[0])
         if (feed["x"] < 0).any():
@@ -249,6 +275,61 @@ def test_a_full_queue_sheds_instead_of_queueing():
         batcher.stop()
 
 
+def test_workers_run_batches_at_once():
+    """Two workers: while one batch is inside the runtime the next one runs too, and
+    every request still gets its own rows."""
+    model = _SlowModel()
+    batcher = MicroBatcher(BatchingOptions(max_batch=2, max_delay_us=100_000, workers=2))
+    rows = [np.full((1, 2), v, dtype=np.float32) for v in range(4)]
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            futures = [pool.submit(batcher.submit, model, {"x": r}) for r in rows]
+            assert model.running.acquire(timeout=10) and model.running.acquire(timeout=10)
+            model.gate.set()  # both batches were in predict at once before this
+            for v, f in enumerate(futures):
+                assert f.result(10)["x"].tolist() == [[2.0 * v, 2.0 * v]]
+        assert sum(model.calls) == 4 and batcher.stats()["batched_rows"] == 4
+    finally:
+        batcher.stop()
+
+
+def test_rows_that_came_together_are_shared_by_the_idle_workers():
+    """8 rows queued at once, 2 idle workers, max_batch 16: 4 each (one taking all 8 would
+    leave the other's core idle)."""
+    model = _SlowModel()
+    batcher = MicroBatcher(BatchingOptions(max_batch=16, max_delay_us=500_000, workers=2))
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            futures = [
+                pool.submit(batcher.submit, model, {"x": np.full((1, 2), v, np.float32)})
+                for v in range(8)
+            ]
+            assert model.running.acquire(timeout=10) and model.running.acquire(timeout=10)
+            model.gate.set()
+            assert [f.result(10)["x"][0, 0] for f in futures] == [2.0 * v for v in range(8)]
+        assert sorted(model.calls) == [4, 4], model.calls
+    finally:
+        batcher.stop()
+
+
 def test_batching_options_are_checked():
     with pytest.raises(ConfigError, match="max_queue >= 1"):
         BatchingOptions(max_queue=0)
+    with pytest.raises(ConfigError, match="workers >= 1"):
+        BatchingOptions(workers=0)
+
+
+def test_agent_settings_configure_the_endpoint_batcher(make_agent):
+    """batch_* settings reach the running agent's endpoint, which batches real requests."""
+    from tests.support.packages import tiny_inputs, tiny_reference
+
+    agent = make_agent(batch_max_size=8, batch_max_delay_us=100_000, batch_workers=2)
+    batcher = agent.endpoint.batcher
+    assert batcher.options == BatchingOptions(8, 100_000, workers=2)
+    xs = [tiny_inputs(1, seed=s) for s in range(6)]
+    with ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(lambda x: post_inputs(agent.endpoint.address, {"input": x}), xs))
+    for x, (code, body, _) in zip(xs, answers, strict=True):
+        assert code == 200, body
+        np.testing.assert_allclose(body["outputs"]["logits"], tiny_reference(x), atol=1e-4)
+    assert batcher.stats()["batched_rows"] == 6 and batcher.stats()["batches"] < 6

@@ -18,6 +18,7 @@ from edgefleet.sdk import protocol as p
 
 from tests.device_agents.support import deploy_cmd
 from tests.support.packages import tiny_inputs, tiny_reference
+from tests.support.processes import stop_process
 from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
@@ -84,13 +85,7 @@ class _Device:
         return f"[{self.fault}] " + self.log.read_text()[-6000:]
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, 10)
 
 
 def test_kill_at_each_step(

@@ -22,6 +22,7 @@ from edgefleet.sdk import protocol as p
 from tests.device_agents.support import deploy_cmd, wait_until
 from tests.support.crash_backend import CRASHING_BACKEND
 from tests.support.packages import make_package, tiny_inputs, tiny_reference
+from tests.support.processes import stop_process
 
 pytestmark = pytest.mark.broker
 
@@ -132,13 +133,7 @@ class _Proc:
         return self.log.read_text()[-5000:]
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, 10)
 
 
 def _online(collector, device_id) -> None:

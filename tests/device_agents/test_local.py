@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import urllib.error
-import urllib.request
 
 import numpy as np
 import pytest
@@ -20,6 +16,8 @@ from edgefleet.device_agents import (
 )
 from edgefleet.sdk import ConfigError, PackageError, TrustPolicy
 
+from tests.support.endpoint import call, npy_bytes, post_inputs, post_tensor
+from tests.support.imports import modules_loaded_by
 from tests.support.packages import tiny_inputs, tiny_reference
 
 
@@ -93,37 +91,124 @@ def test_load_active_follows_activation(store, packages, signing_keys):
         empty.predict(x)
 
 
-def _call(url, body=None):
-    data = (
-        None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
-    )
-    req = urllib.request.Request(url, data, method="POST" if data is not None else "GET")
-    try:
-        with urllib.request.urlopen(req, timeout=10) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read())
-
-
 def test_local_endpoint(store, signing_keys):
     active = ActiveModel(store, trust=TrustPolicy.device(signing_keys[1]))
     ep = LocalEndpoint(active, "127.0.0.1:0").start()
     try:
         x = tiny_inputs(2, seed=4)
-        code, body = _call(f"{ep.address}/v1/predict", {"inputs": {"input": x.tolist()}})
+        code, body, _ = post_inputs(ep.address, {"input": x})
         assert code == 200
         assert np.allclose(body["outputs"]["logits"], tiny_reference(x, 0), atol=1e-4)
-        assert _call(f"{ep.address}/v1/health") == (200, {"status": "ok", "model": "tiny@1.0.0"})
-        code, info = _call(f"{ep.address}/v1/model")
+        health = call(f"{ep.address}/v1/health")[:2]
+        assert health == (200, {"status": "ok", "model": "tiny@1.0.0"})
+        code, info, _ = call(f"{ep.address}/v1/model")
         assert code == 200 and info["inputs"][0]["name"] == "input"
-        code, body = _call(f"{ep.address}/v1/predict", {"inputs": {"input": [[1.0, 2.0]]}})
+        code, body, _ = call(f"{ep.address}/v1/predict", {"inputs": {"input": [[1.0, 2.0]]}})
         assert code == 400 and "input" in body["error"]
-        assert _call(f"{ep.address}/v1/predict", b"not json")[0] == 400
-        assert _call(f"{ep.address}/v1/predict", {"nope": 1})[0] == 400
-        assert _call(f"{ep.address}/v1/nothing")[0] == 404
-        assert _call(f"{ep.address}/v1/metrics")[1]["calls"] >= 2
+        assert call(f"{ep.address}/v1/predict", b"not json")[0] == 400
+        assert call(f"{ep.address}/v1/predict", {"nope": 1})[0] == 400
+        assert call(f"{ep.address}/v1/nothing")[0] == 404
+        assert call(f"{ep.address}/v1/metrics")[1]["calls"] >= 2
         assert ep.traffic() == (1, 0)  # only successful/ runtime-failed calls count
     finally:
+        ep.stop()
+        active.close()
+
+
+def test_local_endpoint_binary_bodies(store, signing_keys):
+    """.npy/.npz requests and answers give the JSON path's numbers; a malformed body is a
+    400 naming the format expected, never a 500."""
+    import io
+    import socket
+    import zipfile
+
+    active = ActiveModel(store, trust=TrustPolicy.device(signing_keys[1]))
+    ep = LocalEndpoint(active, "127.0.0.1:0").start()
+    npy, npz = "application/x-npy", "application/x-npz"
+    x = tiny_inputs(3, seed=5)
+    want = tiny_reference(x, 0)
+    try:
+        code, kind, data = post_tensor(ep.address, npy_bytes(x), npy)  # JSON answer by default
+        assert (code, kind) == (200, "application/json")
+        assert np.allclose(json.loads(data)["outputs"]["logits"], want, atol=1e-4)
+        code, kind, data = post_tensor(ep.address, npy_bytes(np.asfortranarray(x)), npy, npy)
+        assert (code, kind) == (200, npy)
+        assert np.allclose(np.load(io.BytesIO(data)), want, atol=1e-4)
+        buf = io.BytesIO()
+        np.savez_compressed(buf, input=x)
+        code, kind, data = post_tensor(ep.address, buf.getvalue(), npz, npz)
+        assert (code, kind) == (200, npz)
+        with np.load(io.BytesIO(data)) as z:
+            assert z.files == ["logits"] and np.allclose(z["logits"], want, atol=1e-4)
+
+        bad = {
+            (b"not a tensor", npy): "expected a .npy body",
+            (npy_bytes(x)[:-4], npy): "bytes, got",
+            (npy_bytes(x) + b"\0", npy): "bytes, got",
+            (npy_bytes(np.array([{"a": 1}], dtype=object)), npy): "pickles",
+            (npy_bytes(x.astype(np.int64)), npy): "expected dtype float32",
+            (npy_bytes(x[0]), npy): "input",
+            (b"PK junk", npz): "expected a .npz body",
+            (npy_bytes(x), npz): "expected a .npz body",
+        }
+        for (body, kind), reason in bad.items():
+            code, ctype, data = post_tensor(ep.address, body, kind)
+            assert code == 400 and ctype == "application/json", (reason, code, data)
+            assert reason in json.loads(data)["error"], data
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as zf:
+            zf.writestr("input.txt", "1 2 3")
+        code, _, data = post_tensor(ep.address, buf.getvalue(), npz)
+        assert code == 400 and "not .npy arrays" in json.loads(data)["error"]
+        # a body shorter than its Content-Length (the client hung up half-way)
+        host, port = ep.address.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port))) as s:
+            s.sendall(b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: " + npy.encode()
+                      + b"\r\nContent-Length: 1000\r\n\r\n" + npy_bytes(x)[:100])  # fmt: skip
+            s.shutdown(socket.SHUT_WR)
+            reply = s.makefile("rb").read()
+        assert reply.startswith(b"HTTP/1.1 400") and b"ended after 100" in reply, reply
+        assert ep.traffic() == (3, 0)
+    finally:
+        ep.stop()
+        active.close()
+
+
+def test_local_endpoint_keeps_connections_alive(store):
+    """HTTP/1.1: one connection carries many requests; a request whose body the endpoint
+    did not read (unknown path) closes it, so those bytes are never parsed as a request."""
+    import http.client
+
+    active = ActiveModel(store, trust=TrustPolicy.workstation())
+    ep = LocalEndpoint(active, "127.0.0.1:0").start()
+    host, port = ep.address.removeprefix("http://").split(":")
+    x = tiny_inputs(1, seed=6)
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        for _ in range(3):
+            conn.request("POST", "/v1/predict", npy_bytes(x), {"Content-Type": "application/x-npy"})
+            r = conn.getresponse()
+            assert r.status == 200 and r.getheader("Connection") is None
+            np.testing.assert_allclose(
+                json.loads(r.read())["outputs"]["logits"], tiny_reference(x, 0), atol=1e-4
+            )
+        sock = conn.sock
+        conn.request("POST", "/v1/nowhere", b"GET /v1/health HTTP/1.1\r\n\r\n")
+        r = conn.getresponse()
+        assert (r.status, r.getheader("Connection")) == (404, "close")
+        r.read()
+        assert sock is not None and conn.sock is None  # closed, not reused
+        # a connection kept open across stop() gets a 503, not a reloaded model
+        conn.request("GET", "/v1/health")
+        assert conn.getresponse().read() and conn.sock is not None
+        ep.stop()
+        active.close()
+        conn.request("GET", "/v1/health")
+        r = conn.getresponse()
+        assert (r.status, json.loads(r.read())) == (503, {"error": "the endpoint is stopping"})
+        assert active.loaded is None
+    finally:
+        conn.close()
         ep.stop()
         active.close()
 
@@ -154,13 +239,11 @@ def test_local_endpoint_on_unix_socket(store, tmp_path):
 
 
 def test_agent_imports_no_torch_fastapi_sqlalchemy():
-    code = (
-        "import sys, edgefleet.device_agents, edgefleet.device_agents._cli; "
-        "from edgefleet.device_agents import _agent, _simulate, _endpoint; "
-        "print(sorted(m for m in ('torch', 'fastapi', 'sqlalchemy') if m in sys.modules))"
+    statement = (
+        "import edgefleet.device_agents, edgefleet.device_agents._cli\n"
+        "from edgefleet.device_agents import _agent, _simulate, _endpoint, _tensor_body"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
+    assert modules_loaded_by(statement, ("torch", "fastapi", "sqlalchemy")) == []
 
 
 def test_systemd_unit_is_shipped_and_runs_the_agent():

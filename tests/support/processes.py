@@ -12,9 +12,12 @@ import subprocess
 __all__ = ["stop_process"]
 
 
-def stop_process(proc: subprocess.Popen, timeout: float = 15.0) -> int:
+def stop_process(proc: subprocess.Popen | None, timeout: float = 15.0) -> int | None:
     """SIGTERM ``proc`` (if it still runs), SIGKILL it after ``timeout`` seconds; its exit
-    code. A clean shutdown gets the whole timeout; a hung one never outlives the caller."""
+    code (None for no process). A clean shutdown gets the whole timeout; a hung one never
+    outlives the caller."""
+    if proc is None:
+        return None
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:
