@@ -64,6 +64,7 @@ class Model(Closing):
         owns_package: bool,
         buckets: list[tuple[Bucket, Session]] | None = None,
         pool: SessionPool | None = None,
+        check_nan: bool = True,
     ) -> None:
         self.info = info
         self._pool = pool
@@ -72,7 +73,7 @@ class Model(Closing):
         self._session = session
         self._cache = cache
         self._owns_package = owns_package
-        self._validate = InputValidator(info.inputs)
+        self._validate = InputValidator(info.inputs, check_nan=check_nan)
         self._out_names = [s.name for s in info.outputs]
         self._out_set = frozenset(self._out_names)
         self._fixed_batch = info.artifact.fixed_batch

@@ -62,6 +62,16 @@ def test_float64_is_cast_but_wrong_kinds_are_refused(pkg):
         assert snap.errors == 5 and snap.calls == 7
 
 
+def test_nan_check_off_runs_nan_inputs_and_keeps_the_other_checks(pkg):
+    bad = tiny_inputs(2)
+    bad[0, 3] = np.nan
+    with load(pkg, options=LoadOptions(check_nan=False)) as model:
+        out = model.predict(bad)["logits"]
+        assert np.isnan(out[0]).any() and np.isfinite(out[1]).all()
+        with pytest.raises(InputError, match="dimension 1 must be 16"):
+            model.predict(np.zeros((2, 15), np.float32))
+
+
 def test_fixed_batch_artifact_is_split_and_merged(tmp_path):
     """An artifact exported for batch 1 still serves a batch of 5 through the SDK."""
     import json

@@ -70,3 +70,26 @@ def test_repeated_shape_fast_path_keeps_every_check():
     strided = np.ones((2, 8), np.float32)[:, ::2]  # same shape, not contiguous
     assert check(strided)[0]["x"].flags.c_contiguous
     assert check(np.ones((2, 4)))[0]["x"].dtype == np.float32  # float64 -> float32
+
+
+def test_nan_check_reads_byte_order_and_strides():
+    from edgefleet.sdk._validate import _has_nan
+
+    swapped = np.ones((2, 4), ">f4")
+    swapped[1, 2] = np.nan
+    assert _has_nan(swapped)
+    strided = np.ones((8, 4), np.float32)[::2]
+    strided[3, 3] = np.nan
+    assert _has_nan(strided)
+    assert not _has_nan(np.ones((8, 4), np.float64)[::2])
+
+
+def test_nan_check_can_be_turned_off_and_every_other_check_stays():
+    spec = TensorSpec(name="x", dtype="float32", shape=["batch", 4])
+    check = InputValidator([spec], check_nan=False)
+    x = np.full((2, 4), np.nan, np.float32)
+    assert check(x)[0]["x"] is x
+    with pytest.raises(InputError, match="dimension 1 must be 4"):
+        check(np.ones((2, 5), np.float32))
+    with pytest.raises(InputError, match="expected dtype float32"):
+        check(np.ones((2, 4), np.int64))
