@@ -343,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.serve:
         serve(args.serve[0], *(int(v) for v in args.serve[1:]))
         return 0
-    from compression import _host
+    from _harness import host_line as _host
 
     say = (lambda *a: print(*a, file=sys.stderr)) if args.json else print
     main_fig = measure(args, args.size, say)
