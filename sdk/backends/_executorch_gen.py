@@ -4,7 +4,8 @@
 The program's one method takes ``(input_ids[1, n], cache_position[n])`` and returns the
 last position's logits; its KV cache lives in the program. Loading a program shares
 nothing between two loads, so each :class:`PteState` (one sequence) loads its own, which
-takes milliseconds and keeps sequences (and prefix-cache entries) independent.
+takes milliseconds and keeps sequences (and prefix-cache entries) independent; what a
+state costs is measured once at load, for the prefix cache's byte bound.
 
 ExecuTorch's Python runtime takes and returns torch tensors: torch is imported at load,
 never at SDK import (``edgefleet[agent]`` has no torch; devices use ``ort-genai``).
@@ -13,6 +14,7 @@ never at SDK import (``edgefleet[agent]`` has no torch; devices use ``ort-genai`
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -130,19 +132,53 @@ class PteSession:
         self.max_seq_len = int(meta["get_max_seq_len"])
         self.context_length = int(meta["get_max_context_len"])
         self.vocab_size = int(meta["get_vocab_size"])
-        self._kv_bytes = int(meta["get_kv_cache_bytes"])
+        self._spare, self._state_bytes = self._probe(int(meta["get_kv_cache_bytes"]))
+
+    def _probe(self, kv_bytes: int) -> tuple[PteState, int]:
+        """A first state, and what one costs: its program copy, XNNPACK's packed weights,
+        the planned activations of a full prefill chunk and the KV cache. Measured as the
+        resident memory it adds (Linux), at least the KV cache plus twice the file."""
+        chunk = np.zeros(min(self.max_seq_len, self.context_length - 1), dtype=np.int64)
+
+        def filled() -> PteState:
+            state = PteState(self, self._load_method(), self.context_length)
+            state.append(chunk)
+            state.rewind(0)
+            return state
+
+        spare = filled()  # the first one also initialises the runtime's globals
+        before = _rss()
+        filled()
+        grown = _rss() - before if before else 0
+        return spare, max(grown, kv_bytes + 2 * self.path.stat().st_size)
+
+    def _load_method(self):
+        return self._rt.load_program(self.path).load_method("forward")
 
     def new_state(self, max_length: int | None = None) -> PteState:
         n = min(max_length or self.context_length, self.context_length)
-        method = self._rt.load_program(self.path).load_method("forward")
-        return PteState(self, method, n)
+        spare, self._spare = self._spare, None  # racing callers: one gets it, others load
+        if spare is not None:
+            spare.max_length = n
+            return spare
+        return PteState(self, self._load_method(), n)
 
     def state_bytes(self, max_length: int) -> int:
-        """The static KV cache is the whole context whatever ``max_length`` is."""
-        return self._kv_bytes
+        """Memory one state holds (its own program; the KV cache is the whole context)."""
+        return self._state_bytes
 
     def close(self) -> None:
+        self._spare = None
         self._rt = None
+
+
+def _rss() -> int:
+    """Resident bytes of this process (0 where /proc is missing)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
 
 
 class ExecuTorchGenBackend:
