@@ -108,6 +108,8 @@ class PteSession:
     def __init__(self, path: Path, options: ExecuTorchGenOptions) -> None:
         with quiet_imports():
             try:
+                # registers the llama::custom_sdpa kernel the trainer's programs call
+                import executorch.extension.llm.custom_ops.custom_ops  # noqa: F401
                 import torch
                 from executorch.runtime import Runtime
             except ImportError as e:
