@@ -1,4 +1,5 @@
-"""Generation benchmark: edgefleet.sdk on ONNX Runtime GenAI vs transformers, side by side.
+"""Generation benchmark: edgefleet.sdk on ONNX Runtime GenAI (and ExecuTorch with ``--pte``)
+vs transformers, side by side.
 
 Two models, both built here (nothing downloads):
 - speed: a Llama-style decoder of ~32M parameters, random init (hidden 512, 8 layers, GQA
@@ -11,6 +12,7 @@ Every contender runs with the same thread count (``--threads``, default 1); runs
 interleaved and reported as medians.
 
     python benchmarks/generate.py --json     # the last line is one JSON object
+    python benchmarks/generate.py --json --pte   # + the same model as an ExecuTorch int4 .pte
 
 Figures (issue 13): decode_speedup_vs_transformers >= 2, int4_size_ratio >= 5,
 next_token_agreement >= 0.98, prefix_cache_ttft_speedup >= 5, sdk_overhead_ratio <= 1.05.
@@ -70,6 +72,23 @@ def build_speed_package(work: Path):
     return result, params
 
 
+def build_speed_pte(work: Path):
+    """The same random model as an ExecuTorch int4 (8da4w) ``.pte``, verified, packaged."""
+    from edgefleet.trainer import LLMRecipe, run_llm_recipe
+
+    recipe = LLMRecipe.model_validate(
+        {
+            "kind": "causal-lm",
+            "name": "bench-llama-pte",
+            "model": {**SPEED, "source": str(work / "hf")},
+            "train": {"samples": 16, "heldout": 8},
+            "export": {"formats": ["pte"], "precisions": ["int4"]},
+            "verify": {"prompts": 4, "continuation_tokens": 8, "golden_prompts": 2, "floor": None},
+        }  # fmt: skip
+    )
+    return run_llm_recipe(recipe, work / "speed-pte")
+
+
 def _hf_decode_tps(model, ids: np.ndarray, n: int) -> float:
     """Decode tokens/s of transformers' generate (KV cache, fp32, eager mode): the time of
     n+1 new tokens minus the time of 1 (the prefill), over n."""
@@ -111,7 +130,7 @@ def _sdk_tps(model, ids: np.ndarray, n: int) -> float:
     return s.usage.decode_tokens_per_s
 
 
-def speed(work: Path, threads: int, rounds: int, n: int) -> dict:
+def speed(work: Path, threads: int, rounds: int, n: int, pte: bool) -> dict:
     import edgefleet.sdk as ef
     import torch
     from transformers import AutoModelForCausalLM
@@ -129,6 +148,14 @@ def speed(work: Path, threads: int, rounds: int, n: int) -> dict:
     }
     arts = {a.precision: a for a in result.manifest.artifacts}
     sizes = {p: a.size + sum(f.size for f in a.files) for p, a in arts.items()}
+    extra = {}
+    if pte:  # ExecuTorch through the same SDK API (its runtime imports torch)
+        pres = build_speed_pte(work)
+        [art] = pres.manifest.artifacts
+        models["pte_int4"] = ef.load(pres.package, options=ef.LoadOptions(generation=gen))
+        sizes["pte_int4"] = art.size
+        extra["pte_int4_agreement"] = round(art.metrics.scores["next_token_agreement"], 4)
+        extra["pte_export_s"] = art.metrics.scores["export_s"]
     tps: dict[str, list[float]] = {k: [] for k in ("transformers", "raw_int4", *models)}
     for m in models.values():
         _sdk_tps(m, prompt, 8)  # warm-up
@@ -149,7 +176,7 @@ def speed(work: Path, threads: int, rounds: int, n: int) -> dict:
     for m in models.values():
         m.close()
     med = {k: _median(v) for k, v in tps.items()}
-    best = max(("fp32", "int8", "int4"), key=lambda p: med[p])
+    best = max(models, key=lambda p: med[p])
     return {
         "speed_model_params": params,
         "decode_tokens_per_s": {k: round(v, 1) for k, v in med.items()},
@@ -163,6 +190,7 @@ def speed(work: Path, threads: int, rounds: int, n: int) -> dict:
         "speed_agreement": {
             p: round(a.metrics.scores["next_token_agreement"], 4) for p, a in arts.items()
         },  # fmt: skip
+        **extra,
         **ttft,
     }
 
@@ -220,6 +248,9 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--tokens", type=int, default=64, help="new tokens per decode run")
+    ap.add_argument(
+        "--pte", action="store_true", help="add the ExecuTorch int4 .pte contender (minutes)"
+    )
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     warnings.filterwarnings("ignore")
@@ -227,7 +258,7 @@ def main() -> int:
         work = Path(tmp)
         out = {"host": _host(), "threads": args.threads, "rounds": args.rounds,
                "new_tokens": args.tokens}  # fmt: skip
-        out.update(speed(work, args.threads, args.rounds, args.tokens))
+        out.update(speed(work, args.threads, args.rounds, args.tokens, args.pte))
         out.update(quality(work))
     if not args.json:
         for k, v in out.items():

@@ -21,6 +21,7 @@ from ._errors import (
 from ._gen_types import GenerateOptions
 from ._generate import GenerativeInfo, GenerativeModel
 from ._manifest import Artifact, Manifest
+from ._select import profile_runtimes
 
 __all__ = [
     "GEN_BACKENDS",
@@ -33,10 +34,13 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 GEN_BACKENDS: dict[str, str] = {
+    # First = preferred when no backend, artifact or profile asks otherwise: GenAI runs
+    # without torch; ExecuTorch's Python runtime imports it (~6 s, ~390 MB).
     "ort-genai": "edgefleet.sdk.backends._ort_genai:OrtGenAIBackend",
+    "executorch": "edgefleet.sdk.backends._executorch_gen:ExecuTorchGenBackend",
 }
 # A profile names runtimes (``onnxruntime``...); the generation runtime built on each.
-GEN_FAMILY = {"onnxruntime": "ort-genai"}
+GEN_FAMILY = {"onnxruntime": "ort-genai", "executorch": "executorch"}
 # Weight-only int4 decodes fastest on CPUs; the accuracy gate already vetted each artifact.
 GEN_PRECISION_ORDER = ("int4", "int8", "fp16", "fp32")
 
@@ -57,6 +61,12 @@ def generation_formats(runtime: str) -> tuple[str, ...]:
     return tuple(_backend(name).formats) if name else ()
 
 
+def _preference(profile) -> list[str]:
+    """Generation runtimes in the profile's runtime order, then the remaining ones."""
+    named = [GEN_FAMILY[r] for r, _ in profile_runtimes(profile) if r in GEN_FAMILY]
+    return list(dict.fromkeys([*named, *GEN_BACKENDS]))
+
+
 def _choose(
     m: Manifest, backend: str | None, artifact: str | None, precision: str | None, profile
 ) -> tuple[object, Artifact]:
@@ -72,7 +82,7 @@ def _choose(
         cands = [a for a in cands if not a.targets or pname in a.targets] or cands
     order = GEN_PRECISION_ORDER if precision is None else (precision, *GEN_PRECISION_ORDER)
     reasons = []
-    for name in [GEN_FAMILY.get(backend, backend)] if backend else list(GEN_BACKENDS):
+    for name in [GEN_FAMILY.get(backend, backend)] if backend else _preference(profile):
         b = _backend(name)
         usable = [a for a in cands if a.format in b.formats]
         if not usable:
@@ -102,10 +112,8 @@ def load_generative(pkg, backend, options, profile, owns: bool) -> GenerativeMod
         raise PackageError(f"{m.name}: a text-generation package needs a 'generation' section")
     gopts = options.generation or GenerateOptions()
     b, art = _choose(m, backend, options.artifact, options.precision, profile)
-    from .backends._ort_genai import OrtGenAIOptions
-
     try:
-        session = b.load(pkg.artifact_path(art), OrtGenAIOptions(gopts.intra_op_threads))
+        session = b.load(pkg.artifact_path(art), b.options_type(gopts.intra_op_threads))
     except EdgefleetError:
         raise
     except Exception as e:

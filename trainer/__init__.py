@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from ._llm import build_llama, prepare_hf_folder
     from ._llm_export import GenAIExportError, LLMExport, build_genai
     from ._llm_package import GenerativePackageWriter
+    from ._llm_pte import PteExport, PteExportError, build_pte
     from ._llm_recipe import (
         LLMExportSpec,
         LLMModelSpec,
@@ -74,6 +75,9 @@ _LAZY = {
     "LLMExport": "._llm_export",
     "build_genai": "._llm_export",
     "GenerativePackageWriter": "._llm_package",
+    "PteExport": "._llm_pte",
+    "PteExportError": "._llm_pte",
+    "build_pte": "._llm_pte",
     "LLMExportSpec": "._llm_recipe",
     "LLMModelSpec": "._llm_recipe",
     "LLMRecipe": "._llm_recipe",
@@ -131,6 +135,9 @@ __all__ = [
     "LLMExport",
     "build_genai",
     "GenerativePackageWriter",
+    "PteExport",
+    "PteExportError",
+    "build_pte",
     "LLMExportSpec",
     "LLMModelSpec",
     "LLMRecipe",

@@ -1,5 +1,6 @@
 """LLM exports with KV cache: ONNX Runtime GenAI through its own model builder (int4/int8
-weight-only ``MatMulNBits``, fp32), and the reasons the other runtimes are not built here.
+weight-only ``MatMulNBits``, fp32), and the reasons the formats not built are missing
+(``.pte`` is built by ``_llm_pte``).
 
 The builder runs in a child process: it is a CLI whose memory (a full fp32 copy of the
 model, then the quantized one) should not stay in the trainer's process.
@@ -84,12 +85,6 @@ def build_genai(hf_folder: Path, out: Path, precision: str, spec: LLMExportSpec)
 
 def unsupported_reason(fmt: str) -> str:
     """Why the trainer does not build ``fmt`` (recorded in ``failed_exports``)."""
-    if fmt == "pte":
-        return (
-            "ExecuTorch LLM export (optimum-executorch, XNNPACK, custom SDPA + KV cache) pins "
-            "transformers==5.0.0rc1 and takes 2-4 min; it is not part of edgefleet[trainer] "
-            "and its Python runners import torch, so it is not built here"
-        )
     if fmt == "litertlm":
         return (
             "LiteRT-LM bundles come from litert-torch's generative export, which needs "

@@ -1,5 +1,6 @@
-"""Assembling a generative package: multi-file GenAI artifacts, tokenizer and chat template
-as package files, the generation spec, golden prompts, the accuracy gate's verdicts, signed.
+"""Assembling a generative package: multi-file GenAI artifacts, single-file ``.pte``
+programs, tokenizer and chat template as package files, the generation spec, golden
+prompts, the accuracy gate's verdicts, signed.
 
 Kept apart from ``PackageBuilder`` (one file per artifact, no package files) so that the
 classifier path stays as it is; both write through the SDK's signing and archive code.
@@ -111,17 +112,44 @@ class GenerativePackageWriter:
             for p in sorted((self.root / base).iterdir())
             if p.is_file() and p.name != "genai_config.json"
         ]
+        return self._artifact(
+            name, f"{base}/genai_config.json", "ort-genai", precision, quantization, metrics,
+            golden_tokens, targets, files,
+        )  # fmt: skip
+
+    def add_pte_artifact(
+        self,
+        name: str,
+        pte: Path,
+        precision: str,
+        *,
+        quantization: str | None,
+        metrics: ArtifactMetrics,
+        golden_tokens: np.ndarray,
+        targets: list[str] | None = None,
+    ) -> Artifact:
+        """A single-file ExecuTorch program (weights, KV cache buffers and sizes inside)."""
+        rel = f"artifacts/{name}"
+        (self.root / "artifacts").mkdir(exist_ok=True)
+        shutil.copyfile(pte, self.root / rel)
+        return self._artifact(
+            name, rel, "pte", precision, quantization, metrics, golden_tokens, targets, []
+        )
+
+    def _artifact(
+        self, name, rel, fmt, precision, quantization, metrics, golden_tokens, targets, files
+    ) -> Artifact:
         golden_rel = f"golden/{name}.continuations.npz"
         (self.root / "golden").mkdir(exist_ok=True)
         save_npz(self.root / golden_rel, {"tokens": golden_tokens.astype(np.int64)})
-        cfg = self.root / base / "genai_config.json"
+        main = self.root / rel
         art = Artifact(
             name=name,
-            path=f"{base}/genai_config.json",
-            format="ort-genai",
+            path=rel,
+            format=fmt,
             precision=precision,
-            sha256=sha256_file(cfg),
-            size=cfg.stat().st_size,
+            sha256=sha256_file(main),
+            size=main.stat().st_size,
             targets=targets or [],
             metrics=metrics,
             golden_outputs=golden_rel,

@@ -52,8 +52,10 @@ class LLMTrainSpec(_Strict):
 
 
 class LLMExportSpec(_Strict):
+    # "pte" is opt-in: its export and XNNPACK lowering take 40-80 s per precision even for
+    # the tiny recipe's model (2 shared cores), against 7-10 s for a GenAI build.
     formats: list[Literal["ort-genai", "pte", "litertlm"]] = Field(
-        default_factory=lambda: ["ort-genai", "pte"]
+        default_factory=lambda: ["ort-genai"]
     )
     precisions: list[Literal["fp32", "int8", "int4"]] = Field(
         default_factory=lambda: ["fp32", "int8", "int4"]
@@ -61,6 +63,9 @@ class LLMExportSpec(_Strict):
     block_size: Literal[16, 32, 64, 128, 256] = 32  # int4/int8 weight-only group size
     accuracy_level: Literal[1, 2, 3, 4] = 4  # MatMulNBits activation precision (4 = int8)
     quantize_embeddings: bool = True  # the embedding Gather too (most of a small LM)
+    # .pte: the most tokens one forward call takes (longer prompts prefill in chunks); it
+    # sizes the program's planned activation memory.
+    pte_prefill_chunk: int = Field(128, ge=1)
 
 
 class LLMVerifySpec(_Strict):

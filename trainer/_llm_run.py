@@ -1,5 +1,5 @@
-"""A causal-LM recipe end to end: train (or load a local HF folder) -> GenAI exports at each
-precision -> verify against torch -> accuracy gate -> signed generative package."""
+"""A causal-LM recipe end to end: train (or load a local HF folder) -> GenAI and ExecuTorch
+exports at each precision -> verify against torch -> accuracy gate -> signed package."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 from edgefleet.sdk import (
     ArtifactMetrics,
+    EdgefleetError,
     GenerationSpec,
     Manifest,
     MetricSpec,
@@ -21,11 +22,13 @@ from edgefleet.sdk import (
 )
 from edgefleet.sdk._chat import TextCodec
 from edgefleet.sdk._gen_smoke import continuation_tokens
+from edgefleet.sdk.backends._executorch_gen import ExecuTorchGenBackend, ExecuTorchGenOptions
 from edgefleet.sdk.backends._ort_genai import OrtGenAIBackend, OrtGenAIOptions
 
 from ._llm import encode_corpus, prepare_hf_folder
-from ._llm_export import GenAIExportError, build_genai, unsupported_reason
+from ._llm_export import build_genai, unsupported_reason
 from ._llm_package import GenerativePackageWriter
+from ._llm_pte import build_pte
 from ._llm_recipe import LLMRecipe, llm_recipe_digest
 from ._llm_verify import reference_scores, torch_greedy, verify_genai
 
@@ -55,8 +58,40 @@ class LLMResult:
     exports: list[LLMExportRecord] = field(default_factory=list)
 
 
-def _size(folder: Path) -> int:
-    return sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
+@dataclass(frozen=True)
+class _Built:
+    """One export, whatever its runtime: how to open it for verification, how to add it."""
+
+    precision: str
+    path: Path  # GenAI: the model folder; pte: the program
+    quantization: str | None
+    seconds: float
+    fmt: str
+
+    @property
+    def size(self) -> int:
+        if self.path.is_file():
+            return self.path.stat().st_size
+        return sum(p.stat().st_size for p in self.path.iterdir() if p.is_file())
+
+    def open(self):
+        if self.fmt == "pte":
+            return ExecuTorchGenBackend().load(self.path, ExecuTorchGenOptions(1))
+        return OrtGenAIBackend().load(self.path / "genai_config.json", OrtGenAIOptions(1))
+
+    def add(self, writer: GenerativePackageWriter, name: str, **kw) -> None:
+        add = writer.add_pte_artifact if self.fmt == "pte" else writer.add_genai_artifact
+        add(name, self.path, self.precision, quantization=self.quantization, **kw)
+
+
+def _export(fmt: str, prec: str, hf: Path, work: Path, recipe: LLMRecipe) -> _Built:
+    if fmt == "ort-genai":
+        exp = build_genai(hf, work / f"genai-{prec}", prec, recipe.export)
+        return _Built(prec, exp.folder, exp.quantization, exp.seconds, fmt)
+    if fmt == "pte":
+        pte = build_pte(hf, work / f"model.{prec}.pte", prec, recipe.export)
+        return _Built(prec, pte.path, pte.quantization, pte.seconds, fmt)
+    raise EdgefleetError(unsupported_reason(fmt))
 
 
 def run_llm_recipe(
@@ -129,18 +164,13 @@ def run_llm_recipe(
             for fmt in recipe.export.formats:
                 for prec in recipe.export.precisions:
                     name = f"model.{prec}.{fmt}"
-                    if fmt != "ort-genai":
-                        reason = unsupported_reason(fmt)
-                        writer.add_failed_export(fmt, prec, reason)
-                        records.append(LLMExportRecord(name, fmt, prec, None, {}, False, reason))
-                        continue
                     try:
-                        exp = build_genai(hf, work / f"genai-{prec}", prec, recipe.export)
-                    except GenAIExportError as e:
+                        built = _export(fmt, prec, hf, work, recipe)
+                    except EdgefleetError as e:  # the builder's own reason, per format
                         writer.add_failed_export(fmt, prec, str(e))
                         records.append(LLMExportRecord(name, fmt, prec, None, {}, False, str(e)))
                         continue
-                    session = OrtGenAIBackend().load(exp.config, OrtGenAIOptions(1))
+                    session = built.open()
                     try:
                         scores, conts = verify_genai(
                             session, texts, ref_logits, prompts, ref_conts, eos
@@ -149,9 +179,8 @@ def run_llm_recipe(
                         session.close()
                     g = v.golden_prompts
                     scores["golden_token_match"] = float(np.mean(conts[:g] == ref_conts[:g]))
-                    scores["export_s"] = round(exp.seconds, 2)
+                    scores["export_s"] = round(built.seconds, 2)
                     value = scores[v.metric]
-                    size = _size(exp.folder)
                     if not metric.passes(value, reference[v.metric]):
                         writer.reject(
                             RejectedArtifact(
@@ -160,19 +189,17 @@ def run_llm_recipe(
                                 reason=f"{v.metric} {value:.4f} fails the gate",
                             )
                         )  # fmt: skip
-                        records.append(LLMExportRecord(name, fmt, prec, size, scores, False))
+                        records.append(LLMExportRecord(name, fmt, prec, built.size, scores, False))
                         continue
-                    writer.add_genai_artifact(
-                        name, exp.folder, prec, quantization=exp.quantization,
-                        targets=list(recipe.targets),
+                    built.add(
+                        writer, name, targets=list(recipe.targets), golden_tokens=ref_conts[:g],
                         metrics=ArtifactMetrics(
                             samples=len(texts), top1_agreement=scores["next_token_agreement"],
                             metric=v.metric, value=value, reference_value=reference[v.metric],
                             scores={**scores, "reference_perplexity": ref_ppl},
                         ),
-                        golden_tokens=ref_conts[:g],
                     )  # fmt: skip
-                    records.append(LLMExportRecord(name, fmt, prec, size, scores, True))
+                    records.append(LLMExportRecord(name, fmt, prec, built.size, scores, True))
             pkg, manifest = writer.build(
                 out / f"{recipe.name}-{recipe.version}.efpkg", metric, signing_key
             )

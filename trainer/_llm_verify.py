@@ -60,8 +60,9 @@ def verify_genai(
     ref_continuations: np.ndarray,
     eos: int | None,
 ) -> tuple[dict[str, float], np.ndarray]:
-    """Scores of one GenAI session against the reference figures, and its greedy
-    continuations of ``prompts`` (fixed-length form)."""
+    """Scores of one generation session (GenAI or ``.pte``: the same state interface)
+    against the reference figures, and its greedy continuations of ``prompts``
+    (fixed-length form)."""
     agree, total, logits = 0, 0, []
     for seq, ref in zip(texts, ref_logits, strict=True):
         state = session.new_state(len(seq) + 1)

@@ -16,7 +16,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["TinyLLM", "tiny_llm", "tiny_recipe"]
+__all__ = ["TinyLLM", "tiny_llm", "tiny_pte_llm", "tiny_recipe"]
 
 _BUILT: dict[str, TinyLLM] = {}
 
@@ -73,3 +73,25 @@ def tiny_llm() -> TinyLLM:
         )
     _BUILT["pkg"] = TinyLLM(result.package, pub, priv, hf, result)
     return _BUILT["pkg"]
+
+
+def tiny_pte_llm() -> TinyLLM:
+    """The tiny model's trained folder packaged for both generation runtimes: ExecuTorch
+    ``.pte`` (fp32 and 8da4w int4, static KV cache, XNNPACK) and GenAI int4, built once per
+    process (the pte lowering takes a minute or two per precision on a shared 2-core box)."""
+    if "pte" in _BUILT:
+        return _BUILT["pte"]
+    from edgefleet.trainer import run_llm_recipe
+
+    base = tiny_llm()
+    recipe = tiny_recipe(
+        name="tiny-lm-pte",
+        model={"source": str(base.hf_folder)},
+        export={"formats": ["ort-genai", "pte"], "precisions": ["fp32", "int4"]},
+    )
+    out = Path(tempfile.mkdtemp(prefix="edgefleet-tiny-pte-"))
+    atexit.register(shutil.rmtree, out, True)
+    result = run_llm_recipe(recipe, out, signing_key=base.private_key)
+    _BUILT["pte"] = TinyLLM(result.package, base.public_key, base.private_key,
+                            base.hf_folder, result)  # fmt: skip
+    return _BUILT["pte"]

@@ -46,13 +46,8 @@ def test_package_holds_genai_artifacts_at_every_precision(llm):
             return sum(f.size for f in a.files)
 
         assert weights(by_prec["int4"]) * 2.5 < weights(by_prec["fp32"])
-        # ExecuTorch is not built by the trainer: the package says so per precision.
-        assert {(f.format, f.precision) for f in m.failed_exports} == {
-            ("pte", "fp32"),
-            ("pte", "int8"),
-            ("pte", "int4"),
-        }
-        assert all("optimum-executorch" in f.reason for f in m.failed_exports)
+        # .pte is opt-in (tests/trainer/test_llm_pte.py): not asked, not built, not failed.
+        assert m.failed_exports == []
         g = m.generation
         assert g.context_length == 256 and g.eos_token_ids == [2] and g.bos_token_id == 1
         assert "{% for m in messages %}" in (pkg.root / g.chat_template).read_text()
