@@ -86,6 +86,7 @@ _LAZY = {
     "verify_bytes": "._signing",
     "verify_manifest": "._package",
     "write_archive": "._builder",
+    "write_package": "._builder",
     "PARTIAL_NAME": "._partial",
     "PackageFile": "._partial",
     "files_for": "._partial",
@@ -97,7 +98,7 @@ _LAZY = {
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from ._adaptive import AdaptiveModel, constrained_options
     from ._backoff import Backoff
-    from ._builder import PackageBuilder, write_archive
+    from ._builder import PackageBuilder, write_archive, write_package
     from ._cache import CacheStats, PersistentCache, ResultCache, input_digest
     from ._chat import TextCodec
     from ._closing import Closing
@@ -243,6 +244,7 @@ __all__ = [
     "verify_bytes",
     "verify_manifest",
     "write_archive",
+    "write_package",
     "PARTIAL_NAME",
     "PackageFile",
     "files_for",

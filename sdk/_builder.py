@@ -30,7 +30,7 @@ from ._manifest import (
 from ._package import MANIFEST_NAME, save_npz, sha256_file, sign_manifest
 from ._signing import Ed25519PrivateKey
 
-__all__ = ["PackageBuilder", "write_archive"]
+__all__ = ["PackageBuilder", "write_archive", "write_package"]
 
 log = logging.getLogger(__name__)
 
@@ -226,18 +226,7 @@ class PackageBuilder(Closing):
         """Write the package to ``out``: a ``.efpkg`` archive when ``out`` ends with
         ``.efpkg`` (or ``archive=True``), else a directory. Returns the path."""
         out = Path(out)
-        archive = out.suffix == ".efpkg" if archive is None else archive
-        manifest = self.manifest()
-        if signing_key is not None:
-            manifest = sign_manifest(manifest, signing_key)
-        (self.root / MANIFEST_NAME).write_text(manifest.model_dump_json(indent=2))
-        if archive:
-            write_archive(self.root, out)
-        else:
-            if out.exists():
-                raise PackageError(f"{out} already exists; refusing to overwrite a package")
-            shutil.copytree(self.root, out)
-        log.info("wrote package %s %s -> %s", manifest.name, manifest.version, out)
+        write_package(self.root, self.manifest(), out, signing_key=signing_key, archive=archive)
         return out
 
     def close(self) -> None:
@@ -254,3 +243,28 @@ def _existing(file: str | Path, what: str) -> Path:
 def _once(key: str, taken: list[str], what: str) -> None:
     if key in taken:
         raise PackageError(f"{what} {key!r} added twice")
+
+
+def write_package(
+    root: Path,
+    manifest: Manifest,
+    out: Path,
+    *,
+    signing_key: Ed25519PrivateKey | None = None,
+    archive: bool | None = None,
+) -> Manifest:
+    """Sign ``manifest`` (when given a key), write it into the staged package ``root`` and
+    the package to ``out``: a ``.efpkg`` archive when ``out`` ends with ``.efpkg`` (or
+    ``archive=True``), else a directory; never over an existing one. The written manifest."""
+    archive = out.suffix == ".efpkg" if archive is None else archive
+    if signing_key is not None:
+        manifest = sign_manifest(manifest, signing_key)
+    (root / MANIFEST_NAME).write_text(manifest.model_dump_json(indent=2))
+    if archive:
+        write_archive(root, out)
+    else:
+        if out.exists():
+            raise PackageError(f"{out} already exists; refusing to overwrite a package")
+        shutil.copytree(root, out)
+    log.info("wrote package %s %s -> %s", manifest.name, manifest.version, out)
+    return manifest

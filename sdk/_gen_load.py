@@ -21,7 +21,7 @@ from ._errors import (
 from ._gen_types import GenerateOptions
 from ._generate import GenerativeInfo, GenerativeModel
 from ._manifest import Artifact, Manifest
-from ._select import profile_runtimes
+from ._select import profile_runtimes, runnable
 
 __all__ = [
     "GEN_BACKENDS",
@@ -84,13 +84,8 @@ def _choose(
     reasons = []
     for name in [GEN_FAMILY.get(backend, backend)] if backend else _preference(profile):
         b = _backend(name)
-        usable = [a for a in cands if a.format in b.formats]
+        usable = runnable(name, b, cands, reasons)
         if not usable:
-            reasons.append(f"{name}: no artifact in formats {list(b.formats)}")
-            continue
-        why = b.available()
-        if why:
-            reasons.append(f"{name}: {why}")
             continue
         rank: dict[str, int] = {}
         for i, p in enumerate(order):

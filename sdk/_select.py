@@ -20,6 +20,7 @@ __all__ = [
     "gate_status",
     "profile_runtimes",
     "resolve_profile",
+    "runnable",
     "select_artifacts",
 ]
 
@@ -173,13 +174,8 @@ def choose(
     reasons: list[str] = []
     for name, raw in runtimes:
         b = get_backend(name)
-        usable = [a for a in candidates if a.format in b.formats]
+        usable = runnable(name, b, candidates, reasons)
         if not usable:
-            reasons.append(f"{name}: no artifact in formats {list(b.formats)}")
-            continue
-        why = b.available()
-        if why is not None:
-            reasons.append(f"{name}: {why}")
             continue
         opts = options.get(name) or (_to_options(b, raw) if raw else None)
         gpu = any(a.precision == "fp16" for a in usable) and _has_gpu(name, opts)
@@ -203,6 +199,21 @@ def choose(
         + "; ".join(reasons)
         + (f". Install one of: {hint}" if hint else "")
     )
+
+
+def runnable(name: str, backend, candidates: list[Artifact], reasons: list[str]) -> list[Artifact]:
+    """The candidates ``backend`` can run here; [] when none is in its formats or its
+    runtime is not installed, with the reason appended to ``reasons`` (for the error that
+    names every runtime tried)."""
+    usable = [a for a in candidates if a.format in backend.formats]
+    if not usable:
+        reasons.append(f"{name}: no artifact in formats {list(backend.formats)}")
+        return []
+    why = backend.available()
+    if why:
+        reasons.append(f"{name}: {why}")
+        return []
+    return usable
 
 
 def resolve_profile(profile: object | str | None) -> object | None:

@@ -8,7 +8,6 @@ classifier path stays as it is; both write through the SDK's signing and archive
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import tempfile
@@ -18,6 +17,7 @@ import numpy as np
 from edgefleet.sdk import (
     Artifact,
     ArtifactMetrics,
+    Closing,
     ExportFailure,
     FileEntry,
     GenerationSpec,
@@ -27,17 +27,16 @@ from edgefleet.sdk import (
     RejectedArtifact,
     TensorSpec,
     sha256_file,
-    sign_manifest,
-    write_archive,
+    write_package,
 )
-from edgefleet.sdk._package import MANIFEST_NAME, save_npz
+from edgefleet.sdk._package import save_npz
 
 __all__ = ["GenerativePackageWriter"]
 
 log = logging.getLogger(__name__)
 
 
-class GenerativePackageWriter:
+class GenerativePackageWriter(Closing):
     """Collects the parts in a temporary directory; ``build`` writes a dir or ``.efpkg``."""
 
     def __init__(self, name: str, version: str, vocab_size: int, **fields) -> None:
@@ -182,26 +181,8 @@ class GenerativePackageWriter:
         )
 
     def build(self, out: Path, metric: MetricSpec, signing_key=None) -> tuple[Path, Manifest]:
-        manifest = self.manifest(metric)
-        if signing_key is not None:
-            manifest = sign_manifest(manifest, signing_key)
-        (self.root / MANIFEST_NAME).write_text(
-            json.dumps(json.loads(manifest.model_dump_json()), indent=2)
-        )
-        if out.suffix == ".efpkg":
-            write_archive(self.root, out)
-        else:
-            if out.exists():
-                raise PackageError(f"{out} already exists; refusing to overwrite a package")
-            shutil.copytree(self.root, out)
-        log.info("wrote generative package %s %s -> %s", manifest.name, manifest.version, out)
+        manifest = write_package(self.root, self.manifest(metric), out, signing_key=signing_key)
         return out, manifest
 
     def close(self) -> None:
         self._tmp.cleanup()
-
-    def __enter__(self) -> GenerativePackageWriter:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
