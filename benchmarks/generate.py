@@ -44,22 +44,29 @@ def _median(xs: list[float]) -> float:
     return float(statistics.median(xs))
 
 
-def build_speed_package(work: Path):
-    """A random ~32M Llama as a local HF folder, packaged by the trainer (no gate)."""
-    import torch
-    from edgefleet.trainer import LLMRecipe, build_llama, run_llm_recipe
-    from edgefleet.trainer._llm_data import write_char_tokenizer
+def _speed_recipe(work: Path, name: str, export: dict):
+    """The recipe packaging the random speed model saved in ``work/hf`` (no gate)."""
+    from edgefleet.trainer import LLMRecipe
 
-    recipe = LLMRecipe.model_validate(
+    return LLMRecipe.model_validate(
         {
             "kind": "causal-lm",
-            "name": "bench-llama",
+            "name": name,
             "model": {**SPEED, "source": str(work / "hf")},
             "train": {"samples": 16, "heldout": 8},
-            "export": {"formats": ["ort-genai"]},
+            "export": export,
             "verify": {"prompts": 4, "continuation_tokens": 8, "golden_prompts": 2, "floor": None},
         }  # fmt: skip
     )
+
+
+def build_speed_package(work: Path):
+    """A random ~32M Llama as a local HF folder, packaged by the trainer (no gate)."""
+    import torch
+    from edgefleet.trainer import build_llama, run_llm_recipe
+    from edgefleet.trainer._llm_data import write_char_tokenizer
+
+    recipe = _speed_recipe(work, "bench-llama", {"formats": ["ort-genai"]})
     vocab = write_char_tokenizer(work / "hf", VOCAB)
     model = build_llama(recipe.model, vocab)
     with torch.no_grad():  # random init at HF's std 0.02 is near-uniform; widen it a bit
@@ -74,18 +81,9 @@ def build_speed_package(work: Path):
 
 def build_speed_pte(work: Path):
     """The same random model as an ExecuTorch int4 (8da4w) ``.pte``, verified, packaged."""
-    from edgefleet.trainer import LLMRecipe, run_llm_recipe
+    from edgefleet.trainer import run_llm_recipe
 
-    recipe = LLMRecipe.model_validate(
-        {
-            "kind": "causal-lm",
-            "name": "bench-llama-pte",
-            "model": {**SPEED, "source": str(work / "hf")},
-            "train": {"samples": 16, "heldout": 8},
-            "export": {"formats": ["pte"], "precisions": ["int4"]},
-            "verify": {"prompts": 4, "continuation_tokens": 8, "golden_prompts": 2, "floor": None},
-        }  # fmt: skip
-    )
+    recipe = _speed_recipe(work, "bench-llama-pte", {"formats": ["pte"], "precisions": ["int4"]})
     return run_llm_recipe(recipe, work / "speed-pte")
 
 
