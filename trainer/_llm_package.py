@@ -93,10 +93,11 @@ class GenerativePackageWriter(Closing):
         )
         self._golden = "golden/prompts.npz"
 
-    def add_genai_artifact(
+    def add_artifact(
         self,
         name: str,
-        folder: Path,
+        source: Path,
+        fmt: str,
         precision: str,
         *,
         quantization: str | None,
@@ -104,40 +105,24 @@ class GenerativePackageWriter(Closing):
         golden_tokens: np.ndarray,
         targets: list[str] | None = None,
     ) -> Artifact:
-        base = f"artifacts/{name}"
-        shutil.copytree(folder, self.root / base)
-        files = [
-            self._entry(f"{base}/{p.name}", "weights" if p.suffix == ".data" else "model")
-            for p in sorted((self.root / base).iterdir())
-            if p.is_file() and p.name != "genai_config.json"
-        ]
-        return self._artifact(
-            name, f"{base}/genai_config.json", "ort-genai", precision, quantization, metrics,
-            golden_tokens, targets, files,
-        )  # fmt: skip
-
-    def add_pte_artifact(
-        self,
-        name: str,
-        pte: Path,
-        precision: str,
-        *,
-        quantization: str | None,
-        metrics: ArtifactMetrics,
-        golden_tokens: np.ndarray,
-        targets: list[str] | None = None,
-    ) -> Artifact:
-        """A single-file ExecuTorch program (weights, KV cache buffers and sizes inside)."""
+        """Carry a built artifact: an ONNX Runtime GenAI model folder (``fmt`` "ort-genai":
+        ``genai_config.json`` is its path, the other files its ``files``) or a single-file
+        ExecuTorch program ("pte": weights, KV cache buffers and sizes inside)."""
         rel = f"artifacts/{name}"
-        (self.root / "artifacts").mkdir(exist_ok=True)
-        shutil.copyfile(pte, self.root / rel)
-        return self._artifact(
-            name, rel, "pte", precision, quantization, metrics, golden_tokens, targets, []
-        )
-
-    def _artifact(
-        self, name, rel, fmt, precision, quantization, metrics, golden_tokens, targets, files
-    ) -> Artifact:
+        files: list[FileEntry] = []
+        if fmt == "ort-genai":
+            shutil.copytree(source, self.root / rel)
+            files = [
+                self._entry(f"{rel}/{p.name}", "weights" if p.suffix == ".data" else "model")
+                for p in sorted((self.root / rel).iterdir())
+                if p.is_file() and p.name != "genai_config.json"
+            ]
+            rel = f"{rel}/genai_config.json"
+        elif fmt == "pte":
+            (self.root / "artifacts").mkdir(exist_ok=True)
+            shutil.copyfile(source, self.root / rel)
+        else:
+            raise PackageError(f"a generative artifact is 'ort-genai' or 'pte', not {fmt!r}")
         golden_rel = f"golden/{name}.continuations.npz"
         (self.root / "golden").mkdir(exist_ok=True)
         save_npz(self.root / golden_rel, {"tokens": golden_tokens.astype(np.int64)})

@@ -80,8 +80,9 @@ class _Built:
         return OrtGenAIBackend().load(self.path / "genai_config.json", OrtGenAIOptions(1))
 
     def add(self, writer: GenerativePackageWriter, name: str, **kw) -> None:
-        add = writer.add_pte_artifact if self.fmt == "pte" else writer.add_genai_artifact
-        add(name, self.path, self.precision, quantization=self.quantization, **kw)
+        writer.add_artifact(
+            name, self.path, self.fmt, self.precision, quantization=self.quantization, **kw
+        )
 
 
 def _export(fmt: str, prec: str, hf: Path, work: Path, recipe: LLMRecipe) -> _Built:
