@@ -10,7 +10,8 @@ input so machine noise hits both alike; we report medians.
 Goal (issue 2): overhead_ratio = sdk_p50 / raw_p50 <= 1.05.
 
 Tiny model (issue 11): the digits CNN of the tests (1x8x8 input, batch 1), where the SDK's
-per-call work (validation, NaN check, metrics) is not hidden by the model's own time:
+per-call work (validation, metrics; the opt-in NaN scan is timed apart as
+``tiny_nan_check_ratio``) is not hidden by the model's own time:
 ``tiny_overhead_ratio`` = SDK p50 / raw ``InferenceSession.run`` p50, both on one intra-op
 thread, timed in alternating blocks of calls (wall clock; ``tiny_cpu_ratio`` is the same
 from thread CPU time, which a busy shared host does not inflate). Goal <= 1.15. It is added
@@ -216,13 +217,13 @@ def run_tiny(blocks: int, per_block: int) -> dict:
         sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
         one_thread = OnnxRuntimeOptions(intra_op_threads=1)
         model = load(pkg, options=LoadOptions(onnxruntime=one_thread))
-        lean = load(pkg, options=LoadOptions(onnxruntime=one_thread, check_nan=False))
+        checked = load(pkg, options=LoadOptions(onnxruntime=one_thread, check_nan=True))
         x = digits_like_inputs(1)
         feed = {INPUT: x}
         calls = {
             "raw": lambda: sess.run(None, feed),
             "sdk": lambda: model.predict(x),
-            "sdk_no_nan_check": lambda: lean.predict(x),
+            "sdk_nan_check": lambda: checked.predict(x),
         }
         np.testing.assert_allclose(calls["sdk"]()[OUTPUT], calls["raw"]()[0], rtol=1e-5, atol=1e-5)
         wall: dict[str, list[float]] = {k: [] for k in calls}
@@ -239,7 +240,7 @@ def run_tiny(blocks: int, per_block: int) -> dict:
                     wall[name].append((time.perf_counter_ns() - w0) / per_block / 1e3)
                     cpu[name].append((time.thread_time_ns() - c0) / per_block / 1e3)
         model.close()
-        lean.close()
+        checked.close()
     med = {k: statistics.median(v) for k, v in wall.items()}
     cmed = {k: statistics.median(v) for k, v in cpu.items()}
     ratio = med["sdk"] / med["raw"]
@@ -250,9 +251,10 @@ def run_tiny(blocks: int, per_block: int) -> dict:
         "tiny_cpu_ratio": round(cmed["sdk"] / cmed["raw"], 4),
         "tiny_raw_cpu_us": round(cmed["raw"], 2),
         "tiny_sdk_cpu_us": round(cmed["sdk"], 2),
-        # the same with LoadOptions(check_nan=False): what the NaN scan of the input costs
-        "tiny_no_nan_check_ratio": round(med["sdk_no_nan_check"] / med["raw"], 4),
-        "tiny_no_nan_check_p50_us": round(med["sdk_no_nan_check"], 2),
+        # the same with LoadOptions(check_nan=True) (off by default; the agent's endpoint
+        # turns it on): what the NaN scan of the input costs
+        "tiny_nan_check_ratio": round(med["sdk_nan_check"] / med["raw"], 4),
+        "tiny_nan_check_p50_us": round(med["sdk_nan_check"], 2),
         "tiny_goal": 1.15,
         "tiny_goal_met": ratio <= 1.15,
     }
@@ -296,8 +298,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(
                     f"{'tiny CNN':>12}: raw p50 {r['tiny_raw_p50_us']:.1f} us, sdk p50 "
                     f"{r['tiny_sdk_p50_us']:.1f} us, ratio {r['tiny_overhead_ratio']:.3f} "
-                    f"(cpu {r['tiny_cpu_ratio']:.3f}; goal <= 1.15; NaN check off: "
-                    f"{r['tiny_no_nan_check_ratio']:.3f})"
+                    f"(cpu {r['tiny_cpu_ratio']:.3f}; goal <= 1.15; NaN check on: "
+                    f"{r['tiny_nan_check_ratio']:.3f})"
                 )
     for r in results:
         print(json.dumps(r))

@@ -123,6 +123,8 @@ class ActiveModel:
                     trust=self.trust,
                     cache=self.cache,
                     profile=self.profile,
+                    # requests come from other processes: refuse NaN the manifest forbids
+                    check_nan=True,
                     # Overrides were chosen for one slot's package: not for a new one.
                     **(self._overrides if generation == self._overrides_for else {}),
                 ),

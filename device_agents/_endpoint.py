@@ -27,6 +27,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import numpy as np
 from edgefleet.sdk import EdgefleetError, InputError
 
 from ._active import ActiveModel, NoActiveModelError
@@ -38,6 +39,14 @@ __all__ = ["LocalEndpoint", "MAX_BODY"]
 
 log = logging.getLogger(__name__)
 MAX_BODY = 16 * 1024 * 1024
+
+
+def _json_values(a: np.ndarray) -> list:
+    """Nested lists for a JSON answer. JSON has no NaN/Infinity (a strict parser refuses
+    Python's tokens): a non-finite output value is null; .npy answers keep it."""
+    if a.dtype.kind == "f" and not np.isfinite(a).all():
+        return np.where(np.isfinite(a), a, None).tolist()
+    return a.tolist()
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -187,7 +196,7 @@ class _Handler(BaseHTTPRequestHandler):
         ep.count(error=False)
         answer = answer_type(self.headers.get("Accept", ""), len(out))
         if answer is None:
-            self._send(200, {"outputs": {k: v.tolist() for k, v in out.items()}})
+            self._send(200, {"outputs": {k: _json_values(v) for k, v in out.items()}})
         else:
             self._send_bytes(200, answer, encode_tensors(answer, out))
 

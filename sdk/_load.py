@@ -43,9 +43,10 @@ class LoadOptions:
     bounded pool, grown on demand); worth it where a runtime serialises one session
     (LiteRT, ExecuTorch); ONNX Runtime sessions are re-entrant, so 1 suits it.
     ``check_nan``: refuse NaN in float inputs whose spec forbids it (``allow_nan`` false,
-    the default). The scan costs ~3-4 us a call: nothing next to a millisecond model, a
-    quarter of a 15 us one (``benchmarks/sdk_overhead.py``); turn it off there if the
-    app's own inputs cannot hold NaN.
+    the default in a manifest). Off by default, as in the runtimes themselves: the scan
+    costs 3-6 us a call, more than the rest of the SDK's overhead on a 15 us model
+    (``benchmarks/sdk_overhead.py`` measures both). Turn it on where inputs come from
+    outside the app; the device agent's local endpoint does.
     """
 
     profile: object | str | None = None
@@ -62,7 +63,7 @@ class LoadOptions:
     # generative packages (task "text-generation"): threads, prefix cache size
     generation: GenerateOptions | None = None
     sessions: int = 1
-    check_nan: bool = True
+    check_nan: bool = False
 
     def __post_init__(self) -> None:
         if (

@@ -64,7 +64,7 @@ class Model(Closing):
         owns_package: bool,
         buckets: list[tuple[Bucket, Session]] | None = None,
         pool: SessionPool | None = None,
-        check_nan: bool = True,
+        check_nan: bool = False,
     ) -> None:
         self.info = info
         self._pool = pool

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 import numpy as np
@@ -110,6 +111,15 @@ def test_local_endpoint(store, signing_keys):
         assert call(f"{ep.address}/v1/nothing")[0] == 404
         assert call(f"{ep.address}/v1/metrics")[1]["calls"] >= 2
         assert ep.traffic() == (1, 0)  # only successful/ runtime-failed calls count
+        # finite inputs whose outputs overflow: strict JSON (no NaN/Infinity tokens), null
+        huge = np.full((1, 16), 3e38, np.float32)
+        code, _, data = post_tensor(ep.address, npy_bytes(huge), "application/x-npy")
+        logits = json.loads(data, parse_constant=lambda c: pytest.fail(f"{c} in JSON"))
+        row = logits["outputs"]["logits"][0]
+        assert code == 200 and None in row, row
+        npy = "application/x-npy"
+        raw = np.load(io.BytesIO(post_tensor(ep.address, npy_bytes(huge), npy, npy)[2]))[0]
+        assert [v is None for v in row] == [not np.isfinite(v) for v in raw]  # .npy keeps them
     finally:
         ep.stop()
         active.close()
@@ -118,7 +128,6 @@ def test_local_endpoint(store, signing_keys):
 def test_local_endpoint_binary_bodies(store, signing_keys):
     """.npy/.npz requests and answers give the JSON path's numbers; a malformed body is a
     400 naming the format expected, never a 500."""
-    import io
     import socket
     import zipfile
 
@@ -148,6 +157,8 @@ def test_local_endpoint_binary_bodies(store, signing_keys):
             (npy_bytes(np.array([{"a": 1}], dtype=object)), npy): "pickles",
             (npy_bytes(x.astype(np.int64)), npy): "expected dtype float32",
             (npy_bytes(x[0]), npy): "input",
+            # the agent loads with check_nan on: requests come from other processes
+            (npy_bytes(np.where(x > 0.5, np.nan, x).astype(np.float32)), npy): "contains NaN",
             (b"PK junk", npz): "expected a .npz body",
             (npy_bytes(x), npz): "expected a .npz body",
         }

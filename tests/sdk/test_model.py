@@ -54,18 +54,25 @@ def test_float64_is_cast_but_wrong_kinds_are_refused(pkg):
             model.predict(np.zeros((2, 15), np.float32))
         with pytest.raises(InputError, match=r"unknown: \['image'\].*missing: \['input'\]"):
             model.predict({"image": x})
-        bad = x.copy()
-        bad[0, 3] = np.nan
-        with pytest.raises(InputError, match="NaN"):
-            model.predict(bad)
         snap = model.metrics.snapshot()
-        assert snap.errors == 5 and snap.calls == 7
+        assert snap.errors == 4 and snap.calls == 6
 
 
-def test_nan_check_off_runs_nan_inputs_and_keeps_the_other_checks(pkg):
+def test_nan_check_on_refuses_nan_and_counts_the_error(pkg):
     bad = tiny_inputs(2)
     bad[0, 3] = np.nan
-    with load(pkg, options=LoadOptions(check_nan=False)) as model:
+    with load(pkg, options=LoadOptions(check_nan=True)) as model:
+        with pytest.raises(InputError, match="input 'input' contains NaN"):
+            model.predict(bad)
+        assert model.predict(tiny_inputs(2))["logits"].shape == (2, 10)
+        snap = model.metrics.snapshot()
+        assert snap.errors == 1 and snap.calls == 2
+
+
+def test_nan_check_is_off_by_default_and_keeps_the_other_checks(pkg):
+    bad = tiny_inputs(2)
+    bad[0, 3] = np.nan
+    with load(pkg) as model:
         out = model.predict(bad)["logits"]
         assert np.isnan(out[0]).any() and np.isfinite(out[1]).all()
         with pytest.raises(InputError, match="dimension 1 must be 16"):
