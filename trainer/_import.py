@@ -33,7 +33,7 @@ from edgefleet.sdk import (
     load,
 )
 
-from ._metrics import Evaluator, default_metric
+from ._evaluation import Evaluator, default_metric
 from ._onnx_quant import OnnxQuantOptions, quantize_onnx_each
 
 __all__ = ["ImportOptions", "ImportResult", "ImportGateError", "import_model", "read_signature"]
