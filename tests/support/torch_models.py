@@ -21,14 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = [
-    "FORMATS",
-    "INPUT_SHAPE",
-    "build_reference_package",
-    "digits_like_inputs",
-    "make_model",
-    "export_artifact",
-]
+# What other test modules and benchmarks use; FORMATS and INPUT_SHAPE are this module's.
+__all__ = ["build_reference_package", "digits_like_inputs", "export_artifact", "make_model"]
 
 log = logging.getLogger(__name__)
 
