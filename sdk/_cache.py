@@ -21,7 +21,7 @@ from typing import Protocol
 import numpy as np
 
 from ._errors import ConfigError
-from ._metrics import hit_rate as _hit_rate
+from ._metrics import HitCounts
 
 __all__ = ["CacheStats", "Cache", "ResultCache", "PersistentCache", "input_digest"]
 
@@ -48,17 +48,14 @@ def input_digest(inputs: Mapping[str, np.ndarray]) -> str:
 
 
 @dataclass(frozen=True)
-class CacheStats:
-    hits: int
-    misses: int
+class CacheStats(HitCounts):
+    """A result cache's counters (besides ``hits``, ``misses`` and
+    ``hit_rate``): entries dropped for room or age, and what it holds now."""
+
     evictions: int
     expirations: int
     entries: int
     bytes: int
-
-    @property
-    def hit_rate(self) -> float | None:
-        return _hit_rate(self.hits, self.misses)
 
 
 class Cache(Protocol):

@@ -1,7 +1,7 @@
 """The model package manifest (``manifest.json``) as pydantic models.
 
 The JSON Schema of :class:`Manifest` is exported to ``sdk/manifest.schema.json``
-(``python -m edgefleet.sdk._schema``); a test fails when the checked-in file is stale.
+(``python -m edgefleet.sdk._manifest_schema``); a test fails when the checked-in file is stale.
 Fields added after schema 1 are signed only when set (see ``_manifest_fields``), so
 packages written by an older version keep verifying as the schema grows.
 """

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-__all__ = ["LatencyHistogram", "Metrics", "MetricsSnapshot", "hit_rate", "to_ms"]
+__all__ = ["HitCounts", "LatencyHistogram", "Metrics", "MetricsSnapshot", "hit_rate", "to_ms"]
 
 _GROWTH = 1.04
 _MIN_S = 1e-6
@@ -25,6 +25,18 @@ def hit_rate(hits: int, misses: int) -> float | None:
     """hits / lookups, None before the first lookup."""
     n = hits + misses
     return hits / n if n else None
+
+
+@dataclass(frozen=True)
+class HitCounts:
+    """Lookups of a cache that hit and missed; the base of the caches' stats."""
+
+    hits: int
+    misses: int
+
+    @property
+    def hit_rate(self) -> float | None:
+        return hit_rate(self.hits, self.misses)
 
 
 def to_ms(seconds: float | None) -> float | None:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._errors import ConfigError
-from ._metrics import hit_rate as _hit_rate
+from ._metrics import HitCounts
 
 __all__ = ["PrefixCache", "PrefixCacheStats", "PrefixEntry"]
 
@@ -27,18 +27,16 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class PrefixCacheStats:
-    hits: int
-    misses: int
+class PrefixCacheStats(HitCounts):
+    """The prefix cache's counters (besides ``hits``, ``misses`` and
+    ``hit_rate``): prefixes held and their KV bytes against the bound, evictions,
+    and the prompt tokens that hits spared from prefill."""
+
     entries: int
     bytes: int
     max_bytes: int
     evictions: int
     reused_tokens: int
-
-    @property
-    def hit_rate(self) -> float | None:
-        return _hit_rate(self.hits, self.misses)
 
 
 @dataclass

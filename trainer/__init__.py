@@ -17,6 +17,7 @@ from edgefleet.sdk._lazy import lazy_exports
 if TYPE_CHECKING:
     from edgefleet.sdk import MetricSpec
 
+    from ._evaluation import BUILTIN_METRICS
     from ._import import ImportGateError, ImportOptions, ImportResult, import_model
     from ._llm import build_llama, prepare_hf_folder
     from ._llm_export import GenAIExportError, LLMExport, build_genai
@@ -34,7 +35,6 @@ if TYPE_CHECKING:
     )
     from ._llm_run import LLMExportRecord, LLMResult, run_llm_recipe
     from ._lowrank import RankChoice, choose_rank, factorize_linears
-    from ._metrics import BUILTIN_METRICS
     from ._models import DigitsCNN, MobileNetV2Like, build_model
     from ._onnx_quant import OnnxQuantOptions, QuantCandidate, quantize_onnx
     from ._pipeline import (
@@ -96,7 +96,7 @@ _LAZY = {
     "RankChoice": "._lowrank",
     "choose_rank": "._lowrank",
     "factorize_linears": "._lowrank",
-    "BUILTIN_METRICS": "._metrics",
+    "BUILTIN_METRICS": "._evaluation",
     "DigitsCNN": "._models",
     "MobileNetV2Like": "._models",
     "build_model": "._models",

@@ -20,7 +20,7 @@ import torch
 from edgefleet.sdk import ArtifactMetrics, MetricSpec, TensorSpec
 
 from . import _export
-from ._metrics import Evaluator, Predict, builtin_scores
+from ._evaluation import Evaluator, Predict, builtin_scores
 from ._onnx_quant import FP16_METHOD, OnnxQuantOptions, convert_fp16, quantize_onnx_each
 from ._robustness import RobustnessProbe
 from ._signature import ModelIO, NamedIO

@@ -20,20 +20,10 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import edgefleet.sdk as ef
 import numpy as np
-from edgefleet.sdk import (
-    ArtifactMetrics,
-    ConfigError,
-    EdgefleetError,
-    LoadOptions,
-    MetricSpec,
-    PackageBuilder,
-    RejectedArtifact,
-    TensorSpec,
-    load,
-)
 
-from ._metrics import Evaluator, default_metric
+from ._evaluation import Evaluator, default_metric
 from ._onnx_quant import OnnxQuantOptions, quantize_onnx_each
 
 __all__ = ["ImportOptions", "ImportResult", "ImportGateError", "import_model", "read_signature"]
@@ -44,7 +34,7 @@ _ONNX_DTYPES = {1: "float32", 10: "float16", 11: "float64", 2: "uint8", 3: "int8
                 6: "int32", 7: "int64", 9: "bool"}  # fmt: skip
 
 
-class ImportGateError(EdgefleetError):
+class ImportGateError(ef.EdgefleetError):
     """No candidate of the imported model passes the accuracy gate."""
 
 
@@ -57,7 +47,7 @@ class ImportOptions:
     name: str | None = None
     version: str = "1.0.0"
     task: str = "other"
-    metric: MetricSpec | None = None
+    metric: ef.MetricSpec | None = None
     labels: str = "labels"
     quantize: OnnxQuantOptions = field(default_factory=OnnxQuantOptions)
     golden_samples: int = 4
@@ -67,7 +57,7 @@ class ImportOptions:
 @dataclass(frozen=True)
 class ImportResult:
     package: Path
-    metric: MetricSpec
+    metric: ef.MetricSpec
     shipped: dict[str, float]  # artifact name -> metric value
     rejected: dict[str, float | None]
 
@@ -76,17 +66,17 @@ def _symbol(name: str, axis: int) -> str:
     return "batch" if axis == 0 else f"{re.sub(r'[^A-Za-z0-9_]', '_', name)}_dim{axis}"
 
 
-def _onnx_specs(path: Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
+def _onnx_specs(path: Path) -> tuple[list[ef.TensorSpec], list[ef.TensorSpec]]:
     import onnx
 
     graph = onnx.load(str(path), load_external_data=False).graph
     inits = {i.name for i in graph.initializer}
 
-    def spec(v) -> TensorSpec:
+    def spec(v) -> ef.TensorSpec:
         t = v.type.tensor_type
         dtype = _ONNX_DTYPES.get(t.elem_type)
         if dtype is None:
-            raise ConfigError(f"{path.name}: {v.name!r} has ONNX element type {t.elem_type}, "
+            raise ef.ConfigError(f"{path.name}: {v.name!r} has ONNX element type {t.elem_type}, "
                               f"which edgefleet runtimes do not take")  # fmt: skip
         shape: list[int | str] = []
         for i, d in enumerate(t.shape.dim):
@@ -95,30 +85,30 @@ def _onnx_specs(path: Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
             else:
                 sym = re.sub(r"[^A-Za-z0-9_]", "_", d.dim_param) if d.dim_param else ""
                 shape.append(sym if re.match(r"^[A-Za-z_]", sym) else _symbol(v.name, i))
-        return TensorSpec(name=v.name, dtype=dtype, shape=shape)
+        return ef.TensorSpec(name=v.name, dtype=dtype, shape=shape)
 
     return [spec(v) for v in graph.input if v.name not in inits], [spec(v) for v in graph.output]
 
 
-def _tflite_specs(path: Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
+def _tflite_specs(path: Path) -> tuple[list[ef.TensorSpec], list[ef.TensorSpec]]:
     from edgefleet.sdk.backends._litert import import_interpreter
 
     _, interpreter, _ = import_interpreter()
     it = interpreter(model_path=str(path))
 
-    def specs(details) -> list[TensorSpec]:
+    def specs(details) -> list[ef.TensorSpec]:
         out = []
         for d in details:
             sig = list(d.get("shape_signature", d["shape"]))
             shape = [int(n) if n > 0 else _symbol(d["name"], i) for i, n in enumerate(sig)]
             name = d["name"].split(":")[0].removeprefix("serving_default_")
-            out.append(TensorSpec(name=name, dtype=np.dtype(d["dtype"]).name, shape=shape))
+            out.append(ef.TensorSpec(name=name, dtype=np.dtype(d["dtype"]).name, shape=shape))
         return out
 
     return specs(it.get_input_details()), specs(it.get_output_details())
 
 
-def read_signature(path: Path) -> tuple[list[TensorSpec], list[TensorSpec], int | None]:
+def read_signature(path: Path) -> tuple[list[ef.TensorSpec], list[ef.TensorSpec], int | None]:
     """(inputs, outputs, fixed batch) of a model file. A leading dim of 1 on every input is
     a fixed batch: the spec says ``batch`` and the SDK runs larger batches in chunks."""
     fmt = path.suffix.lower()
@@ -127,7 +117,7 @@ def read_signature(path: Path) -> tuple[list[TensorSpec], list[TensorSpec], int 
     elif fmt == ".tflite":
         inputs, outputs = _tflite_specs(path)
     else:
-        raise ConfigError(f"expected a .onnx or .tflite model, got {path.name}")
+        raise ef.ConfigError(f"expected a .onnx or .tflite model, got {path.name}")
     fixed = None
     if all(s.shape and s.shape[0] == 1 for s in inputs + outputs):
         fixed = 1
@@ -143,7 +133,7 @@ def _npz(path: Path | None, what: str) -> dict[str, np.ndarray]:
         with np.load(path, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
     except (OSError, ValueError) as e:
-        raise ConfigError(f"{what} {path}: not a readable .npz ({e})") from e
+        raise ef.ConfigError(f"{what} {path}: not a readable .npz ({e})") from e
 
 
 def _batches(data: dict[str, np.ndarray], size: int):
@@ -170,7 +160,7 @@ def import_model(
     opts = options or ImportOptions()
     src = Path(model)
     if not src.is_file():
-        raise ConfigError(f"no model file at {src}")
+        raise ef.ConfigError(f"no model file at {src}")
     fmt = src.suffix.lower().lstrip(".")
     inputs, outputs, fixed = read_signature(src)
     ev = _npz(Path(eval_data), "eval data")
@@ -178,13 +168,13 @@ def import_model(
     want = {s.name for s in inputs}
     if set(ev) != want:
         got = sorted(ev) + ([opts.labels] if labels is not None else [])
-        raise ConfigError(
+        raise ef.ConfigError(
             f"eval data must hold the inputs {sorted(want)} (and optionally labels under "
             f"{opts.labels!r}), got {got}"
         )
     cal = _npz(Path(calib), "calibration data") if calib is not None else {}
     if cal and set(cal) != want:
-        raise ConfigError(
+        raise ef.ConfigError(
             f"calibration data must hold the inputs {sorted(want)}, got {sorted(cal)}"
         )
     name = opts.name or re.sub(r"[^A-Za-z0-9._-]", "-", src.stem)[:64]
@@ -208,7 +198,7 @@ def import_model(
         scores = {}
         evaluator = None
         for path, _, _ in cands:
-            with load(probe, options=LoadOptions(artifact=path.name, warmup=0)) as m:
+            with ef.load(probe, options=ef.LoadOptions(artifact=path.name, warmup=0)) as m:
                 if evaluator is None:  # the original file's outputs are the reference
                     ref = m.predict(ev)
                     evaluator = Evaluator(ev, ref, metric, primary.name, labels, classifier)
@@ -225,15 +215,15 @@ def import_model(
                 f"(floor {metric.floor}, max drop {metric.max_drop}): {figures}"
             )
         golden = {k: v[: opts.golden_samples] for k, v in ev.items()}
-        with load(probe, options=LoadOptions(artifact=orig.name, warmup=0)) as m:
+        with ef.load(probe, options=ef.LoadOptions(artifact=orig.name, warmup=0)) as m:
             golden_out = m.predict(golden)
         rejected = [
-            RejectedArtifact(name=p.name, format=fmt, precision=prec, metric=metric.name,
+            ef.RejectedArtifact(name=p.name, format=fmt, precision=prec, metric=metric.name,
                              value=scores[p.name][0], reference_value=ref_value,
                              reason=f"{metric.name} {scores[p.name][0]:.4g} fails the gate")
             for p, prec, _ in cands if (p, prec, _) not in passing
         ]  # fmt: skip
-        extra = {"metrics": {p.name: ArtifactMetrics(
+        extra = {"metrics": {p.name: ef.ArtifactMetrics(
             samples=len(next(iter(ev.values()))), metric=metric.name, value=scores[p.name][0],
             reference_value=ref_value, scores=scores[p.name][1],
             max_abs_error=scores[p.name][2]) for p, _, _ in passing},
@@ -249,7 +239,7 @@ def import_model(
 
 def _build(name, opts, inputs, outputs, cands, fixed, fmt, out: Path, *, golden_in=None,
            extra=None, metric=None, rejected=(), signing_key=None) -> Path:  # fmt: skip
-    with PackageBuilder(name, opts.version, inputs=inputs, outputs=outputs, task=opts.task,
+    with ef.PackageBuilder(name, opts.version, inputs=inputs, outputs=outputs, task=opts.task,
                         description=opts.description) as b:  # fmt: skip
         if golden_in is not None:
             b.set_golden_inputs(golden_in)

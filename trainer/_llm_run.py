@@ -10,16 +10,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import edgefleet.sdk as ef
 import numpy as np
-from edgefleet.sdk import (
-    ArtifactMetrics,
-    EdgefleetError,
-    GenerationSpec,
-    Manifest,
-    MetricSpec,
-    RejectedArtifact,
-    load_private_key,
-)
 from edgefleet.sdk._chat import TextCodec
 from edgefleet.sdk._gen_smoke import continuation_tokens
 from edgefleet.sdk.backends._executorch_gen import ExecuTorchGenBackend, ExecuTorchGenOptions
@@ -41,6 +33,10 @@ _REFERENCE = {"next_token_agreement": 1.0, "greedy_match": 1.0}
 
 @dataclass(frozen=True)
 class LLMExportRecord:
+    """One export the recipe asked for (artifact ``name``, format, precision): its size,
+    verification scores, and whether it shipped; ``error`` is the exporter's reason when
+    it could not be built (a gate rejection ships nothing and has no error)."""
+
     name: str
     format: str
     precision: str
@@ -52,8 +48,11 @@ class LLMExportRecord:
 
 @dataclass(frozen=True)
 class LLMResult:
+    """The signed package and its manifest, the torch reference's held-out perplexity,
+    and one record per export tried."""
+
     package: Path
-    manifest: Manifest
+    manifest: ef.Manifest
     reference_perplexity: float
     exports: list[LLMExportRecord] = field(default_factory=list)
 
@@ -92,7 +91,7 @@ def _export(fmt: str, prec: str, hf: Path, work: Path, recipe: LLMRecipe) -> _Bu
     if fmt == "pte":
         pte = build_pte(hf, work / f"model.{prec}.pte", prec, recipe.export)
         return _Built(prec, pte.path, pte.quantization, pte.seconds, fmt)
-    raise EdgefleetError(unsupported_reason(fmt))
+    raise ef.EdgefleetError(unsupported_reason(fmt))
 
 
 def run_llm_recipe(
@@ -107,9 +106,9 @@ def run_llm_recipe(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if isinstance(signing_key, str | Path):
-        signing_key = load_private_key(signing_key)
+        signing_key = ef.load_private_key(signing_key)
     v = recipe.verify
-    metric = MetricSpec(
+    metric = ef.MetricSpec(
         name=v.metric,
         direction="lower" if v.metric == "perplexity" else "higher",
         floor=v.floor,
@@ -151,7 +150,7 @@ def run_llm_recipe(
                 )
             writer.add_file(hf / "config.json", "config/config.json", "model_config")
             writer.set_generation(
-                GenerationSpec(
+                ef.GenerationSpec(
                     tokenizer=tok_rel,
                     context_length=cfg.max_position_embeddings,
                     bos_token_id=cfg.bos_token_id,
@@ -167,7 +166,7 @@ def run_llm_recipe(
                     name = f"model.{prec}.{fmt}"
                     try:
                         built = _export(fmt, prec, hf, work, recipe)
-                    except EdgefleetError as e:  # the builder's own reason, per format
+                    except ef.EdgefleetError as e:  # the builder's own reason, per format
                         writer.add_failed_export(fmt, prec, str(e))
                         records.append(LLMExportRecord(name, fmt, prec, None, {}, False, str(e)))
                         continue
@@ -184,7 +183,7 @@ def run_llm_recipe(
                     value = scores[v.metric]
                     if not metric.passes(value, reference[v.metric]):
                         writer.reject(
-                            RejectedArtifact(
+                            ef.RejectedArtifact(
                                 name=name, format=fmt, precision=prec, metric=v.metric,
                                 value=value, reference_value=reference[v.metric],
                                 reason=f"{v.metric} {value:.4f} fails the gate",
@@ -194,7 +193,7 @@ def run_llm_recipe(
                         continue
                     built.add(
                         writer, name, targets=list(recipe.targets), golden_tokens=ref_conts[:g],
-                        metrics=ArtifactMetrics(
+                        metrics=ef.ArtifactMetrics(
                             samples=len(texts), top1_agreement=scores["next_token_agreement"],
                             metric=v.metric, value=value, reference_value=reference[v.metric],
                             scores={**scores, "reference_perplexity": ref_ppl},

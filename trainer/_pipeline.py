@@ -2,7 +2,7 @@
 
 ``compress`` is the bring-your-own entry point; ``run_recipe`` (``_run.py``) feeds it the
 built-in data and models. Inputs are named and typed (``_signature``), the user's metric
-gates every compression step and artifact (``_metrics``, ``_candidates``), and golden
+gates every compression step and artifact (``_evaluation``, ``_candidates``), and golden
 outputs for the device smoke test come from the reference torch model.
 """
 
@@ -41,9 +41,9 @@ from ._candidates import (
     verify_candidate,
 )
 from ._distill import LossPlan, UserLoss
+from ._evaluation import EvalFn, Evaluator, default_metric
 from ._export import model_family
 from ._hf import is_hf_model, load_hf
-from ._metrics import EvalFn, Evaluator, default_metric
 from ._onnx_quant import OnnxQuantOptions
 from ._progress import Reporter
 from ._prune import count_params

@@ -32,7 +32,7 @@ import numpy as np
 from edgefleet.sdk import MetricSpec, TensorSpec
 from edgefleet.sdk._manifest_fields import PerturbationScore
 
-from ._metrics import Evaluator, Predict
+from ._evaluation import Evaluator, Predict
 from ._recipe import RobustnessSpec
 from ._signature import take_rows
 

@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class StepResult:
+    """One compression step as applied: parameter counts before and after, what it did,
+    and the gate's verdict (``skipped`` when the step broke the gate and was undone)."""
+
     step: str
     params_before: int
     params_after: int

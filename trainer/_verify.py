@@ -15,7 +15,7 @@ import numpy as np
 from edgefleet.sdk import Artifact, TensorSpec, sha256_file
 from edgefleet.sdk.backends import OnnxRuntimeOptions, get_backend
 
-from ._metrics import Predict
+from ._evaluation import Predict
 from ._signature import resize_axis
 
 __all__ = [

@@ -6,31 +6,23 @@ from __future__ import annotations
 import numpy as np
 from edgefleet.device_agents import ActiveModel, ModelStore
 from edgefleet.sdk import TrustPolicy
-from edgefleet.sdk.backends import get_backend, register_backend
+from edgefleet.sdk.backends import register_backend
 
 from tests.support.packages import tiny_inputs, tiny_reference
+from tests.support.wrapped_backend import OnnxRuntimeWrapper
 
 # Called inside a load (the runtime is "slow"): what the agent does meanwhile.
 DURING_LOAD: list = []
 
 
-class SlowLoadBackend:
+class SlowLoadBackend(OnnxRuntimeWrapper):
     """ONNX Runtime, but each load first runs (and consumes) the DURING_LOAD callbacks."""
 
     name = "slowload"
-    formats = ("onnx",)
 
-    def __init__(self) -> None:
-        self._ort = get_backend("onnxruntime")
-        self.options_type = self._ort.options_type
-
-    def available(self) -> str | None:
-        return None
-
-    def load(self, path, artifact, inputs, outputs, options):
+    def before_load(self, artifact) -> None:
         while DURING_LOAD:
             DURING_LOAD.pop(0)()
-        return self._ort.load(path, artifact, inputs, outputs, options)
 
 
 def _which(handle: ActiveModel) -> int:

@@ -17,21 +17,14 @@ from edgefleet.device_agents import ActiveModel, LocalEndpoint, ModelStore
 from edgefleet.device_agents._telemetry_queue import system_sample
 from edgefleet.sdk import LoadOptions, TrustPolicy, load
 
-from tests.support.llm import tiny_llm
-
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def llm():
-    return tiny_llm()
-
-
 @pytest.fixture
-def endpoint(llm, tmp_path):
+def endpoint(genai_llm, tmp_path):
     store = ModelStore(tmp_path / "store")
-    policy = TrustPolicy.device(llm.public_key)
-    store.install(llm.package, policy)
+    policy = TrustPolicy.device(genai_llm.public_key)
+    store.install(genai_llm.package, policy)
     ep = LocalEndpoint(ActiveModel(store, trust=policy), "127.0.0.1:0").start()
     yield ep
     ep.stop()
@@ -67,7 +60,7 @@ def _sse(address: str, path: str, body: dict) -> tuple[str, list]:
     return ctype, events
 
 
-def test_chat_completions_match_the_sdk(endpoint, llm):
+def test_chat_completions_match_the_sdk(endpoint, genai_llm):
     msgs = [{"role": "user", "content": "what is 3 plus 4?"}]
     code, body = _post(f"{endpoint.address}/v1/chat/completions",
                        {"model": "whatever", "messages": msgs, "max_tokens": 12})  # fmt: skip
@@ -78,7 +71,7 @@ def test_chat_completions_match_the_sdk(endpoint, llm):
         "stop",
         "length",
     )
-    with load(llm.package, options=LoadOptions(cache=None)) as m:
+    with load(genai_llm.package, options=LoadOptions(cache=None)) as m:
         want = m.generate(msgs, max_new_tokens=12).text()
     assert choice["message"]["content"] == want
     u = body["usage"]

@@ -15,6 +15,7 @@ from edgefleet.sdk._package import read_manifest
 from tests.support.waiting import wait_until
 
 from .fake_device import FakeDevice
+from .rollout_api import start_rollout
 from .test_rollout_machine import IDS, progress, snap
 
 
@@ -109,20 +110,9 @@ def test_decode_speed_gate_pauses_a_slower_generative_version(
                     for x in c.get("/api/v1/devices", params={"tag": "gen"}).json()
                 )
             )
-            r = c.post(
-                "/api/v1/rollouts",
-                json={
-                    "name": "gen-2",
-                    "model": "tiny-gen",
-                    "version": "2.0.0",
-                    "target": {"tags": ["gen"]},
-                    "spec": {"strategy": "canary", "soak_s": 1.0, "health_window_s": 0,
-                             "max_decode_tps_regression": 0.25, "min_gate_calls": 10},
-                    "start": True,
-                },
-            )  # fmt: skip
-            assert r.status_code == 201, r.text
-            rid = r.json()["id"]
+            spec = {"strategy": "canary", "soak_s": 1.0, "max_decode_tps_regression": 0.25,
+                    "min_gate_calls": 10}  # fmt: skip
+            rid = start_rollout(c, "gen", "2.0.0", spec, model="tiny-gen", name="gen-2")["id"]
             # The canary device downloads the package and passes the real greedy smoke test.
             assert wait_until(lambda: devs[0].active == "tiny-gen@2.0.0", 60)
             slower = {**fast, "decode_tokens_per_s": 200.0}

@@ -12,6 +12,7 @@ from edgefleet.sdk import protocol as p
 from tests.support.waiting import wait_until
 
 from .fake_device import FakeDevice
+from .rollout_api import start_rollout
 
 pytestmark = pytest.mark.broker
 
@@ -51,22 +52,6 @@ def _wait_registered(c, tag: str, n: int) -> None:
     assert wait_until(lambda: len(c.get("/api/v1/devices", params={"tag": tag}).json()) == n)
 
 
-def _rollout(c, tag: str, version: str, spec: dict) -> dict:
-    r = c.post(
-        "/api/v1/rollouts",
-        json={
-            "name": f"{tag}-{version}",
-            "model": "tiny",
-            "version": version,
-            "target": {"tags": [tag]},
-            "spec": {"health_window_s": 0, **spec},
-            "start": True,
-        },
-    )
-    assert r.status_code == 201, r.text
-    return r.json()
-
-
 def _barrier(live, devs: list[FakeDevice]) -> None:
     """Send each device a no-op config command through the fleet's own MQTT session and
     wait for all of them: whatever the fleet published to those devices before (on the same
@@ -88,7 +73,7 @@ def test_failing_canary_halts_rollout_and_no_other_device_gets_it(
     models, live, mosquitto, fleet_pub, package_pub
 ):
     with _registered(4, "canary", live, mosquitto, fleet_pub, package_pub) as (devs, c):
-        ro = _rollout(c, "canary", "3.0.0", {"strategy": "canary", "canary": {"count": 1}})
+        ro = start_rollout(c, "canary", "3.0.0", {"strategy": "canary", "canary": {"count": 1}})
         rid = ro["id"]
         assert wait_until(lambda: c.get(f"/api/v1/rollouts/{rid}").json()["status"] == "PAUSED")
         detail = c.get(f"/api/v1/rollouts/{rid}").json()
@@ -111,7 +96,7 @@ def test_wave_rollout_completes_and_devices_report_new_version(
     models, live, mosquitto, fleet_pub, package_pub
 ):
     with _registered(5, "waves", live, mosquitto, fleet_pub, package_pub) as (devs, c):
-        ro = _rollout(
+        ro = start_rollout(
             c,
             "waves",
             "1.0.0",
@@ -164,7 +149,7 @@ def test_p95_gate_pauses_a_slower_version(models, live, mosquitto, fleet_pub, pa
                 for x in c.get("/api/v1/devices", params={"tag": "gate"}).json()
             )
         )
-        ro = _rollout(
+        ro = start_rollout(
             c,
             "gate",
             "2.0.0",
@@ -234,7 +219,7 @@ def test_device_refusing_the_command_signature_is_rejected(models, live, mosquit
     try:
         with live.client(live.operator) as c:
             _wait_registered(c, "untrusting", 1)
-            rid = _rollout(c, "untrusting", "1.0.0", {"strategy": "all_at_once"})["id"]
+            rid = start_rollout(c, "untrusting", "1.0.0", {"strategy": "all_at_once"})["id"]
             assert wait_until(lambda: c.get(f"/api/v1/rollouts/{rid}").json()["status"] == "PAUSED")
             (d,) = c.get(f"/api/v1/rollouts/{rid}").json()["devices"]
             assert d["state"] == "REJECTED" and "unknown_key" in d["detail"]
@@ -251,7 +236,7 @@ def test_offline_device_gets_the_command_from_its_persistent_session(
     with live.client(live.operator) as c:
         _wait_registered(c, "offline", 1)
         dev.stop()  # persistent session: the broker queues QoS 1 commands meanwhile
-        rid = _rollout(c, "offline", "1.0.0", {"strategy": "all_at_once"})["id"]
+        rid = start_rollout(c, "offline", "1.0.0", {"strategy": "all_at_once"})["id"]
         detail = c.get(f"/api/v1/rollouts/{rid}").json()
         assert detail["devices"][0]["state"] == "SENT"
         back = FakeDevice("offline-0", mosquitto.port, fleet_pub, package_pub, tags=("offline",))

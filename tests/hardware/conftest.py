@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.hardware._packages import make_big_package
+from tests.hardware._big_package import make_big_package
 from tests.support.packages import make_package
 
 

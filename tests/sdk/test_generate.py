@@ -7,52 +7,27 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import edgefleet.sdk as ef
 import numpy as np
 import pytest
-
-pytest.importorskip("onnxruntime_genai")
-
-import edgefleet.sdk as ef
-
-from tests.support.llm import tiny_llm
 
 pytestmark = pytest.mark.slow
 
 PREFIX = "the small dog sees the red cat on the mat. q: 3+4= a: 7. " * 3  # ~170 tokens
 
-
-@pytest.fixture(scope="module")
-def llm():
-    return tiny_llm()
-
-
-@pytest.fixture(scope="module")
-def reference(llm):
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    torch.set_num_threads(1)
-    return AutoModelForCausalLM.from_pretrained(str(llm.hf_folder)).eval()
-
-
-def _load(llm, path=None, **kw):
-    gen = kw.pop("generation", ef.GenerateOptions(intra_op_threads=1))
-    return ef.load(path or llm.package, options=ef.LoadOptions(generation=gen, **kw))
-
-
 PROMPTS = ["q: 12+30= a:", "the red robot", "user: what is 3 plus 4?\nassistant:", "q: 70-"]
 
 
 @pytest.mark.parametrize("precision", ["fp32", "int8", "int4"])
-def test_greedy_parity_with_torch(llm, reference, precision):
+def test_greedy_parity_with_torch(genai_llm, llm_reference, precision):
     from edgefleet.trainer._llm_verify import torch_greedy
 
-    with _load(llm, precision=precision) as m:
+    with genai_llm.load(precision=precision) as m:
         assert m.info.artifact.precision == precision and m.info.backend == "ort-genai"
         equal = total = first = 0
         for p in PROMPTS:
             ids = m.tokenize(p)
-            want = torch_greedy(reference, ids, 16, eos=2)
+            want = torch_greedy(llm_reference, ids, 16, eos=2)
             stream = m.generate(p, max_new_tokens=16, temperature=0)
             stream.text()
             got = stream.token_ids
@@ -68,8 +43,8 @@ def test_greedy_parity_with_torch(llm, reference, precision):
         assert equal / total >= floor and first >= len(PROMPTS) - 1, (precision, equal, total)
 
 
-def test_stream_chunks_and_usage(llm):
-    with _load(llm) as m:
+def test_stream_chunks_and_usage(genai_llm):
+    with genai_llm.load() as m:
         assert m.info.artifact.precision == "int4"  # fastest shipped artifact by default
         stream = m.generate("the blue cat", max_new_tokens=20, temperature=0)
         assert stream.usage is None
@@ -88,8 +63,8 @@ def test_stream_chunks_and_usage(llm):
         assert snap.ttft_p50_ms is not None
 
 
-def test_chat_messages_use_the_package_template(llm):
-    with _load(llm) as m:
+def test_chat_messages_use_the_package_template(genai_llm):
+    with genai_llm.load() as m:
         msgs = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}]
         assert m.codec.render(msgs) == "system: be brief\nuser: hi\nassistant:"
         a = m.generate(msgs, max_new_tokens=8).text()
@@ -97,10 +72,10 @@ def test_chat_messages_use_the_package_template(llm):
         assert a == b
 
 
-def test_prefix_cache_reuses_kv_and_matches_cold_generation(llm):
+def test_prefix_cache_reuses_kv_and_matches_cold_generation(genai_llm):
     with (
-        _load(llm) as warm,
-        _load(llm, generation=ef.GenerateOptions(prefix_cache_bytes=0)) as cold,
+        genai_llm.load() as warm,
+        genai_llm.load(generation=ef.GenerateOptions(prefix_cache_bytes=0)) as cold,
     ):
         questions = ["q: 1+2= a:", "q: 5+9= a:", "q: 40-3= a:", "the green bird"]
         for i, q in enumerate(questions):
@@ -116,18 +91,18 @@ def test_prefix_cache_reuses_kv_and_matches_cold_generation(llm):
         assert cold.prefix_cache.stats().hits == 0
 
 
-def test_prefix_cache_is_bounded_by_bytes(llm):
-    with _load(llm) as probe:
+def test_prefix_cache_is_bounded_by_bytes(genai_llm):
+    with genai_llm.load() as probe:
         one = probe._session.state_bytes(probe.context_length)
-    with _load(llm, generation=ef.GenerateOptions(prefix_cache_bytes=one)) as m:
+    with genai_llm.load(generation=ef.GenerateOptions(prefix_cache_bytes=one)) as m:
         m.generate(PREFIX + "q: 1+1= a:", max_new_tokens=2).text()
         m.generate("the red cat sees " * 12 + "q: 1+1= a:", max_new_tokens=2).text()
         st = m.prefix_cache.stats()
         assert st.entries == 1 and st.evictions == 1 and st.bytes <= one
 
 
-def test_result_cache_serves_deterministic_requests(llm):
-    with _load(llm, cache=ef.ResultCache()) as m:
+def test_result_cache_serves_deterministic_requests(genai_llm):
+    with genai_llm.load(cache=ef.ResultCache()) as m:
         a = m.generate("q: 2+2= a:", max_new_tokens=6)
         ta = a.text()
         b = m.generate("q: 2+2= a:", max_new_tokens=6)
@@ -138,8 +113,8 @@ def test_result_cache_serves_deterministic_requests(llm):
         assert not c.usage.result_cache_hit
 
 
-def test_seeded_sampling_is_reproducible(llm):
-    with _load(llm) as m:
+def test_seeded_sampling_is_reproducible(genai_llm):
+    with genai_llm.load() as m:
         kw = dict(max_new_tokens=24, temperature=1.5, top_k=20, top_p=0.95)
         a = m.generate("the", seed=7, **kw)
         b = m.generate("the", seed=7, **kw)
@@ -148,8 +123,8 @@ def test_seeded_sampling_is_reproducible(llm):
         assert len(draws) > 1
 
 
-def test_stop_strings_end_the_stream_without_the_stop_text(llm):
-    with _load(llm) as m:
+def test_stop_strings_end_the_stream_without_the_stop_text(genai_llm):
+    with genai_llm.load() as m:
         full = m.generate("the red cat", max_new_tokens=30).text()
         assert " the " in full[1:]
         cut = m.generate("the red cat", max_new_tokens=30, stop=[" the "])
@@ -158,8 +133,8 @@ def test_stop_strings_end_the_stream_without_the_stop_text(llm):
         assert cut.usage.finish_reason == "stop"
 
 
-def test_bad_requests_get_clear_errors(llm):
-    with _load(llm) as m:
+def test_bad_requests_get_clear_errors(genai_llm):
+    with genai_llm.load() as m:
         with pytest.raises(ef.InputError, match="context is 256 tokens"):
             m.generate("x" * 400)
         with pytest.raises(ef.InputError, match="max_new_tokens=300 .* exceeds the 256-token"):
@@ -173,26 +148,26 @@ def test_bad_requests_get_clear_errors(llm):
         assert m.metrics.snapshot().errors == 5
 
 
-def test_smoke_test_passes_and_catches_a_wrong_golden(llm, tmp_path):
-    with _load(llm) as m:
+def test_smoke_test_passes_and_catches_a_wrong_golden(genai_llm, tmp_path):
+    with genai_llm.load() as m:
         r = m.smoke_test()
         assert r.passed, r.detail
     root = tmp_path / "pkg"
-    ef.extract_archive(llm.package, root)
+    ef.extract_archive(genai_llm.package, root)
     golden = root / "golden" / "model.int4.ort-genai.continuations.npz"
     with np.load(golden) as z:
         tokens = z["tokens"].copy()
     tokens[:, :4] = 5
     np.savez(golden, tokens=tokens)
-    with _load(llm, root) as m:
+    with genai_llm.load(path=root) as m:
         r = m.smoke_test()
         assert not r.passed and "greedy token match" in r.detail
 
 
-def test_generation_runs_without_torch(llm):
+def test_generation_runs_without_torch(genai_llm):
     code = (
         "import sys, edgefleet.sdk as ef\n"
-        f"m = ef.load({str(llm.package)!r})\n"
+        f"m = ef.load({str(genai_llm.package)!r})\n"
         "print(m.generate('q: 1+1= a:', max_new_tokens=4).text())\n"
         "assert 'torch' not in sys.modules and 'transformers' not in sys.modules\n"
     )

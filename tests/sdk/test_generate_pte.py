@@ -13,43 +13,22 @@ pytest.importorskip("onnxruntime_genai")
 
 import edgefleet.sdk as ef
 
-from tests.support.llm import tiny_pte_llm
-
 pytestmark = pytest.mark.slow
 
 PROMPTS = ["q: 12+30= a:", "the red robot", "user: what is 3 plus 4?\nassistant:", "q: 70-"]
 PREFIX = "the small dog sees the red cat on the mat. q: 3+4= a: 7. " * 3  # ~170 tokens
 
 
-@pytest.fixture(scope="module")
-def llm():
-    return tiny_pte_llm()
-
-
-@pytest.fixture(scope="module")
-def reference(llm):
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    torch.set_num_threads(1)
-    return AutoModelForCausalLM.from_pretrained(str(llm.hf_folder)).eval()
-
-
-def _load(llm, backend="executorch", **kw):
-    gen = kw.pop("generation", ef.GenerateOptions(intra_op_threads=1))
-    return ef.load(llm.package, backend, options=ef.LoadOptions(generation=gen, **kw))
-
-
 @pytest.mark.parametrize("precision", ["fp32", "int4"])
-def test_greedy_parity_with_torch(llm, reference, precision):
+def test_greedy_parity_with_torch(pte_llm, llm_reference, precision):
     from edgefleet.trainer._llm_verify import torch_greedy
 
-    with _load(llm, precision=precision) as m:
+    with pte_llm.load("executorch", precision=precision) as m:
         assert m.info.backend == "executorch" and m.info.artifact.format == "pte"
         assert m.info.artifact.precision == precision
         equal = total = first = 0
         for p in PROMPTS:
-            want = torch_greedy(reference, m.tokenize(p), 16, eos=2)
+            want = torch_greedy(llm_reference, m.tokenize(p), 16, eos=2)
             stream = m.generate(p, max_new_tokens=16, temperature=0)
             stream.text()
             got = stream.token_ids
@@ -64,8 +43,8 @@ def test_greedy_parity_with_torch(llm, reference, precision):
         assert first >= len(PROMPTS) - 1
 
 
-def test_stream_chunks_and_usage(llm):
-    with _load(llm) as m:
+def test_stream_chunks_and_usage(pte_llm):
+    with pte_llm.load("executorch") as m:
         assert m.info.artifact.name == "model.int4.pte"  # int4 first, as for GenAI
         stream = m.generate("the blue cat", max_new_tokens=20, temperature=0)
         assert stream.usage is None
@@ -80,26 +59,26 @@ def test_stream_chunks_and_usage(llm):
         assert m.smoke_test().passed
 
 
-def test_prompt_longer_than_a_prefill_chunk_and_seeded_sampling(llm, reference):
+def test_prompt_longer_than_a_prefill_chunk_and_seeded_sampling(pte_llm, llm_reference):
     """A 170-token prompt prefills in two calls (chunks of 128) and still matches torch;
     sampling draws from the program's logits with the SDK's seeded sampler."""
     from edgefleet.trainer._llm_verify import torch_greedy
 
-    with _load(llm, precision="fp32", generation=ef.GenerateOptions(1, 0)) as m:
+    with pte_llm.load("executorch", precision="fp32", generation=ef.GenerateOptions(1, 0)) as m:
         ids = m.tokenize(PREFIX + "q: 1+2= a:")
         assert len(ids) > 128
         s = m.generate(ids, max_new_tokens=8)
         s.text()
-        assert s.token_ids == torch_greedy(reference, ids, 8, eos=2)
+        assert s.token_ids == torch_greedy(llm_reference, ids, 8, eos=2)
         kw = dict(max_new_tokens=16, temperature=1.5, top_k=20)
         assert m.generate("the", seed=3, **kw).text() == m.generate("the", seed=3, **kw).text()
         assert len({m.generate("the", seed=i, **kw).text() for i in range(5)}) > 1
 
 
-def test_prefix_cache_reuses_kv_and_matches_cold_generation(llm):
+def test_prefix_cache_reuses_kv_and_matches_cold_generation(pte_llm):
     with (
-        _load(llm) as warm,
-        _load(llm, generation=ef.GenerateOptions(1, prefix_cache_bytes=0)) as cold,
+        pte_llm.load("executorch") as warm,
+        pte_llm.load("executorch", generation=ef.GenerateOptions(1, prefix_cache_bytes=0)) as cold,
     ):
         for i, q in enumerate(["q: 1+2= a:", "q: 5+9= a:", "the green bird"]):
             s = warm.generate(PREFIX + q, max_new_tokens=10)
@@ -113,15 +92,15 @@ def test_prefix_cache_reuses_kv_and_matches_cold_generation(llm):
         assert st.bytes == warm._session.state_bytes(256) >= kv + 2 * warm.info.artifact.size
 
 
-def test_runtime_choice_between_genai_and_executorch(llm):
+def test_runtime_choice_between_genai_and_executorch(pte_llm):
     opts = ef.LoadOptions(generation=ef.GenerateOptions(intra_op_threads=1))
-    with ef.load(llm.package, options=opts) as m:
+    with ef.load(pte_llm.package, options=opts) as m:
         assert m.info.backend == "ort-genai"  # no torch needed: the default here
     pick = ef.LoadOptions(artifact="model.fp32.pte", generation=opts.generation)
-    with ef.load(llm.package, options=pick) as m:
+    with ef.load(pte_llm.package, options=pick) as m:
         assert m.info.backend == "executorch" and m.info.artifact.precision == "fp32"
     with pytest.raises(ef.ConfigError, match="no artifact 'model.int8.pte'"):
-        ef.load(llm.package, options=ef.LoadOptions(artifact="model.int8.pte"))
+        ef.load(pte_llm.package, options=ef.LoadOptions(artifact="model.int8.pte"))
 
 
 def test_profile_runtime_order_picks_the_generation_runtime():

@@ -18,7 +18,7 @@ from edgefleet.sdk import (
     load_public_key,
     open_package,
 )
-from edgefleet.sdk._schema import SCHEMA_PATH, render_manifest_schema
+from edgefleet.sdk._manifest_schema import SCHEMA_PATH, render_manifest_schema
 
 from tests.support.packages import make_package
 
@@ -181,7 +181,7 @@ def test_keys_never_overwritten(tmp_path):
 
 def test_manifest_schema_file_is_current():
     assert SCHEMA_PATH.read_text() == render_manifest_schema(), (
-        "sdk/manifest.schema.json is stale: run python -m edgefleet.sdk._schema"
+        "sdk/manifest.schema.json is stale: run python -m edgefleet.sdk._manifest_schema"
     )
 
 

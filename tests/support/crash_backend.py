@@ -9,27 +9,17 @@ agent's ``backends`` setting, so the agent's smoke-test child process reaches it
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
-from edgefleet.sdk.backends import get_backend
+from tests.support.wrapped_backend import OnnxRuntimeWrapper
 
 __all__ = ["CRASHING_BACKEND", "CrashingBackend"]
 
 CRASHING_BACKEND = "tests.support.crash_backend:CrashingBackend"
 
 
-class CrashingBackend:
+class CrashingBackend(OnnxRuntimeWrapper):
     name = "crashing"
-    formats = ("onnx",)
 
-    def __init__(self) -> None:
-        self._ort = get_backend("onnxruntime")
-        self.options_type = self._ort.options_type
-
-    def available(self) -> str | None:
-        return self._ort.available()
-
-    def load(self, path: Path, artifact, inputs, outputs, options):
+    def before_load(self, artifact) -> None:
         if "abort" in artifact.name:
             os.abort()
-        return self._ort.load(path, artifact, inputs, outputs, options)

@@ -2,8 +2,9 @@
 2 layers) trained for a few seconds on the recipe's generated text, exported by the real
 ONNX Runtime GenAI model builder at fp32, int8 and int4, verified and signed.
 
-Test modules share it through :func:`tiny_llm`; the torch reference model comes along so
-parity tests compare with what the package was verified against.
+Test modules share it through :func:`tiny_llm` (the session fixtures ``genai_llm`` and
+``pte_llm`` in ``tests/conftest.py``); the torch reference model comes along so parity
+tests compare with what the package was verified against.
 """
 
 from __future__ import annotations
@@ -28,6 +29,22 @@ class TinyLLM:
     private_key: Path
     hf_folder: Path
     result: object  # LLMResult
+
+    def open(self):
+        """The package opened under a device trust policy for its own signing key."""
+        from edgefleet.sdk import TrustPolicy, open_package
+
+        return open_package(self.package, TrustPolicy.device(self.public_key))
+
+    def load(self, backend: str | None = None, *, path: Path | None = None, **options):
+        """The package (or the one at ``path``) loaded for generation, on ``backend`` or
+        the automatic choice; one intra-op thread unless ``generation`` says otherwise.
+        Other keywords are :class:`edgefleet.sdk.LoadOptions` fields."""
+        import edgefleet.sdk as ef
+
+        gen = options.pop("generation", ef.GenerateOptions(intra_op_threads=1))
+        opts = ef.LoadOptions(generation=gen, **options)
+        return ef.load(path or self.package, backend, options=opts)
 
 
 def tiny_recipe(**overrides):

@@ -11,7 +11,7 @@ from tempfile import TemporaryDirectory
 
 import numpy as np
 
-__all__ = ["make_package", "tiny_onnx", "tiny_inputs", "tiny_reference"]
+__all__ = ["as_private_key", "make_package", "tiny_onnx", "tiny_inputs", "tiny_reference"]
 
 IN_FEATURES, HIDDEN, CLASSES = 16, 32, 10
 
@@ -63,6 +63,16 @@ def tiny_onnx(path: Path, seed: int = 0, batch: int | str = "batch") -> Path:
     return path
 
 
+def as_private_key(key):
+    """The test builders' ``signing_key``: an Ed25519 private key as given, or loaded from a
+    key path; None (unsigned) stays None."""
+    from edgefleet.sdk import load_private_key
+
+    if key is None or hasattr(key, "sign"):
+        return key
+    return load_private_key(key)
+
+
 def make_package(
     out: str | Path,
     *,
@@ -81,11 +91,10 @@ def make_package(
     weights (so v1 and v2 give different outputs). ``break_golden=True`` stores wrong
     expected outputs, so the on-device smoke test fails.
     """
-    from edgefleet.sdk import PackageBuilder, TensorSpec, load_private_key
+    from edgefleet.sdk import PackageBuilder, TensorSpec
 
     out = Path(out)
-    if signing_key is not None and not hasattr(signing_key, "sign"):
-        signing_key = load_private_key(signing_key)
+    signing_key = as_private_key(signing_key)
     x = tiny_inputs(golden_batch)
     expected = tiny_reference(x, seed).astype(np.float32)
     if break_golden:

@@ -16,6 +16,8 @@ from tempfile import TemporaryDirectory
 
 import numpy as np
 
+from tests.support.packages import as_private_key
+
 __all__ = [
     "VOCAB",
     "HIDDEN",
@@ -140,12 +142,9 @@ def make_encoder_package(
     of fixed-shape artifacts in one bucket group (else one artifact with symbolic dims).
     ``extra``: more (format-compatible) ONNX artifacts as (name, precision) pairs: copies of
     the same graph, so a package can hold several artifacts a device must choose among."""
-    from edgefleet.sdk import PackageBuilder, load_private_key
-    from edgefleet.sdk._signing import Ed25519PrivateKey
+    from edgefleet.sdk import PackageBuilder
 
-    key = signing_key
-    if key is not None and not isinstance(key, Ed25519PrivateKey):
-        key = load_private_key(key)
+    key = as_private_key(signing_key)
     dims = {"vocab": vocab, "hidden": hidden}
     inputs, outputs = encoder_specs(hidden)
     golden = encoder_inputs([5, 3], seed=seed + 7, vocab=vocab)

@@ -21,14 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = [
-    "FORMATS",
-    "INPUT_SHAPE",
-    "build_reference_package",
-    "digits_like_inputs",
-    "make_model",
-    "export_artifact",
-]
+from tests.support.packages import as_private_key
+
+# What other test modules and benchmarks use; FORMATS and INPUT_SHAPE are this module's.
+__all__ = ["build_reference_package", "digits_like_inputs", "export_artifact", "make_model"]
 
 log = logging.getLogger(__name__)
 
@@ -174,11 +170,10 @@ def build_reference_package(
     in ``out_dir`` holds the torch fp32 outputs on the same golden inputs.
     """
     import torch
-    from edgefleet.sdk import ArtifactMetrics, PackageBuilder, Preprocessing, load_private_key
+    from edgefleet.sdk import ArtifactMetrics, PackageBuilder, Preprocessing
 
+    signing_key = as_private_key(signing_key)
     out_dir = Path(out_dir)
-    if signing_key is not None and not hasattr(signing_key, "sign"):
-        signing_key = load_private_key(signing_key)
     work = out_dir / "exports"
     work.mkdir(parents=True, exist_ok=True)
     unknown = set(formats) - set(FORMATS)

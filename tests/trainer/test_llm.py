@@ -14,18 +14,13 @@ pytest.importorskip("transformers")
 from edgefleet.sdk import TrustPolicy, open_package
 from edgefleet.trainer import RecipeError, load_llm_recipe, run_llm_recipe
 
-from tests.support.llm import tiny_llm, tiny_recipe
+from tests.support.llm import tiny_recipe
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def llm():
-    return tiny_llm()
-
-
-def test_package_holds_genai_artifacts_at_every_precision(llm):
-    with open_package(llm.package, TrustPolicy.device(llm.public_key)) as pkg:
+def test_package_holds_genai_artifacts_at_every_precision(genai_llm):
+    with genai_llm.open() as pkg:
         m = pkg.manifest
         assert m.task == "text-generation"
         assert m.signature is not None and pkg.signed_by is not None
@@ -56,21 +51,21 @@ def test_package_holds_genai_artifacts_at_every_precision(llm):
         assert m.metric.name == "next_token_agreement" and m.metric.floor == 0.9
 
 
-def test_trained_model_reaches_a_low_perplexity(llm):
+def test_trained_model_reaches_a_low_perplexity(genai_llm):
     # 50 characters in the vocabulary: an untrained model sits near perplexity 50.
-    assert llm.result.reference_perplexity < 4.0
-    for r in llm.result.exports:
+    assert genai_llm.result.reference_perplexity < 4.0
+    for r in genai_llm.result.exports:
         if r.shipped:
-            assert r.scores["perplexity"] < llm.result.reference_perplexity * 1.05
+            assert r.scores["perplexity"] < genai_llm.result.reference_perplexity * 1.05
 
 
-def test_tampered_weights_file_is_refused(llm, tmp_path):
+def test_tampered_weights_file_is_refused(genai_llm, tmp_path):
     import shutil
 
     from edgefleet.sdk import PackageError, extract_archive
 
     root = tmp_path / "pkg"
-    extract_archive(llm.package, root)
+    extract_archive(genai_llm.package, root)
     data = next(root.glob("artifacts/model.int4.ort-genai/model.onnx.data"))
     blob = bytearray(data.read_bytes())
     blob[100] ^= 0xFF
@@ -80,12 +75,12 @@ def test_tampered_weights_file_is_refused(llm, tmp_path):
     shutil.rmtree(root)
 
 
-def test_gate_rejects_and_bring_your_own_folder(llm, tmp_path):
+def test_gate_rejects_and_bring_your_own_folder(genai_llm, tmp_path):
     """A local Hugging Face folder as the source; a gate no artifact can pass (perplexity
     at most 1.0) ships nothing and says why per artifact."""
     recipe = tiny_recipe(
         name="byo-lm",
-        model={"source": str(llm.hf_folder)},
+        model={"source": str(genai_llm.hf_folder)},
         export={"formats": ["ort-genai"], "precisions": ["int4"]},
         verify={"metric": "perplexity", "floor": 1.0},
     )
@@ -96,7 +91,9 @@ def test_gate_rejects_and_bring_your_own_folder(llm, tmp_path):
     assert rej.name == "model.int4.ort-genai" and rej.metric == "perplexity"
     assert rej.value > 1.0 and "fails the gate" in rej.reason
     # The BYO folder is the same model: its reference perplexity is the tiny recipe's.
-    assert res.reference_perplexity == pytest.approx(llm.result.reference_perplexity, rel=1e-3)
+    assert res.reference_perplexity == pytest.approx(
+        genai_llm.result.reference_perplexity, rel=1e-3
+    )
 
 
 def test_recipe_errors_name_the_field(tmp_path):
@@ -109,8 +106,8 @@ def test_recipe_errors_name_the_field(tmp_path):
     assert json.loads(builtin.model_dump_json())["kind"] == "causal-lm"
 
 
-def test_golden_prompts_are_stored_with_lengths(llm):
-    with open_package(llm.package) as pkg:
+def test_golden_prompts_are_stored_with_lengths(genai_llm):
+    with open_package(genai_llm.package) as pkg:
         g = pkg.golden_inputs()
         assert g["input_ids"].dtype == np.int64 and g["lengths"].shape == (3,)
         assert (g["input_ids"][:, 0] == 1).all()  # BOS

@@ -5,25 +5,15 @@ a lowering that cannot work is recorded with the exporter's own error."""
 from __future__ import annotations
 
 import pytest
-
-pytest.importorskip("executorch")
-pytest.importorskip("transformers")
-
-from edgefleet.sdk import TrustPolicy, open_package
 from edgefleet.trainer import run_llm_recipe
 
-from tests.support.llm import tiny_pte_llm, tiny_recipe
+from tests.support.llm import tiny_recipe
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def llm():
-    return tiny_pte_llm()
-
-
-def test_package_holds_verified_pte_artifacts(llm):
-    with open_package(llm.package, TrustPolicy.device(llm.public_key)) as pkg:
+def test_package_holds_verified_pte_artifacts(pte_llm):
+    with pte_llm.open() as pkg:
         m = pkg.manifest
         assert m.signature is not None and m.failed_exports == [] and m.rejected == []
         pte = {a.precision: a for a in m.artifacts if a.format == "pte"}
@@ -45,19 +35,19 @@ def test_package_holds_verified_pte_artifacts(llm):
         assert pte["int4"].size * 2 < pte["fp32"].size
 
 
-def test_pte_carries_its_sizes_for_the_runtime(llm, tmp_path):
+def test_pte_carries_its_sizes_for_the_runtime(pte_llm, tmp_path):
     import torch
     from edgefleet.sdk import extract_archive
     from executorch.runtime import Runtime
 
-    extract_archive(llm.package, tmp_path / "pkg")
+    extract_archive(pte_llm.package, tmp_path / "pkg")
     prog = Runtime.get().load_program(tmp_path / "pkg" / "artifacts" / "model.int4.pte")
 
     def const(name):
         return prog.load_method(name).execute([])[0]
 
     assert const("get_max_context_len") == 256 and const("get_max_seq_len") == 128
-    assert const("get_vocab_size") == llm.result.manifest.outputs[0].shape[2]
+    assert const("get_vocab_size") == pte_llm.result.manifest.outputs[0].shape[2]
     assert const("use_kv_cache") is True
     # 2 layers x K,V x 2 KV heads x head dim 16 x fp32 x 256 positions
     assert const("get_kv_cache_bytes") == 2 * 2 * 2 * 16 * 4 * 256
@@ -66,12 +56,12 @@ def test_pte_carries_its_sizes_for_the_runtime(llm, tmp_path):
     assert logits.shape == (1, const("get_vocab_size"))
 
 
-def test_a_lowering_that_fails_is_recorded_with_its_reason(llm, tmp_path):
+def test_a_lowering_that_fails_is_recorded_with_its_reason(pte_llm, tmp_path):
     """int4 groups of 128 do not divide the 64-wide layers: torchao refuses, the package
     says so with that text, and nothing ships for the format."""
     recipe = tiny_recipe(
         name="bad-group",
-        model={"source": str(llm.hf_folder)},
+        model={"source": str(pte_llm.hf_folder)},
         export={"formats": ["pte", "litertlm"], "precisions": ["int4"], "block_size": 128},
     )
     res = run_llm_recipe(recipe, tmp_path)

@@ -1,6 +1,6 @@
 """JSON Schema of the package manifest, exported to ``sdk/manifest.schema.json``.
 
-Regenerate with ``python -m edgefleet.sdk._schema``; a test fails when the file is stale.
+Regenerate with ``python -m edgefleet.sdk._manifest_schema``; a test fails when the file is stale.
 """
 
 from __future__ import annotations
