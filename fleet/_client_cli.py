@@ -14,7 +14,7 @@ import functools
 import inspect
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -109,6 +109,21 @@ class Remote:
         else:
             typer.echo(text)
 
+    def table(
+        self,
+        data: Any,
+        header: Sequence[str],
+        rows: Iterable[Sequence[str]],
+        title: str | None = None,
+    ) -> None:
+        """A listing: ``data`` as JSON with --json, else a table of ``rows`` under ``header``."""
+        if self.as_json:
+            return _emit(data)
+        t = Table(*header, title=title)
+        for row in rows:
+            t.add_row(*row)
+        out.print(t)
+
 
 def remote_command(fn: Callable[..., None]) -> Callable[..., None]:
     """``fn(remote, ...)`` as a Typer command: its own parameters, then --url, --token and
@@ -158,19 +173,15 @@ def audit(
 ) -> None:
     """Who did what to which rollout, model, device or token."""
     page = remote.run(lambda c: c.audit(limit=limit, target_type=target, target_id=target_id))
-    if remote.as_json:
-        return _emit(page)
-    t = Table("id", "when", "who", "role", "action", "target")
-    for e in page.items:
-        t.add_row(
-            str(e.id),
-            _ts(e.at),
-            e.actor_id or "(hidden)",
-            e.actor_role,
-            e.action,
-            f"{e.target_type} {e.target_id}",
-        )
-    out.print(t)
+    remote.table(
+        page,
+        ("id", "when", "who", "role", "action", "target"),
+        (
+            (str(e.id), _ts(e.at), e.actor_id or "(hidden)", e.actor_role, e.action,
+             f"{e.target_type} {e.target_id}")
+            for e in page.items
+        ),
+    )  # fmt: skip
 
 
 # ---------------------------------------------------------------------- models
@@ -181,15 +192,16 @@ def audit(
 def models_list(remote: Remote) -> None:
     """Registered model versions."""
     models = remote.run(lambda c: c.models())
-    if remote.as_json:
-        return _emit(models)
-    t = Table("model", "task", "signed by", "artifacts", "size", "uploaded")
-    for m in models:
-        arts = ", ".join(f"{a.get('format')}/{a.get('precision')}" for a in m.artifacts)
-        t.add_row(
-            m.ref, m.task, m.signed_by or "", arts, f"{m.size / 1024:.1f} KiB", _ts(m.created_at)
-        )
-    out.print(t)
+    remote.table(
+        models,
+        ("model", "task", "signed by", "artifacts", "size", "uploaded"),
+        (
+            (m.ref, m.task, m.signed_by or "",
+             ", ".join(f"{a.get('format')}/{a.get('precision')}" for a in m.artifacts),
+             f"{m.size / 1024:.1f} KiB", _ts(m.created_at))
+            for m in models
+        ),
+    )  # fmt: skip
 
 
 @models_app.command("upload")
@@ -258,29 +270,17 @@ def devices_list(
             limit=limit,
         ),
     )
-    if remote.as_json:
-        return _emit(page)
-    t = Table(
-        "id",
-        "online",
-        "profile",
-        "tags",
-        "active",
-        "deployment",
-        "last seen",
+    remote.table(
+        page,
+        ("id", "online", "profile", "tags", "active", "deployment", "last seen"),
+        (
+            (d.id, "[green]online[/]" if d.online else "[dim]offline[/]", d.profile or "",
+             ", ".join(d.tags), d.active_model or "", d.get("deployment_state") or "",
+             _ts(d.last_seen))
+            for d in page.items
+        ),
         title=f"{len(page.items)} of {page.total} devices (offset {page.offset})",
-    )
-    for d in page.items:
-        t.add_row(
-            d.id,
-            "[green]online[/]" if d.online else "[dim]offline[/]",
-            d.profile or "",
-            ", ".join(d.tags),
-            d.active_model or "",
-            d.get("deployment_state") or "",
-            _ts(d.last_seen),
-        )
-    out.print(t)
+    )  # fmt: skip
 
 
 @devices_app.command("show")
@@ -386,12 +386,11 @@ def devices_decommission(
 def tokens_list(remote: Remote) -> None:
     """API tokens (ids and roles, never secrets)."""
     toks = remote.run(lambda c: c.tokens())
-    if remote.as_json:
-        return _emit(toks)
-    t = Table("id", "name", "role", "created", "revoked")
-    for k in toks:
-        t.add_row(k.id, k.name, k.role, _ts(k.created_at), "yes" if k.revoked else "")
-    out.print(t)
+    remote.table(
+        toks,
+        ("id", "name", "role", "created", "revoked"),
+        ((k.id, k.name, k.role, _ts(k.created_at), "yes" if k.revoked else "") for k in toks),
+    )
 
 
 @tokens_app.command("create")

@@ -128,20 +128,15 @@ for _action in ACTIONS:
 def rollouts_list(remote: Remote) -> None:
     """Rollouts, newest first."""
     ros = remote.run(lambda c: c.rollouts())
-    if remote.as_json:
-        return _emit(ros)
-    t = Table("id", "name", "model", "status", "wave", "devices", "reason")
-    for r in ros:
-        t.add_row(
-            str(r.id),
-            r.name,
-            r.model,
-            r.status,
-            f"{r.current_wave + 1}/{r.wave_count}",
-            str(r.device_count),
-            r.reason,
-        )
-    out.print(t)
+    remote.table(
+        ros,
+        ("id", "name", "model", "status", "wave", "devices", "reason"),
+        (
+            (str(r.id), r.name, r.model, r.status, f"{r.current_wave + 1}/{r.wave_count}",
+             str(r.device_count), r.reason)
+            for r in ros
+        ),
+    )  # fmt: skip
 
 
 def _view(ro) -> Group:
