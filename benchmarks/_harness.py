@@ -1,11 +1,13 @@
 """What every benchmark shares: the host it measured on and how it prints its figures.
 
 A benchmark puts ``benchmarks/`` on ``sys.path`` (it runs as a script) and imports
-``from _harness import emit, host``. The last stdout line is always the one JSON object.
+``from _harness import emit, host, parser``: ``parser`` declares its command line (always
+with ``--json``), ``emit`` ends ``main``. The last stdout line is always a JSON object.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -16,7 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["cpu", "emit", "host", "host_line", "interleaved_medians"]
+__all__ = ["cpu", "emit", "host", "host_line", "interleaved_medians", "parser"]
 
 # The SIMD features that change int8/fp32 inference speed (VNNI: int8 dot products).
 _SIMD = {"avx2", "avx_vnni", "avx512f", "avx512_vnni", "amx_int8"}
@@ -75,11 +77,29 @@ def interleaved_medians(
     return {k: med(v) for k, v in wall.items()}, {k: med(v) for k, v in cpu_ms.items()}
 
 
-def emit(result: dict, quiet: bool, *summary: str) -> int:
+def parser(doc: str, **options: Any) -> argparse.ArgumentParser:
+    """The command line of the benchmark whose docstring is ``doc``: ``--json`` and one
+    ``--some-name`` per keyword ``some_name``, typed by its default (``False``: a flag);
+    a ``(default, help)`` pair adds a help line. Arguments that need more (choices,
+    hidden ones, no default) are added to the parser this returns."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--json", action="store_true", help="only the JSON figures on stdout")
+    for name, value in options.items():
+        default, help_ = value if isinstance(value, tuple) else (value, None)
+        flag = "--" + name.replace("_", "-")
+        if default is False:
+            ap.add_argument(flag, action="store_true", help=help_)
+        else:
+            ap.add_argument(flag, type=type(default), default=default, help=help_)
+    return ap
+
+
+def emit(result: dict | list[dict], quiet: bool, *summary: str) -> int:
     """Print the ``summary`` lines to stderr unless ``quiet`` (--json), then ``result`` as
-    the last stdout line; the exit code 0."""
+    the last stdout line (a list: one JSON line per item, the last one last); exit code 0."""
     if not quiet:
         for line in summary:
             print(line, file=sys.stderr)
-    print(json.dumps(result))
+    for r in result if isinstance(result, list) else [result]:
+        print(json.dumps(r))
     return 0

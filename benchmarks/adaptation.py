@@ -16,7 +16,6 @@ calm_s), return_s, shed (429s while critical).
 
 from __future__ import annotations
 
-import argparse
 import http.client
 import json
 import sys
@@ -124,14 +123,13 @@ def _wait(adapter, level: str, timeout: float) -> float | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--json", action="store_true", help="only the JSON line on stdout")
-    ap.add_argument("--size", type=int, default=96, help="input height and width")
-    ap.add_argument("--clients", type=int, default=8)
-    ap.add_argument("--interval", type=float, default=0.25, help="adapter sampling period, s")
-    ap.add_argument("--hold", type=float, default=3.0, help="seconds in each phase")
-    args = ap.parse_args(argv)
+    from _harness import emit, parser
     from _harness import host_line as _host
+
+    ap = parser(__doc__, size=(96, "input height and width"), clients=8,
+                interval=(0.25, "adapter sampling period, s"),
+                hold=(3.0, "seconds in each phase"))  # fmt: skip
+    args = ap.parse_args(argv)
     from edgefleet.device_agents import ActiveModel, Adapter, AdaptOptions, LocalEndpoint
     from edgefleet.device_agents import ModelStore as Store
     from edgefleet.sdk import ResourcePolicy, TrustPolicy
@@ -201,8 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         and constrained.artifact == smaller,
         "host": _host(),
     }
-    print(json.dumps(out))
-    return 0
+    return emit(out, True)
 
 
 if __name__ == "__main__":

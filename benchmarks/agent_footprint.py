@@ -12,7 +12,6 @@ imports_torch false.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import signal
@@ -178,10 +177,9 @@ def root_cli_imports(modules: tuple[str, ...] = ("torch", "fastapi", "sqlalchemy
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--json", action="store_true", help="print only the JSON line")
-    ap.add_argument("--runs", type=int, default=3)
-    args = ap.parse_args()
+    from _harness import emit, parser
+
+    args = parser(__doc__, runs=3).parse_args()
     from edgefleet.sdk import generate_keypair
 
     work = Path(tempfile.mkdtemp(prefix="ef-agent-bench-"))
@@ -210,10 +208,11 @@ def main() -> None:
         "load_average_1m": round(os.getloadavg()[0], 2),
         "goals": {"idle_rss_mb": 60, "cold_start_s": 1.0, "imports_torch": False},
     }
-    if not args.json:
-        for r in runs + cli_runs:
-            print({k: round(v, 3) if isinstance(v, float) else v for k, v in r.items()})
-    print(json.dumps(result))
+    rounded = (
+        {k: round(v, 3) if isinstance(v, float) else v for k, v in r.items()}
+        for r in runs + cli_runs
+    )
+    emit(result, args.json, *map(str, rounded))
 
 
 if __name__ == "__main__":

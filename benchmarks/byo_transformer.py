@@ -26,7 +26,6 @@ The last stdout line is one JSON object.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import sys
@@ -39,7 +38,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.* helpers
-from _harness import emit, host_line, interleaved_medians
+from _harness import emit, host_line, interleaved_medians, parser
 
 TOPICS = 4
 
@@ -152,16 +151,9 @@ def _device_download_ratio(package: Path, priv: Path, pub: Path, work: Path) -> 
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--json", action="store_true", help="only the JSON line on stdout")
-    ap.add_argument("--layers", type=int, default=6)
-    ap.add_argument("--hidden", type=int, default=384)
-    ap.add_argument("--seq", type=int, default=128)
-    ap.add_argument("--vocab", type=int, default=4000)
-    ap.add_argument("--train-steps", type=int, default=30)
-    ap.add_argument("--heldout", type=int, default=48)
-    ap.add_argument("--runs", type=int, default=40)
-    ap.add_argument("--int4", action="store_true", help="also try the int4 weight-only candidate")
+    ap = parser(__doc__, layers=6, hidden=384, seq=128, vocab=4000,  # the BERT encoder
+                train_steps=30, heldout=48, runs=40,
+                int4=(False, "also try the int4 weight-only candidate"))  # fmt: skip
     args = ap.parse_args()
     warnings.simplefilter("ignore")
     logging.basicConfig(level=logging.ERROR)

@@ -13,8 +13,6 @@ Goal (issue 2): speedup = miss_p50 / hit_p50 >= 50 (in-memory cache).
 
 from __future__ import annotations
 
-import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -24,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _harness import emit, parser
 from sdk_overhead import build_package
 
 
@@ -68,10 +67,7 @@ def run(kind: str, cache, pkg: Path, x: np.ndarray, iterations: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--json", action="store_true", help="JSON lines only on stdout")
-    ap.add_argument("--iterations", type=int, default=200)
-    ap.add_argument("--size", type=int, default=224, help="input height and width")
+    ap = parser(__doc__, iterations=200, size=(224, "input height and width"))
     args = ap.parse_args(argv)
 
     from edgefleet.sdk import PersistentCache, ResultCache
@@ -86,15 +82,15 @@ def main(argv: list[str] | None = None) -> int:
             run("memory", ResultCache(max_entries=n, max_bytes=1 << 30), pkg, x, args.iterations),
         ]
         persistent.close()
-    if not args.json:
-        for r in results:
-            print(
-                f"{r['cache']:>10}: hit p50 {r['hit_p50_us']:.0f} us, miss p50 "
-                f"{r['miss_p50_us']:.0f} us, speedup {r['speedup']:.0f}x"
-            )
-    for r in results:
-        print(json.dumps(r))
-    return 0
+    return emit(
+        results,
+        args.json,
+        *(
+            f"{r['cache']:>10}: hit p50 {r['hit_p50_us']:.0f} us, miss p50 "
+            f"{r['miss_p50_us']:.0f} us, speedup {r['speedup']:.0f}x"
+            for r in results
+        ),
+    )
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ and nothing may be downloaded. The last stdout line is one JSON object.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -33,7 +32,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from _harness import host_line, interleaved_medians  # the script's folder is on sys.path
+from _harness import host_line, interleaved_medians, parser  # the script's folder is on sys.path
 
 _LEVELS = {"all": "ORT_ENABLE_ALL", "extended": "ORT_ENABLE_EXTENDED", "basic": "ORT_ENABLE_BASIC"}
 
@@ -283,14 +282,11 @@ def _describe(steps: tuple) -> str:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--json", action="store_true", help="only the JSON line on stdout")
-    ap.add_argument("--runs", type=int, default=60)
-    ap.add_argument("--size", type=int, default=96, help="MobileNetV2 input side")
-    ap.add_argument("--width", type=float, default=1.0, help="MobileNetV2 width multiplier")
+    ap = parser(__doc__, runs=60, size=(96, "MobileNetV2 input side"),
+                width=(1.0, "MobileNetV2 width multiplier"),
+                no_variants=(False, "skip the quantization variants"))  # fmt: skip
     ap.add_argument("--digits-finetune", type=int, default=None,
                     help="override the recipe's fine-tuning epochs on digits")  # fmt: skip
-    ap.add_argument("--no-variants", action="store_true", help="skip the quantization variants")
     args = ap.parse_args()
     warnings.simplefilter("ignore")
     logging.basicConfig(level=logging.WARNING)

@@ -312,38 +312,25 @@ def _npy(x: np.ndarray) -> bytes:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--json", action="store_true", help="only the JSON line on stdout")
-    ap.add_argument("--clients", type=int, default=16)
-    ap.add_argument("--size", type=int, default=224, help="input height and width")
-    ap.add_argument("--small-size", type=int, default=96,
-                    help="also measure this smaller input (0: skip)")  # fmt: skip
-    ap.add_argument("--classes", type=int, default=1000)
-    ap.add_argument("--max-batch", type=int, default=16)
-    ap.add_argument("--delay-us", type=int, default=2000)
-    ap.add_argument(
-        "--batch-workers",
-        type=int,
-        default=os.cpu_count() or 1,
-        help="batches running at once (default: one per core)",
-    )
-    ap.add_argument(
-        "--batch-threads",
-        type=int,
-        default=1,
-        help="ONNX Runtime intra-op threads per batched call (0: default)",
-    )
+    from _harness import emit, parser
+    from _harness import host_line as _host
+
+    ap = parser(
+        __doc__, clients=16, rounds=(5, "rounds per mode, rotating"),
+        seconds=(4.0, "per round"), classes=1000, size=(224, "input height and width"),
+        small_size=(96, "also measure this smaller input (0: skip)"),
+        max_batch=16, delay_us=2000,  # the batcher
+        batch_workers=(os.cpu_count() or 1, "batches running at once (default: one per core)"),
+        batch_threads=(1, "ONNX Runtime intra-op threads per batched call (0: default)"),
+    )  # fmt: skip
     ap.add_argument("--body", choices=("npy", "json"), default="npy",
                     help="request body: application/x-npy (default) or JSON")  # fmt: skip
-    ap.add_argument("--rounds", type=int, default=5, help="rounds per mode, rotating")
-    ap.add_argument("--seconds", type=float, default=4.0, help="per round")
     ap.add_argument("--serve", nargs=5, help=argparse.SUPPRESS,
                     metavar=("STORE", "MAX_BATCH", "DELAY_US", "WORKERS", "THREADS"))  # fmt: skip
     args = ap.parse_args(argv)
     if args.serve:
         serve(args.serve[0], *(int(v) for v in args.serve[1:]))
         return 0
-    from _harness import host_line as _host
 
     say = (lambda *a: print(*a, file=sys.stderr)) if args.json else print
     main_fig = measure(args, args.size, say)
@@ -363,8 +350,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     if args.small_size:
         out["small"] = measure(args, args.small_size, say)
-    print(json.dumps(out))
-    return 0
+    return emit(out, True)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ driven by Playwright:
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
 import secrets
@@ -37,7 +36,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 PROFILES = ["raspberry-pi-4", "raspberry-pi-5", "jetson-orin-nano", "rockchip-rk3588"]
 VERSIONS = ["digits@1.0.0", "digits@1.1.0", "digits@1.2.0"]
-from _harness import emit, host  # noqa: E402 (after sys.path)
+from _harness import emit, host, parser  # noqa: E402 (after sys.path)
 
 from tests.support.browser import CHROMIUM  # noqa: E402
 from tests.support.browser import CHROMIUM_ARGS as ARGS  # noqa: E402
@@ -108,13 +107,9 @@ def telemetry_rows(devices: list[str], t0: float, t1: float, step: float, seq0: 
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--devices", type=int, default=10_000)
-    ap.add_argument("--telemetry-devices", type=int, default=300)
-    ap.add_argument("--poll-window-s", type=float, default=30.0)
-    ap.add_argument("--renders", type=int, default=5)
-    ap.add_argument("--searches", type=int, default=5)
-    ap.add_argument("--json", action="store_true", help="print only the JSON line")
+    ap = parser(
+        __doc__, devices=10_000, telemetry_devices=300, poll_window_s=30.0, renders=5, searches=5
+    )
     args = ap.parse_args()
     log = (lambda *a: None) if args.json else (lambda *a: print(*a, file=sys.stderr))
 

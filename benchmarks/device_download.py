@@ -17,7 +17,6 @@ over the same artifact). The last stdout line is one JSON object.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 import warnings
@@ -71,12 +70,10 @@ def build_package(work: Path, key: Path, hidden: int) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--json", action="store_true", help="only the JSON line on stdout")
-    ap.add_argument("--hidden", type=int, default=1024, help="MLP width (artifact size)")
-    args = ap.parse_args(argv)
+    from _harness import emit, host_line, parser
+
+    args = parser(__doc__, hidden=(1024, "MLP width (artifact size)")).parse_args(argv)
     warnings.filterwarnings("ignore")
-    from _harness import emit, host_line
     from edgefleet.sdk import generate_keypair, open_package
 
     from tests.support.fleet_with_devices import measure_device_download

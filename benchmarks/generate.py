@@ -20,8 +20,6 @@ next_token_agreement >= 0.98, prefix_cache_ttft_speedup >= 5, sdk_overhead_ratio
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
 import statistics
 import sys
@@ -33,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _harness import emit, parser
 from _harness import host_line as _host
 
 SPEED = dict(hidden_size=512, intermediate_size=1408, layers=8, heads=8, kv_heads=4,
@@ -241,14 +240,8 @@ def quality(work: Path) -> dict:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--json", action="store_true", help="print one JSON object last")
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--tokens", type=int, default=64, help="new tokens per decode run")
-    ap.add_argument(
-        "--pte", action="store_true", help="add the ExecuTorch int4 .pte contender (minutes)"
-    )
+    ap = parser(__doc__, threads=1, rounds=5, tokens=(64, "new tokens per decode run"),
+                pte=(False, "add the ExecuTorch int4 .pte contender (minutes)"))  # fmt: skip
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     warnings.filterwarnings("ignore")
@@ -258,11 +251,7 @@ def main() -> int:
                "new_tokens": args.tokens}  # fmt: skip
         out.update(speed(work, args.threads, args.rounds, args.tokens, args.pte))
         out.update(quality(work))
-    if not args.json:
-        for k, v in out.items():
-            print(f"{k:36s} {v}")
-    print(json.dumps(out))
-    return 0
+    return emit(out, args.json, *(f"{k:36s} {v}" for k, v in out.items()))
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ baseline_latency_p95_s, latency_ratio, takeover_disconnects, the attack counts a
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import multiprocessing as mp
@@ -41,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _harness import emit, host  # noqa: E402 (after sys.path)
+from _harness import emit, host, parser  # noqa: E402 (after sys.path)
 
 from tests.support.processes import stop_process  # noqa: E402
 
@@ -313,12 +312,9 @@ def _phase(goods, watcher, rounds, first, interval, latencies, missed) -> None:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--devices", type=int, default=8, help="good devices")
-    ap.add_argument("--rounds", type=int, default=40, help="rounds per phase")
-    ap.add_argument("--interval", type=float, default=0.25, help="seconds between rounds")
-    ap.add_argument("--tls", action="store_true", help="TLS listeners (broker-config --tls)")
-    ap.add_argument("--json", action="store_true")
+    ap = parser(__doc__, devices=(8, "good devices"), rounds=(40, "rounds per phase"),
+                interval=(0.25, "seconds between rounds"),
+                tls=(False, "TLS listeners (broker-config --tls)"))  # fmt: skip
     args = ap.parse_args()
 
     import httpx

@@ -38,6 +38,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from _harness import parser  # noqa: E402 (after sys.path)
+
 from tests.support.processes import stop_process  # noqa: E402 (after sys.path)
 
 TERMINAL = {"ACTIVE", "FAILED", "ROLLED_BACK", "REJECTED", "CANCELED"}
@@ -213,16 +215,12 @@ def _host() -> str:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--json", action="store_true", help="only the JSON line on stdout")
-    ap.add_argument("--trials", type=int, default=50)
-    ap.add_argument("--parallel", type=int, default=4,
-                    help="trials run side by side (mostly waiting: 4 fit on 2 cores)")  # fmt: skip
+    ap = parser(
+        __doc__, trials=50, trial_timeout=90.0, health_window=0.5,
+        parallel=(4, "trials run side by side (mostly waiting: 4 fit on 2 cores)"),
+        download_delay=(0.3, "seconds the artifact server waits before a body"),
+    )  # fmt: skip
     ap.add_argument("--seed", type=int, default=None)
-    ap.add_argument("--download-delay", type=float, default=0.3,
-                    help="seconds the artifact server waits before a body")  # fmt: skip
-    ap.add_argument("--health-window", type=float, default=0.5)
-    ap.add_argument("--trial-timeout", type=float, default=90)
     args = ap.parse_args()
 
     from tests.support.mosquitto import Mosquitto

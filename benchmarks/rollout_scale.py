@@ -56,12 +56,12 @@ def run_agents(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--devices", type=int, default=1000)
-    ap.add_argument("--json", action="store_true", help="print only the JSON line")
-    ap.add_argument("--timeout", type=float, default=300)
-    ap.add_argument("--sim-workers", type=int, default=16, help="agent simulator worker threads")
-    ap.add_argument("--sim-procs", type=int, default=2, help="agent simulator processes")
+    from _harness import parser
+
+    ap = parser(__doc__, devices=1000, timeout=300.0,
+                sim_workers=(16, "agent simulator worker threads"),
+                sim_procs=(2, "agent simulator processes"))  # fmt: skip
+    # The agent simulator child process's own arguments (rollout_scale.py runs itself).
     ap.add_argument("--agents-child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--prefix", default="sim", help=argparse.SUPPRESS)
     ap.add_argument("--first", type=int, default=0, help=argparse.SUPPRESS)

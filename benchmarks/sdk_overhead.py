@@ -20,8 +20,6 @@ to the onnxruntime line (the last one), with the host's CPU model and SIMD flags
 
 from __future__ import annotations
 
-import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -260,22 +258,13 @@ def run_tiny(blocks: int, per_block: int) -> dict:
     }
 
 
-def _host() -> str:
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from _harness import host_line as host
-
-    return host()
-
-
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--json", action="store_true", help="JSON lines only on stdout")
-    ap.add_argument("--iterations", type=int, default=300)
-    ap.add_argument("--warmup", type=int, default=20)
-    ap.add_argument("--size", type=int, default=224, help="input height and width")
-    ap.add_argument("--backends", default="litert,onnxruntime")
-    ap.add_argument("--tiny-blocks", type=int, default=200, help="0 skips the tiny model")
-    ap.add_argument("--tiny-per-block", type=int, default=50)
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from _harness import emit, host_line, parser
+
+    ap = parser(__doc__, iterations=300, warmup=20, backends="litert,onnxruntime",
+                size=(224, "input height and width"),
+                tiny_blocks=(200, "0 skips the tiny model"), tiny_per_block=50)  # fmt: skip
     args = ap.parse_args(argv)
     backends = [b for b in args.backends.split(",") if b]
     # onnxruntime last: its line is the one the issue's goal is read from.
@@ -286,24 +275,25 @@ def main(argv: list[str] | None = None) -> int:
         pkg = build_package(Path(tmp), args.size, fmts)
         results = [run_backend(b, pkg, x, args.iterations, args.warmup) for b in backends]
     if args.tiny_blocks and results and results[-1]["backend"] == "onnxruntime":
-        results[-1].update(run_tiny(args.tiny_blocks, args.tiny_per_block), host=_host())
-    if not args.json:
-        for r in results:
-            print(
-                f"{r['backend']:>12}: raw p50 {r['raw_p50_us']:.0f} us, sdk p50 "
-                f"{r['sdk_p50_us']:.0f} us, ratio {r['overhead_ratio']:.3f} "
-                f"({'ok' if r['goal_met'] else 'MISSED'} goal <= 1.05)"
-            )
-            if "tiny_overhead_ratio" in r:
-                print(
-                    f"{'tiny CNN':>12}: raw p50 {r['tiny_raw_p50_us']:.1f} us, sdk p50 "
-                    f"{r['tiny_sdk_p50_us']:.1f} us, ratio {r['tiny_overhead_ratio']:.3f} "
-                    f"(cpu {r['tiny_cpu_ratio']:.3f}; goal <= 1.15; NaN check on: "
-                    f"{r['tiny_nan_check_ratio']:.3f})"
-                )
-    for r in results:
-        print(json.dumps(r))
-    return 0
+        results[-1].update(run_tiny(args.tiny_blocks, args.tiny_per_block), host=host_line())
+    return emit(results, args.json, *(line for r in results for line in _summary(r)))
+
+
+def _summary(r: dict) -> list[str]:
+    """The human lines of one backend's result."""
+    lines = [
+        f"{r['backend']:>12}: raw p50 {r['raw_p50_us']:.0f} us, sdk p50 "
+        f"{r['sdk_p50_us']:.0f} us, ratio {r['overhead_ratio']:.3f} "
+        f"({'ok' if r['goal_met'] else 'MISSED'} goal <= 1.05)"
+    ]
+    if "tiny_overhead_ratio" in r:
+        lines.append(
+            f"{'tiny CNN':>12}: raw p50 {r['tiny_raw_p50_us']:.1f} us, sdk p50 "
+            f"{r['tiny_sdk_p50_us']:.1f} us, ratio {r['tiny_overhead_ratio']:.3f} "
+            f"(cpu {r['tiny_cpu_ratio']:.3f}; goal <= 1.15; NaN check on: "
+            f"{r['tiny_nan_check_ratio']:.3f})"
+        )
+    return lines
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ raw_broker_msgs_per_s, ratio and the settings used.
 
 from __future__ import annotations
 
-import argparse
 import multiprocessing as mp
 import socket
 import sys
@@ -33,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _harness import emit, host  # noqa: E402 (after sys.path)
+from _harness import emit, host, parser  # noqa: E402 (after sys.path)
 
 CHUNK = 256 * 1024  # bytes per socket write
 
@@ -305,15 +304,13 @@ def ingest_phase(broker, broker_ps, jobs, done, args, *, paho: bool, limit: int 
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--messages", type=int, default=200_000)
-    ap.add_argument("--publishers", type=int, default=2)
-    ap.add_argument("--devices", type=int, default=500, help="device ids per publisher")
-    ap.add_argument("--replicas", type=int, default=2, help="fleet processes sharing ingestion")
+    ap = parser(__doc__, messages=200_000, publishers=2,
+                devices=(500, "device ids per publisher"),
+                samples=(1, "telemetry samples per message"),
+                rate=(0.0, "offered msg/s in total (0: max)"),
+                replicas=(2, "fleet processes sharing ingestion"),
+                batch=(5000, "telemetry_batch_size"))  # fmt: skip
     ap.add_argument("--qos", type=int, choices=(0, 1), default=0)
-    ap.add_argument("--samples", type=int, default=1, help="telemetry samples per message")
-    ap.add_argument("--rate", type=float, default=0, help="offered msg/s in total (0: max)")
-    ap.add_argument("--batch", type=int, default=5000, help="telemetry_batch_size")
     ap.add_argument(
         "--compare-paho",
         type=int,
@@ -321,7 +318,6 @@ def main() -> None:
         metavar="N",
         help="also run about N messages through the previous paho on_message path",
     )
-    ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 
     import psutil

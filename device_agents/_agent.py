@@ -89,25 +89,16 @@ class Agent:
             self.store,
             self.journal,
             root / "downloads",
+            s,
             DeployHooks(
                 emit=self.events.deployment,
                 policy=self.policy,
                 profile_name=lambda: self.profile_name,
                 probe=self._probe,
                 traffic=self._traffic,
-                backend=s.backend,
-                profile=s.profile,
-                smoke_test=s.smoke_test,
-                fault_point=s.fault_point,
-                download_token=s.device_token,
-                http_timeout_s=s.http_timeout_s,
-                http_ca=str(s.http_ca) if s.http_ca else None,
-                download_retries=s.download_retries,
                 isolation=SmokeIsolation(
                     tuple(s.trusted_package_keys), dict(s.backends), s.smoke_timeout_s
                 ) if s.smoke_isolated else None,
-                max_resumes=s.max_resumes,
-                windows=lambda: s.maintenance_windows,
             ),
         )  # fmt: skip
         self._own_mux = mux is None

@@ -66,7 +66,7 @@ class CommandHandler:
         self.work = work
         self.deployer = deployer
         self.store, self.journal, hooks = deployer.store, deployer.journal, deployer.hooks
-        self.policy, self.backend = hooks.policy, hooks.backend
+        self.policy, self.backend = hooks.policy, deployer.settings.backend
         self.configure = configure
 
     # -- commands

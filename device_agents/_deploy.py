@@ -28,7 +28,6 @@ from edgefleet.sdk.protocol import (
     WAITING_FOR_WINDOW,
     DeployCommand,
     DeploymentState,
-    MaintenanceWindow,
     next_window_start,
     window_open,
 )
@@ -43,6 +42,8 @@ from ._ticket_renewal import has_ticket, renew_ticket
 if TYPE_CHECKING:
     from edgefleet.sdk import TrustPolicy
     from edgefleet.sdk.backends import OnnxRuntimeOptions
+
+    from ._settings import AgentSettings
 
 __all__ = ["Deployer", "DeployHooks"]
 
@@ -67,14 +68,6 @@ class DeployHooks:
     probe: Callable[[], bool]
     # (calls, backend errors) served to apps so far, for the health window.
     traffic: Callable[[], tuple[int, int]] = lambda: (0, 0)
-    backend: str | None = None
-    profile: str | None = None  # configured target profile for loading; None = detect
-    smoke_test: bool = True
-    fault_point: str | None = None
-    download_token: str | None = None
-    http_timeout_s: float = 30.0
-    http_ca: str | None = None
-    download_retries: int = 5
     canceled: set[str] = field(default_factory=set)
     # onnxruntime options for the smoke-test session; None = the profile's (what serving
     # uses). ``Simulation`` sets one intra-op thread: a default pool per session spawned and
@@ -83,22 +76,30 @@ class DeployHooks:
     # Smoke-test in a child process (a native crash costs the package, not the agent);
     # None = in this process (the simulator: hundreds of agents share one process).
     isolation: SmokeIsolation | None = None
-    # Restarts of the agent during one deployment before it gives up on it (a crash loop).
-    max_resumes: int = 3
-    # The device's own maintenance windows (settings); the command's windows win.
-    windows: Callable[[], list[MaintenanceWindow]] = lambda: []
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     window_poll_s: float = 5.0
 
 
 class Deployer:
-    def __init__(self, store: ModelStore, journal: Journal, downloads: Path, hooks: DeployHooks):
-        self.store, self.journal, self.downloads, self.hooks = store, journal, downloads, hooks
+    """Runs deployments as the ``settings`` say (backend, profile, downloads, smoke test,
+    resumes, the device's own maintenance windows); ``hooks`` reach the agent around it."""
+
+    def __init__(
+        self,
+        store: ModelStore,
+        journal: Journal,
+        downloads: Path,
+        settings: AgentSettings,
+        hooks: DeployHooks,
+    ):
+        self.store, self.journal, self.downloads = store, journal, downloads
+        self.settings, self.hooks = settings, hooks
+        self.ca_file = str(settings.http_ca) if settings.http_ca else None
         self.lock = threading.Lock()  # one deployment at a time
 
     # -- helpers
     def _fault(self, point: str) -> None:
-        if self.hooks.fault_point == point:
+        if self.settings.fault_point == point:
             log.warning("fault injection: exiting at %s", point)
             os._exit(137)
 
@@ -159,7 +160,7 @@ class Deployer:
             self.journal.save(rec)
             log.info("resuming deployment %s from %s (restart %d)", rec.deployment_id,
                      rec.state.value, rec.resumes)  # fmt: skip
-            if rec.resumes > self.hooks.max_resumes:
+            if rec.resumes > self.settings.max_resumes:
                 return self._give_up(rec)
             return self._drive(rec)
 
@@ -223,12 +224,12 @@ class Deployer:
         spec = DownloadSpec(
             url=cmd.artifact_url,
             size=cmd.size,
-            token=self.hooks.download_token,
-            timeout_s=self.hooks.http_timeout_s,
-            retries=self.hooks.download_retries,
-            ca_file=self.hooks.http_ca,
+            token=self.settings.device_token,
+            timeout_s=self.settings.http_timeout_s,
+            retries=self.settings.download_retries,
+            ca_file=self.ca_file,
             # Tickets live minutes: a refused one is renewed with the signed command.
-            renew=(lambda: renew_ticket(cmd, self.hooks.http_timeout_s))
+            renew=(lambda: renew_ticket(cmd, self.settings.http_timeout_s))
             if has_ticket(cmd.artifact_url) else None,
         )  # fmt: skip
         half = cmd.size // 2
@@ -245,12 +246,12 @@ class Deployer:
                 self._parts(rec),
                 FetchOptions(
                     policy=self.hooks.policy(),
-                    backend=self.hooks.backend,
-                    profile=self.hooks.profile,
-                    token=self.hooks.download_token,
-                    timeout_s=self.hooks.http_timeout_s,
-                    retries=self.hooks.download_retries,
-                    ca_file=self.hooks.http_ca,
+                    backend=self.settings.backend,
+                    profile=self.settings.profile,
+                    token=self.settings.device_token,
+                    timeout_s=self.settings.http_timeout_s,
+                    retries=self.settings.download_retries,
+                    ca_file=self.ca_file,
                     renew=spec.renew,
                 ),
                 on_progress=lambda done, total: (
@@ -322,7 +323,7 @@ class Deployer:
     def _await_window(self, rec: DeploymentRecord) -> None:
         """Outside every maintenance window: stay STAGED (said once, with when the next
         window opens) until one opens or the fleet cancels. A restart resumes here."""
-        windows = rec.command.maintenance_windows or self.hooks.windows()
+        windows = rec.command.maintenance_windows or self.settings.maintenance_windows
         if window_open(windows, self.hooks.clock()):
             return
         nxt = next_window_start(windows, self.hooks.clock())
@@ -345,7 +346,7 @@ class Deployer:
             # Killed after the switch, inside the health window: the new model never proved
             # itself, so the safe choice is the previous one.
             return self._rollback(rec, "agent restarted during the health window")
-        if self.hooks.smoke_test:
+        if self.settings.smoke_test:
             self._smoke(rec)
         self.store.activate(rec.to_slot)
         self._fault("after:SWITCH")
@@ -355,15 +356,15 @@ class Deployer:
         return self._to(rec, S.ACTIVE)
 
     def _smoke(self, rec: DeploymentRecord) -> None:
-        slot, h = self.store.slot_dir(rec.to_slot), self.hooks
+        slot, h, s = self.store.slot_dir(rec.to_slot), self.hooks, self.settings
         if h.isolation is not None:
             out = smoke_in_child(
-                slot, backend=h.backend, profile=h.profile, isolation=h.isolation,
+                slot, backend=s.backend, profile=s.profile, isolation=h.isolation,
                 onnxruntime=h.smoke_onnxruntime,
             )  # fmt: skip
         else:
             out = run_smoke(
-                slot, backend=h.backend, profile=h.profile, trust=h.policy(),
+                slot, backend=s.backend, profile=s.profile, trust=h.policy(),
                 onnxruntime=h.smoke_onnxruntime,
             )  # fmt: skip
         if not out.passed:
@@ -376,7 +377,7 @@ class Deployer:
         deadline = time.monotonic() + window
         while True:
             probes += 1
-            ok = self.hooks.probe() and self.hooks.fault_point != "health:fail"
+            ok = self.hooks.probe() and self.settings.fault_point != "health:fail"
             bad += 0 if ok else 1
             if time.monotonic() >= deadline:
                 break

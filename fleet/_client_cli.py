@@ -1,5 +1,6 @@
 """``edgefleet fleet models|devices|rollouts|tokens|audit|login``: the operator's commands
-(``rollouts`` lives in ``_client_cli_rollouts``; the shared options and helpers are here).
+(``rollouts`` lives in ``_client_cli_rollouts``; the shared options and helpers are here:
+``@remote_command`` gives a command --url, --token and --json as one :class:`Remote`).
 
 They speak only the HTTP API through :class:`FleetClient` (httpx), so they run on a laptop
 with ``edgefleet[client]``. URL and token: ``--url``/``--token``, else ``EDGEFLEET_URL`` /
@@ -9,11 +10,15 @@ takes ``--json`` (one JSON document on stdout, for scripts).
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import sys
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
@@ -23,9 +28,13 @@ from ._api_client import FleetApiError, FleetClient, save_client_config
 
 __all__ = ["register"]
 
+T = TypeVar("T")
+
 Url = Annotated[str | None, typer.Option("--url", help="Fleet URL (else EDGEFLEET_URL).")]
 Token = Annotated[str | None, typer.Option("--token", help="API token (else EDGEFLEET_TOKEN).")]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+# The options every command taking a Remote has, after its own: (name, annotation, default).
+_REMOTE_OPTIONS = (("url", Url, None), ("token", Token, None), ("as_json", Json, False))
 
 models_app = typer.Typer(no_args_is_help=True, help="Model packages in the registry.")
 devices_app = typer.Typer(no_args_is_help=True, help="Devices: list, show, tag, decommission.")
@@ -42,13 +51,6 @@ def register(app: typer.Typer) -> None:
     app.add_typer(tokens_app, name="tokens")
     app.command("audit")(audit)
     app.command("login")(login)
-
-
-def _client(url: str | None, token: str | None) -> FleetClient:
-    try:
-        return FleetClient(url, token)
-    except FleetApiError as e:
-        _fail(e)
 
 
 def _fail(e: Exception) -> NoReturn:
@@ -75,22 +77,69 @@ def _emit(data: Any) -> None:
     sys.stdout.write(json.dumps(plain(data), default=str) + "\n")
 
 
-def _reply(data: Any, as_json: bool, text: str) -> None:
-    """A command's short answer: ``data`` as JSON with --json, else the line ``text``."""
-    if as_json:
-        _emit(data)
-    else:
-        typer.echo(text)
+@dataclass(frozen=True)
+class Remote:
+    """The fleet a command talks to (--url, --token) and how it answers (--json)."""
+
+    url: str | None
+    token: str | None
+    as_json: bool = False
+
+    def client(self) -> FleetClient:
+        """A client for the fleet (the caller closes it); exit 2 if URL or token is missing."""
+        try:
+            return FleetClient(self.url, self.token)
+        except FleetApiError as e:
+            _fail(e)
+
+    def run(self, fn: Callable[[FleetClient], T]) -> T:
+        """``fn(client)`` on a fresh client; an API error exits 2 with its message."""
+        client = self.client()
+        try:
+            return fn(client)
+        except FleetApiError as e:
+            _fail(e)
+        finally:
+            client.close()
+
+    def reply(self, data: Any, text: str) -> None:
+        """A command's short answer: ``data`` as JSON with --json, else the line ``text``."""
+        if self.as_json:
+            _emit(data)
+        else:
+            typer.echo(text)
+
+    def table(
+        self,
+        data: Any,
+        header: Sequence[str],
+        rows: Iterable[Sequence[str]],
+        title: str | None = None,
+    ) -> None:
+        """A listing: ``data`` as JSON with --json, else a table of ``rows`` under ``header``."""
+        if self.as_json:
+            return _emit(data)
+        t = Table(*header, title=title)
+        for row in rows:
+            t.add_row(*row)
+        out.print(t)
 
 
-def _run(url, token, fn):
-    client = _client(url, token)
-    try:
-        return fn(client)
-    except FleetApiError as e:
-        _fail(e)
-    finally:
-        client.close()
+def remote_command(fn: Callable[..., None]) -> Callable[..., None]:
+    """``fn(remote, ...)`` as a Typer command: its own parameters, then --url, --token and
+    --json (declared once here), which reach ``fn`` as one :class:`Remote`."""
+    own = list(inspect.signature(fn, eval_str=True).parameters.values())[1:]
+    shared = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=kind, default=default)
+        for name, kind, default in _REMOTE_OPTIONS
+    ]
+
+    @functools.wraps(fn)
+    def command(*args: Any, url: str | None, token: str | None, as_json: bool, **kw: Any) -> None:
+        return fn(Remote(url, token, as_json), *args, **kw)
+
+    command.__signature__ = inspect.Signature(own + shared)  # what Typer reads
+    return command
 
 
 def _ts(v: datetime | float | None) -> str:
@@ -110,77 +159,72 @@ def login(
     config: Annotated[Path | None, typer.Option(help="Config file (default per user).")] = None,
 ) -> None:
     """Check the token against the fleet and save URL + token to the config file (0600)."""
-    me = _run(url, token, lambda c: c.whoami())
+    me = Remote(url, token).run(lambda c: c.whoami())
     path = save_client_config(url, token, config)
     typer.echo(f"logged in to {url} as token {me['id']} ({me['role']}); saved to {path}")
 
 
+@remote_command
 def audit(
-    url: Url = None,
-    token: Token = None,
-    as_json: Json = False,
+    remote: Remote,
     limit: Annotated[int, typer.Option(help="Newest N entries.")] = 50,
     target: Annotated[str | None, typer.Option(help="rollout|model|device|token")] = None,
     target_id: Annotated[str | None, typer.Option(help="e.g. a rollout id")] = None,
 ) -> None:
     """Who did what to which rollout, model, device or token."""
-    page = _run(url, token, lambda c: c.audit(limit=limit, target_type=target, target_id=target_id))
-    if as_json:
-        return _emit(page)
-    t = Table("id", "when", "who", "role", "action", "target")
-    for e in page.items:
-        t.add_row(
-            str(e.id),
-            _ts(e.at),
-            e.actor_id or "(hidden)",
-            e.actor_role,
-            e.action,
-            f"{e.target_type} {e.target_id}",
-        )
-    out.print(t)
+    page = remote.run(lambda c: c.audit(limit=limit, target_type=target, target_id=target_id))
+    remote.table(
+        page,
+        ("id", "when", "who", "role", "action", "target"),
+        (
+            (str(e.id), _ts(e.at), e.actor_id or "(hidden)", e.actor_role, e.action,
+             f"{e.target_type} {e.target_id}")
+            for e in page.items
+        ),
+    )  # fmt: skip
 
 
 # ---------------------------------------------------------------------- models
 
 
 @models_app.command("list")
-def models_list(url: Url = None, token: Token = None, as_json: Json = False) -> None:
+@remote_command
+def models_list(remote: Remote) -> None:
     """Registered model versions."""
-    models = _run(url, token, lambda c: c.models())
-    if as_json:
-        return _emit(models)
-    t = Table("model", "task", "signed by", "artifacts", "size", "uploaded")
-    for m in models:
-        arts = ", ".join(f"{a.get('format')}/{a.get('precision')}" for a in m.artifacts)
-        t.add_row(
-            m.ref, m.task, m.signed_by or "", arts, f"{m.size / 1024:.1f} KiB", _ts(m.created_at)
-        )
-    out.print(t)
+    models = remote.run(lambda c: c.models())
+    remote.table(
+        models,
+        ("model", "task", "signed by", "artifacts", "size", "uploaded"),
+        (
+            (m.ref, m.task, m.signed_by or "",
+             ", ".join(f"{a.get('format')}/{a.get('precision')}" for a in m.artifacts),
+             f"{m.size / 1024:.1f} KiB", _ts(m.created_at))
+            for m in models
+        ),
+    )  # fmt: skip
 
 
 @models_app.command("upload")
+@remote_command
 def models_upload(
+    remote: Remote,
     package: Annotated[Path, typer.Argument(help="A signed .efpkg")],
-    url: Url = None,
-    token: Token = None,
-    as_json: Json = False,
 ) -> None:
     """Upload a package; the fleet checks its signature and every artifact hash."""
-    mv = _run(url, token, lambda c: c.upload(package))
-    _reply(mv, as_json, f"uploaded {mv.ref} (digest {mv.digest[:12]}, {mv.size} bytes)")
+    mv = remote.run(lambda c: c.upload(package))
+    remote.reply(mv, f"uploaded {mv.ref} (digest {mv.digest[:12]}, {mv.size} bytes)")
 
 
 @models_app.command("show")
+@remote_command
 def models_show(
+    remote: Remote,
     model: Annotated[str, typer.Argument(help="name@version")],
-    url: Url = None,
-    token: Token = None,
-    as_json: Json = False,
 ) -> None:
     """One model version with its artifacts."""
     name, version = _model_ref(model)
-    mv = _run(url, token, lambda c: c.model(name, version))
-    if as_json:
+    mv = remote.run(lambda c: c.model(name, version))
+    if remote.as_json:
         return _emit(mv)
     out.print(
         f"[b]{mv.ref}[/b]  task {mv.task or '-'}  signed by {mv.signed_by}  digest {mv.digest}"
@@ -201,10 +245,9 @@ def models_show(
 
 
 @devices_app.command("list")
+@remote_command
 def devices_list(
-    url: Url = None,
-    token: Token = None,
-    as_json: Json = False,
+    remote: Remote,
     search: Annotated[str, typer.Option("--search", "-q", help="Part of the device id.")] = "",
     profile: Annotated[str | None, typer.Option(help="Hardware profile.")] = None,
     tag: Annotated[str | None, typer.Option(help="Devices with this tag.")] = None,
@@ -215,9 +258,7 @@ def devices_list(
     limit: Annotated[int, typer.Option(help="Page size (max 500).")] = 50,
 ) -> None:
     """Devices, filtered and paged on the server."""
-    page = _run(
-        url,
-        token,
+    page = remote.run(
         lambda c: c.search_devices(
             search,
             profile=profile,
@@ -229,38 +270,25 @@ def devices_list(
             limit=limit,
         ),
     )
-    if as_json:
-        return _emit(page)
-    t = Table(
-        "id",
-        "online",
-        "profile",
-        "tags",
-        "active",
-        "deployment",
-        "last seen",
+    remote.table(
+        page,
+        ("id", "online", "profile", "tags", "active", "deployment", "last seen"),
+        (
+            (d.id, "[green]online[/]" if d.online else "[dim]offline[/]", d.profile or "",
+             ", ".join(d.tags), d.active_model or "", d.get("deployment_state") or "",
+             _ts(d.last_seen))
+            for d in page.items
+        ),
         title=f"{len(page.items)} of {page.total} devices (offset {page.offset})",
-    )
-    for d in page.items:
-        t.add_row(
-            d.id,
-            "[green]online[/]" if d.online else "[dim]offline[/]",
-            d.profile or "",
-            ", ".join(d.tags),
-            d.active_model or "",
-            d.get("deployment_state") or "",
-            _ts(d.last_seen),
-        )
-    out.print(t)
+    )  # fmt: skip
 
 
 @devices_app.command("show")
-def devices_show(
-    device_id: str, url: Url = None, token: Token = None, as_json: Json = False
-) -> None:
+@remote_command
+def devices_show(remote: Remote, device_id: str) -> None:
     """Inventory, slots, maintenance windows and deployment history of one device."""
-    d = _run(url, token, lambda c: c.device(device_id))
-    if as_json:
+    d = remote.run(lambda c: c.device(device_id))
+    if remote.as_json:
         return _emit(d)
     inv = d.inventory
     out.print(
@@ -290,13 +318,12 @@ def devices_show(
 
 
 @devices_app.command("tag")
+@remote_command
 def devices_tag(
+    remote: Remote,
     device_id: str,
     add: Annotated[list[str] | None, typer.Option("--add", help="Tag to add.")] = None,
     remove: Annotated[list[str] | None, typer.Option("--remove", help="Tag to remove.")] = None,
-    url: Url = None,
-    token: Token = None,
-    as_json: Json = False,
 ) -> None:
     """Add or remove operator tags (tags the device reports itself stay)."""
 
@@ -304,12 +331,14 @@ def devices_tag(
         tags = set(c.device(device_id).tags) | set(add or [])
         return c.set_tags(device_id, tags - set(remove or []))
 
-    d = _run(url, token, go)
-    _reply(d, as_json, f"{d.id}: tags {', '.join(d.tags) or '(none)'}")
+    d = remote.run(go)
+    remote.reply(d, f"{d.id}: tags {', '.join(d.tags) or '(none)'}")
 
 
 @devices_app.command("windows")
+@remote_command
 def devices_windows(
+    remote: Remote,
     device_id: str,
     window: Annotated[
         list[str] | None,
@@ -317,9 +346,6 @@ def devices_windows(
             "--window", help="'CRON;DURATION_S[;TZ]', e.g. '0 2 * * *;3600;Europe/Berlin'"
         ),
     ] = None,
-    url: Url = None,
-    token: Token = None,
-    as_json: Json = False,
 ) -> None:
     """Set (or, without --window, clear) the device's maintenance windows."""
     windows = []
@@ -334,57 +360,54 @@ def devices_windows(
                 "timezone": parts[2] if len(parts) == 3 else "UTC",
             }
         )
-    d = _run(url, token, lambda c: c.set_maintenance_windows(device_id, windows))
-    _reply(d, as_json, f"{d.id}: {len(d.maintenance_windows)} maintenance window(s)")
+    d = remote.run(lambda c: c.set_maintenance_windows(device_id, windows))
+    remote.reply(d, f"{d.id}: {len(d.maintenance_windows)} maintenance window(s)")
 
 
 @devices_app.command("decommission")
+@remote_command
 def devices_decommission(
+    remote: Remote,
     device_id: str,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
-    url: Url = None,
-    token: Token = None,
-    as_json: Json = False,
 ) -> None:
     """Revoke the device's credentials; it is ignored from now on (admin)."""
     if not yes:
         typer.confirm(f"Decommission {device_id}? Its credentials are revoked", abort=True)
-    d = _run(url, token, lambda c: c.decommission(device_id))
-    _reply(d, as_json, f"decommissioned {d.id}")
+    d = remote.run(lambda c: c.decommission(device_id))
+    remote.reply(d, f"decommissioned {d.id}")
 
 
 # ---------------------------------------------------------------------- tokens
 
 
 @tokens_app.command("list")
-def tokens_list(url: Url = None, token: Token = None, as_json: Json = False) -> None:
+@remote_command
+def tokens_list(remote: Remote) -> None:
     """API tokens (ids and roles, never secrets)."""
-    toks = _run(url, token, lambda c: c.tokens())
-    if as_json:
-        return _emit(toks)
-    t = Table("id", "name", "role", "created", "revoked")
-    for k in toks:
-        t.add_row(k.id, k.name, k.role, _ts(k.created_at), "yes" if k.revoked else "")
-    out.print(t)
+    toks = remote.run(lambda c: c.tokens())
+    remote.table(
+        toks,
+        ("id", "name", "role", "created", "revoked"),
+        ((k.id, k.name, k.role, _ts(k.created_at), "yes" if k.revoked else "") for k in toks),
+    )
 
 
 @tokens_app.command("create")
+@remote_command
 def tokens_create(
+    remote: Remote,
     role: Annotated[str, typer.Option("--role", "-r", help="viewer, operator or admin")],
     name: Annotated[str, typer.Option(help="A label.")] = "",
-    url: Url = None,
-    token: Token = None,
-    as_json: Json = False,
 ) -> None:
     """Create a token; it is printed once."""
-    new = _run(url, token, lambda c: c.create_token(role, name))
-    _reply({"token": new, "id": new.split("_")[1], "role": role}, as_json, new)
+    new = remote.run(lambda c: c.create_token(role, name))
+    remote.reply({"token": new, "id": new.split("_")[1], "role": role}, new)
 
 
 @tokens_app.command("revoke")
-def tokens_revoke(
-    token_id: str, url: Url = None, token: Token = None, as_json: Json = False
-) -> None:
+@remote_command
+def tokens_revoke(remote: Remote, token_id: str) -> None:
     """Revoke a token by id."""
-    _run(url, token, lambda c: c.revoke_token(token_id))
-    _reply({"revoked": token_id}, as_json, f"revoked {token_id}")
+    remote.run(lambda c: c.revoke_token(token_id))
+    remote.reply({"revoked": token_id}, f"revoked {token_id}")

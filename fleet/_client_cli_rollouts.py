@@ -14,7 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ._api_client import ACTIONS, FINAL_STATUSES, FleetApiError
-from ._client_cli import Json, Token, Url, _client, _emit, _fail, _model_ref, _reply, _run, _ts, out
+from ._client_cli import Remote, _emit, _fail, _model_ref, _ts, out, remote_command
 
 __all__ = ["rollouts_app"]
 
@@ -38,7 +38,9 @@ def _wave_sizes(text: str) -> list[dict]:
 
 
 @rollouts_app.command("create")
+@remote_command
 def rollouts_create(
+    remote: Remote,
     model: Annotated[str, typer.Option("--model", "-m", help="name@version")],
     name: Annotated[str | None, typer.Option(help="Rollout name (default: the model).")] = None,
     tag: Annotated[list[str] | None, typer.Option(help="Target devices with ALL tags.")] = None,
@@ -57,9 +59,6 @@ def rollouts_create(
         datetime | None,
         typer.Option(help="Scheduled start, ISO time with zone (2026-01-01T02:00:00+00:00)."),
     ] = None,
-    url: Url = None,
-    token: Token = None,
-    as_json: Json = False,
 ) -> None:
     """Create a rollout (DRAFT unless --start or --start-at)."""
     mname, version = _model_ref(model, "--model: ")
@@ -98,28 +97,26 @@ def rollouts_create(
     }
     if start_at is not None:
         body["start_at"] = start_at.isoformat()
-    ro = _run(url, token, lambda c: c.create_rollout(body))
+    ro = remote.run(lambda c: c.create_rollout(body))
     when = f", starts {_ts(ro.start_at)}" if ro.start_at else ""
     waves = f"{ro.device_count} devices in {ro.wave_count} waves{when}"
-    _reply(ro, as_json, f"rollout {ro.id} {ro.status}: {waves}")
+    remote.reply(ro, f"rollout {ro.id} {ro.status}: {waves}")
 
 
 def _action_command(action: str):
     def cmd(
+        remote: Remote,
         rollout_id: int,
         reason: Annotated[str, typer.Option(help="Why (kept in the event log).")] = "",
         yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
-        url: Url = None,
-        token: Token = None,
-        as_json: Json = False,
     ) -> None:
-        if action in ("abort", "rollback") and not yes and not as_json:
+        if action in ("abort", "rollback") and not yes and not remote.as_json:
             typer.confirm(f"{action.capitalize()} rollout {rollout_id}?", abort=True)
-        ro = _run(url, token, lambda c: c.act(rollout_id, action, reason or f"{action} from CLI"))
-        _reply(ro, as_json, f"rollout {ro.id}: {ro.status} ({ro.reason})")
+        ro = remote.run(lambda c: c.act(rollout_id, action, reason or f"{action} from CLI"))
+        remote.reply(ro, f"rollout {ro.id}: {ro.status} ({ro.reason})")
 
     cmd.__doc__ = f"{action.capitalize()} a rollout."
-    return cmd
+    return remote_command(cmd)
 
 
 for _action in ACTIONS:
@@ -127,23 +124,19 @@ for _action in ACTIONS:
 
 
 @rollouts_app.command("list")
-def rollouts_list(url: Url = None, token: Token = None, as_json: Json = False) -> None:
+@remote_command
+def rollouts_list(remote: Remote) -> None:
     """Rollouts, newest first."""
-    ros = _run(url, token, lambda c: c.rollouts())
-    if as_json:
-        return _emit(ros)
-    t = Table("id", "name", "model", "status", "wave", "devices", "reason")
-    for r in ros:
-        t.add_row(
-            str(r.id),
-            r.name,
-            r.model,
-            r.status,
-            f"{r.current_wave + 1}/{r.wave_count}",
-            str(r.device_count),
-            r.reason,
-        )
-    out.print(t)
+    ros = remote.run(lambda c: c.rollouts())
+    remote.table(
+        ros,
+        ("id", "name", "model", "status", "wave", "devices", "reason"),
+        (
+            (str(r.id), r.name, r.model, r.status, f"{r.current_wave + 1}/{r.wave_count}",
+             str(r.device_count), r.reason)
+            for r in ros
+        ),
+    )  # fmt: skip
 
 
 def _view(ro) -> Group:
@@ -190,39 +183,37 @@ def _view(ro) -> Group:
 
 
 @rollouts_app.command("show")
-def rollouts_show(
-    rollout_id: int, url: Url = None, token: Token = None, as_json: Json = False
-) -> None:
+@remote_command
+def rollouts_show(remote: Remote, rollout_id: int) -> None:
     """Status, waves, gates, per-device states and the event log."""
-    ro = _run(url, token, lambda c: c.rollout(rollout_id))
-    if as_json:
+    ro = remote.run(lambda c: c.rollout(rollout_id))
+    if remote.as_json:
         return _emit(ro)
     out.print(_view(ro))
 
 
 @rollouts_app.command("watch")
+@remote_command
 def rollouts_watch(
+    remote: Remote,
     rollout_id: int,
     interval: Annotated[float, typer.Option(help="Seconds between polls.")] = 1.0,
     timeout: Annotated[float, typer.Option(help="Give up after this many seconds.")] = 0.0,
-    url: Url = None,
-    token: Token = None,
-    as_json: Json = False,
 ) -> None:
     """Live view of waves and gates until the rollout ends (COMPLETED: exit 0; ABORTED or
     ROLLED_BACK: exit 1). With --json: one line per change of status, wave or progress."""
-    client = _client(url, token)
+    client = remote.client()
     deadline = time.monotonic() + timeout if timeout > 0 else float("inf")
     last = None
     try:
         ro = client.rollout(rollout_id)
-        live = None if as_json else Live(_view(ro), console=out, refresh_per_second=4)
+        live = None if remote.as_json else Live(_view(ro), console=out, refresh_per_second=4)
         if live:
             live.start()
         try:
             while True:
                 key = (ro.status, ro.current_wave, tuple((w.active, w.failed) for w in ro.waves))
-                if as_json and key != last:
+                if remote.as_json and key != last:
                     _emit(
                         {
                             "id": ro.id,

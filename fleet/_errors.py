@@ -23,55 +23,47 @@ T = TypeVar("T")
 
 
 class FleetError(EdgefleetError):
-    """Root of the fleet's errors; the API answers ``{"detail": message}`` with its status."""
+    """Root of the fleet's errors; the API answers ``{"detail": message}`` with its status
+    (``status_code``, given by a subclass as ``class XError(FleetError, status=...)``)."""
 
     status_code = 400
 
+    def __init_subclass__(cls, status: int | None = None, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if status is not None:
+            cls.status_code = status
 
-class BadRequestError(FleetError):
+
+class BadRequestError(FleetError, status=400):
     """The request is well formed but its content is refused (unknown device ids, a bad package)."""
 
-    status_code = 400
 
-
-class AuthError(FleetError):
+class AuthError(FleetError, status=401):
     """No credential, or one that is malformed, unknown, revoked or expired."""
 
-    status_code = 401
 
-
-class ForbiddenError(FleetError):
+class ForbiddenError(FleetError, status=403):
     """A valid token whose role does not allow the action."""
 
-    status_code = 403
 
-
-class NotFoundError(FleetError):
+class NotFoundError(FleetError, status=404):
     """The named device, model version, rollout or token does not exist."""
 
-    status_code = 404
 
-
-class ConflictError(FleetError):
+class ConflictError(FleetError, status=409):
     """The request contradicts what is stored (a version uploaded twice, a decommissioned id)."""
 
-    status_code = 409
 
-
-class PayloadTooLargeError(FleetError):
+class PayloadTooLargeError(FleetError, status=413):
     """An upload over the configured size limit."""
-
-    status_code = 413
 
 
 class InvalidTransitionError(ConflictError):
     """A rollout action is not allowed in the rollout's current state."""
 
 
-class StorageError(FleetError):
+class StorageError(FleetError, status=503):
     """The artifact store is misconfigured or unreachable: not the client's fault."""
-
-    status_code = 503
 
 
 def found(row: T | None, message: str) -> T:

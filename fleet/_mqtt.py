@@ -16,7 +16,6 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from urllib.parse import urlparse
 
 import paho.mqtt.client as mqtt
@@ -39,6 +38,7 @@ from ._ingest import TelemetryIngest
 from ._mqtt_wire import publish_limit
 from ._paho_guard import GuardedClient
 from ._prometheus import Metrics
+from ._settings import FleetSettings
 from ._telemetry_codec import Row, batch_rows
 from ._tls import client_context
 
@@ -51,27 +51,31 @@ class MqttBridge:
     def __init__(
         self,
         url: str,
+        settings: FleetSettings,
         *,
         client_id: str,
         clean_session: bool = True,
-        username: str,
-        password: str,
         share_group: str | None,
-        max_payload_bytes: int,
         metrics: Metrics,
         on_telemetry: Callable[[list[Row]], None],
         on_message: Callable[[object], None],
         fast_telemetry: bool = True,
-        tls_ca: Path | None = None,
-        tls_cert: Path | None = None,
-        tls_key: Path | None = None,
     ) -> None:
+        """Connect to ``url`` (its user and password unless the settings name them) with
+        the settings' MQTT credentials, TLS files and payload limit."""
         u = urlparse(url)
         if u.scheme not in ("mqtt", "tcp", "mqtts"):
             raise ValueError(
                 f"broker URL must be mqtt://host:port or mqtts://host:port, got {url!r}"
             )
-        tls = client_context(tls_ca, tls_cert, tls_key) if u.scheme == "mqtts" else None
+        s = settings
+        tls = (
+            client_context(s.mqtt_tls_ca, s.mqtt_tls_cert, s.mqtt_tls_key)
+            if u.scheme == "mqtts"
+            else None
+        )
+        max_payload_bytes = s.max_payload_bytes
+        username, password = s.mqtt_username or u.username or "", s.mqtt_password or u.password
         self.host = u.hostname or "127.0.0.1"
         self.port = u.port or (8883 if tls else 1883)
         self.share_group = share_group
@@ -92,8 +96,8 @@ class MqttBridge:
             max_packet=publish_limit(max_payload_bytes),
             on_oversized=lambda topic, n: self._reject("oversized", topic, f"{n} bytes"),
         )
-        if username or u.username:
-            self.client.username_pw_set(username or u.username, password or u.password)
+        if username:
+            self.client.username_pw_set(username, password)
         if tls is not None:
             self.client.tls_set_context(tls)  # verifies the chain and the host name
         self.client.max_queued_messages_set(0)
@@ -112,8 +116,8 @@ class MqttBridge:
                 self.port,
                 client_id=f"{client_id}-tm",
                 clean_session=clean_session,
-                username=username or u.username or "",
-                password=password or u.password or "",
+                username=username,
+                password=password or "",
                 topic_filter=(
                     shared_filter("telemetry", share_group)
                     if share_group is not None

@@ -21,8 +21,8 @@ __all__ = ["AuthFailureLimiter", "TooManyRequestsError"]
 log = logging.getLogger(__name__)
 
 
-class TooManyRequestsError(FleetError):
-    status_code = 429
+class TooManyRequestsError(FleetError, status=429):
+    """Too many failed authentications from one client; ``Retry-After`` says when to retry."""
 
     def __init__(self, message: str, retry_after_s: float) -> None:
         super().__init__(message)
@@ -30,6 +30,9 @@ class TooManyRequestsError(FleetError):
 
 
 class AuthFailureLimiter:
+    """Locks a client out for ``lockout_s`` after ``max_failures`` failed authentications
+    within ``window_s``; memory stays bounded by ``max_clients`` under a flood."""
+
     def __init__(
         self,
         max_failures: int = 20,

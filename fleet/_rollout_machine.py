@@ -72,6 +72,8 @@ def plan_waves(device_ids: list[str], spec: RolloutSpec) -> list[list[str]]:
 
 @dataclass(frozen=True)
 class DeviceProgress:
+    """One target device as the engine sees it: its wave and its latest deployment state."""
+
     device_id: str
     wave: int
     state: str
@@ -96,6 +98,8 @@ class GateInputs:
 
 @dataclass(frozen=True)
 class RolloutSnapshot:
+    """The stored rollout as one engine tick reads it."""
+
     status: str
     spec: RolloutSpec
     wave_count: int
@@ -106,6 +110,10 @@ class RolloutSnapshot:
 
 @dataclass
 class Decision:
+    """What one engine tick decided, for the caller to apply: devices to send the deploy
+    command to, devices that timed out, a new status and its reason, the wave and soak
+    changes, devices to roll back and the gate figures to record."""
+
     dispatch: list[str] = field(default_factory=list)
     timed_out: list[str] = field(default_factory=list)
     status: str | None = None

@@ -96,15 +96,10 @@ class FleetService:
                 client_id, clean = f"{s.mqtt_client_id}-{self.instance}", True
             self.mqtt = MqttBridge(
                 url,
+                s,
                 client_id=client_id,
                 clean_session=clean,
-                username=s.mqtt_username,
-                password=s.mqtt_password,
                 share_group=share,
-                max_payload_bytes=s.max_payload_bytes,
-                tls_ca=s.mqtt_tls_ca,
-                tls_cert=s.mqtt_tls_cert,
-                tls_key=s.mqtt_tls_key,
                 metrics=self.metrics,
                 on_telemetry=self.telemetry.put_many,
                 on_message=self.reports.put,

@@ -73,22 +73,28 @@ Progress = Callable[[str], None]
 
 @dataclass(frozen=True)
 class EmulatorRoot:
+    """The emulated aarch64 userland in its cache directory, and how to run its Python."""
+
     cache: Path
 
     @property
     def root(self) -> Path:
+        """The unpacked Debian arm64 packages: qemu's library prefix (``-L``)."""
         return self.cache / "root"
 
     @property
     def site(self) -> Path:
+        """The aarch64 wheels, installed for the emulated Python."""
         return self.cache / "site"
 
     @property
     def overlay(self) -> Path:
+        """Symlinks to the live edgefleet source, first on the emulated ``PYTHONPATH``."""
         return self.cache / "overlay"
 
     @property
     def python(self) -> Path:
+        """The emulated interpreter (Debian's python3.11 for arm64)."""
         return self.root / "usr/bin/python3.11"
 
     def qemu(self) -> str:

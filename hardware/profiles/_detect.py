@@ -39,6 +39,9 @@ class BoardFacts:
 
 @dataclass(frozen=True)
 class Detection:
+    """What :func:`detect` decided: the profile, how and on what evidence, and whether it is
+    exact or a guess."""
+
     profile: Profile
     # How it was decided ("device-tree model", "cpu parts", "architecture fallback", ...).
     method: str

@@ -56,6 +56,9 @@ ACCELERATOR_KINDS = ("gpu", "npu", "dla", "tpu", "dsp")
 
 @dataclass(frozen=True)
 class Accelerator:
+    """An accelerator on the board: its kind (one of ``ACCELERATOR_KINDS``), its name and,
+    when published, its int8 TOPS."""
+
     kind: str
     name: str
     tops_int8: float | None = None
@@ -72,6 +75,8 @@ class RuntimeChoice:
 
 @dataclass(frozen=True)
 class Budgets:
+    """What a package must fit on this target: its size, the latency and the peak memory."""
+
     max_package_bytes: int
     # p95 latency for one batch-1 call of the reference models (tiny MLP/CNN on digits).
     p95_latency_ms: float
@@ -80,6 +85,9 @@ class Budgets:
 
 @dataclass(frozen=True)
 class DetectRules:
+    """How :func:`detect` recognises the board: patterns for the device-tree ``model`` and
+    ``compatible`` strings, and the L4T releases a Jetson may report."""
+
     model_patterns: tuple[str, ...] = ()
     compatible_patterns: tuple[str, ...] = ()
     l4t_releases: tuple[str, ...] = ()
@@ -87,6 +95,10 @@ class DetectRules:
 
 @dataclass(frozen=True)
 class Profile:
+    """One hardware target, read from its TOML file (``source``): the board (architecture,
+    cores, RAM, accelerators, SoC, CPU, OS), the runtimes in preference order, the budgets
+    a package must fit and how :func:`detect` recognises it."""
+
     name: str
     display_name: str
     arch: str
