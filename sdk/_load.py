@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import backends
 from ._buckets import Bucket, bucket_sizes
 from ._cache import Cache
 from ._errors import BackendError, ConfigError, EdgefleetError
@@ -17,14 +18,6 @@ from ._model import Model, ModelInfo
 from ._package import Package, TrustPolicy, open_package
 from ._select import choose, resolve_profile
 from ._sessions import SessionPool
-from .backends import (
-    ExecuTorchOptions,
-    LiteRTOptions,
-    MockOptions,
-    OnnxRuntimeOptions,
-    Session,
-    TorchOptions,
-)
 
 __all__ = ["LoadOptions", "load"]
 
@@ -55,11 +48,11 @@ class LoadOptions:
     trust: TrustPolicy = field(default_factory=TrustPolicy)
     cache: Cache | None = None
     warmup: int = 1
-    onnxruntime: OnnxRuntimeOptions | None = None
-    litert: LiteRTOptions | None = None
-    executorch: ExecuTorchOptions | None = None
-    torch: TorchOptions | None = None
-    mock: MockOptions | None = None
+    onnxruntime: backends.OnnxRuntimeOptions | None = None
+    litert: backends.LiteRTOptions | None = None
+    executorch: backends.ExecuTorchOptions | None = None
+    torch: backends.TorchOptions | None = None
+    mock: backends.MockOptions | None = None
     # generative packages (task "text-generation"): threads, prefix cache size
     generation: GenerateOptions | None = None
     sessions: int = 1
@@ -91,7 +84,7 @@ def _warmup(model: Model, rounds: int) -> None:
             model._call(session, lock, feed)
 
 
-def _load_session(choice, pkg: Package, artifact: Artifact) -> Session:
+def _load_session(choice, pkg: Package, artifact: Artifact) -> backends.Session:
     m = pkg.manifest
     try:
         return choice.backend.load(
@@ -147,7 +140,7 @@ def load(
         )
         m = pkg.manifest
         group = choice.group or (choice.artifact,)
-        buckets: list[tuple[Bucket, Session]] = []
+        buckets: list[tuple[Bucket, backends.Session]] = []
         try:
             for a in group:
                 b = bucket_sizes(a, list(m.inputs))
